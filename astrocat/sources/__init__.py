@@ -1,0 +1,1 @@
+"""Finding inputs, recognising their format by content, and reading them into arrays."""
