@@ -1,3 +1,3 @@
-"""astrocat: trained neural networks over survey images, FITS cut-outs and spectra -> Parquet catalogs."""
+"""astrocat: trained networks over survey images, FITS cut-outs and spectra -> catalogs."""
 
 __version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""The Parquet catalog: schema, parts and atomic commit, reading, science summaries."""

@@ -1,0 +1,136 @@
+"""The catalog's columns, given explicitly (never inferred per part: inferred schemas drift).
+
+Chosen so that ``astropy.table.Table.read`` round-trips it: astropy turns a null string
+into a ``TypeError`` and a null integer into a float, so no column here is ever null.
+Missing values are sentinels instead: NaN for floats, -1 for ``hdu``/``row`` and carried
+integers, "" for strings, False for carried booleans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from astrocat.models.card import ModelCard
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    unit: str = ""
+    description: str = ""
+
+
+BASE_COLUMNS: tuple[Column, ...] = (
+    Column("object_id", pa.string(), "", "Identifier: the file name's stem, or the table's id"),
+    Column("source", pa.string(), "", "Input file, relative to the input root"),
+    Column("hdu", pa.int32(), "", "FITS HDU read (-1: not FITS)"),
+    Column("row", pa.int64(), "", "Row in the spectra table (-1: not a table)"),
+    Column("kind", pa.string(), "", "Input kind: rgb_image, mono_image, spectrum, density_field"),
+    Column("model", pa.string(), "", "Model that produced the outputs ('' when none ran)"),
+    Column("ra", pa.float64(), "deg", "Right ascension from the WCS/header/table (NaN: unknown)"),
+    Column("dec", pa.float64(), "deg", "Declination from the WCS/header/table (NaN: unknown)"),
+    Column("status", pa.string(), "", "ok, or error when the input could not be used"),
+    Column("error", pa.string(), "", "What went wrong and what to do about it ('' when ok)"),
+)
+BASE_NAMES = frozenset(c.name for c in BASE_COLUMNS)
+
+#: Carried table columns that fill a base column instead of being copied.
+CARRIED_INTO_BASE = {"ra": "ra", "dec": "dec"}
+
+
+def output_columns(card: ModelCard) -> list[Column]:
+    return [Column(o.name, pa.float32(), o.unit, o.description) for o in card.outputs]
+
+
+def carried_name(name: str) -> str:
+    """Name of a carried table column in the catalog (prefixed only if it would collide)."""
+    return f"in_{name}" if name in BASE_NAMES else name
+
+
+def sentinel(type_: pa.DataType):
+    """The value a carried column takes in rows that do not carry it."""
+    if pa.types.is_floating(type_):
+        return float("nan")
+    if pa.types.is_integer(type_):
+        return -1
+    if pa.types.is_boolean(type_):
+        return False
+    return ""
+
+
+def to_field(col: Column) -> pa.Field:
+    meta = {}
+    if col.unit:
+        meta[b"unit"] = col.unit.encode()
+    if col.description:
+        meta[b"description"] = col.description.encode()
+    return pa.field(col.name, col.type, nullable=False, metadata=meta or None)
+
+
+def build_schema(
+    cards: Iterable[ModelCard], carried: Iterable[Column] = ()
+) -> tuple[pa.Schema, list[Column]]:
+    """Base columns, then each model's outputs (in order, once), then carried columns."""
+    columns: list[Column] = list(BASE_COLUMNS)
+    seen = set(BASE_NAMES)
+    for card in cards:
+        for col in output_columns(card):
+            if col.name not in seen:
+                columns.append(col)
+                seen.add(col.name)
+    for col in carried:
+        if col.name not in seen:
+            columns.append(col)
+            seen.add(col.name)
+    return pa.schema([to_field(c) for c in columns]), columns
+
+
+def columns_of(schema: pa.Schema) -> list[Column]:
+    """Recover Column descriptions (type, unit, description) from a schema's field metadata."""
+    out = []
+    for f in schema:
+        meta = f.metadata or {}
+        out.append(
+            Column(
+                f.name,
+                f.type,
+                meta.get(b"unit", b"").decode(),
+                meta.get(b"description", b"").decode(),
+            )
+        )
+    return out
+
+
+def astropy_metadata(
+    columns: list[Column], provenance: Mapping[str, object], string_lengths: Mapping[str, int]
+) -> dict[bytes, bytes]:
+    """Key-value metadata that makes ``Table.read`` show units, descriptions and provenance."""
+    import numpy as np
+    from astropy.table import Table
+    from astropy.table import meta as table_meta
+
+    numpy_types = {
+        pa.string(): "U1",
+        pa.bool_(): bool,
+    }
+    empty = Table(meta={"astrocat": dict(provenance)})
+    for col in columns:
+        dtype = numpy_types.get(col.type) or col.type.to_pandas_dtype()
+        empty[col.name] = np.zeros(0, dtype=dtype)
+        if col.unit:
+            empty[col.name].unit = col.unit
+        if col.description:
+            empty[col.name].description = col.description
+    yaml = "\n".join(table_meta.get_yaml_from_table(empty))
+    meta = {b"table_meta_yaml": yaml.encode()}
+    for col in columns:
+        if col.type == pa.string():
+            length = max(1, int(string_lengths.get(col.name, 1)))
+            meta[f"table::len::{col.name}".encode()] = str(length).encode()
+    return meta

@@ -1,0 +1,128 @@
+"""Parts, then commit: each partition writes its own Parquet part atomically; the catalog
+is assembled from finished parts only, streamed batch by batch, and appears at the
+output path in one ``os.replace``. A killed run leaves finished parts to resume from and
+never a half-written catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from astrocat.catalog.schema import (
+    BASE_NAMES,
+    Column,
+    astropy_metadata,
+    columns_of,
+    sentinel,
+    to_field,
+)
+
+PART_META_KEY = b"astrocat_part"
+
+
+def _atomic_write(table: pa.Table, path: Path, **kwargs) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, **kwargs)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_part(table: pa.Table, path: Path, stats: Mapping[str, object]) -> None:
+    """Write one partition's rows, with its statistics in the footer for resuming."""
+    meta = dict(table.schema.metadata or {})
+    meta[PART_META_KEY] = json.dumps(stats).encode()
+    _atomic_write(table.replace_schema_metadata(meta), path, compression="zstd")
+
+
+def part_stats(path: Path) -> dict:
+    """Statistics a finished part recorded (rows, errors, models, string lengths)."""
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[PART_META_KEY])
+
+
+def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType:
+    if a == b:
+        return a
+    if pa.types.is_string(a) or pa.types.is_string(b):
+        return pa.string()
+    return pa.float64()  # int/float/bool mixes: numbers
+
+
+def final_columns(part_schemas: Iterable[pa.Schema], output_names: Sequence[str]) -> list[Column]:
+    """Base columns, the outputs of models that ran, then every carried column seen."""
+    base: dict[str, Column] = {}
+    outputs: dict[str, Column] = {}
+    carried: dict[str, Column] = {}
+    wanted = set(output_names)
+    for schema in part_schemas:
+        for col in columns_of(schema):
+            if col.name in BASE_NAMES:
+                base.setdefault(col.name, col)
+            elif col.name in wanted:
+                outputs.setdefault(col.name, col)
+            elif col.name not in outputs and schema.field(col.name).metadata is not None and (
+                schema.field(col.name).metadata.get(b"carried") == b"1"
+            ):
+                prev = carried.get(col.name)
+                if prev is None:
+                    carried[col.name] = col
+                elif prev.type != col.type:
+                    carried[col.name] = Column(
+                        col.name, _unify(prev.type, col.type), prev.unit, prev.description
+                    )
+    ordered_outputs = [outputs[n] for n in output_names if n in outputs]
+    return [*base.values(), *ordered_outputs, *carried.values()]
+
+
+def _conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
+    arrays = []
+    for col in columns:
+        idx = batch.schema.get_field_index(col.name)
+        if idx < 0:
+            arrays.append(pa.array([sentinel(col.type)] * batch.num_rows, type=col.type))
+        else:
+            arr = batch.column(idx)
+            arrays.append(arr if arr.type == col.type else arr.cast(col.type))
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([to_field(c) for c in columns]))
+
+
+def commit(
+    out: Path,
+    parts: Sequence[Path],
+    output_names: Sequence[str],
+    provenance: Mapping[str, object],
+) -> int:
+    """Assemble finished parts, in plan order, into ``out`` atomically; returns rows written."""
+    schemas = [pq.read_schema(p) for p in parts]
+    columns = final_columns(schemas, output_names)
+    lengths: dict[str, int] = {}
+    for p in parts:
+        for name, n in part_stats(p).get("string_lengths", {}).items():
+            lengths[name] = max(lengths.get(name, 1), n)
+    schema = pa.schema([to_field(c) for c in columns]).with_metadata(
+        {**astropy_metadata(columns, provenance, lengths), b"astrocat": json.dumps(
+            provenance
+        ).encode()}
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    rows = 0
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for p in parts:
+                for batch in pq.ParquetFile(p).iter_batches(batch_size=65536):
+                    conformed = _conform(batch, columns)
+                    writer.write_batch(conformed)
+                    rows += conformed.num_rows
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rows

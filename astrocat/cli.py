@@ -1,0 +1,253 @@
+"""The ``astrocat`` command line (click). Heavy libraries are imported inside commands,
+so ``astrocat --help`` stays fast and CPU inference never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import click
+
+EXIT_OK, EXIT_SOME_ERRORS, EXIT_CANNOT_RUN = 0, 1, 2
+
+EXIT_CODES_HELP = """
+\b
+Exit codes:
+  0  finished, every input ok
+  1  finished, some inputs are error rows in the catalog
+  2  could not run (bad argument, missing input, bad model card, unreachable scheduler)
+"""
+
+
+def _friendly(fn):
+    """Show errors as one line a person can act on; no traceback (ASTROCAT_DEBUG=1 shows it)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from astrocat.errors import AstrocatError
+
+        try:
+            return fn(*args, **kwargs)
+        except AstrocatError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+        except KeyboardInterrupt:
+            click.secho("interrupted: finished parts are kept; run the same command again "
+                        "to resume", fg="yellow", err=True)
+            sys.exit(130)
+        except click.exceptions.ClickException:
+            raise
+        except Exception as exc:
+            if os.environ.get("ASTROCAT_DEBUG"):
+                raise
+            click.secho(f"internal error: {type(exc).__name__}: {exc}\n(this is a bug in "
+                        "astrocat; re-run with ASTROCAT_DEBUG=1 for details and report it)",
+                        fg="red", err=True)
+            sys.exit(EXIT_CANNOT_RUN)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="astrocat")
+def main() -> None:
+    """Run trained neural networks over survey images, FITS cut-outs and spectra,
+    and get back a Parquet catalog you can do science with."""
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--input", "-i", "input_", required=True, metavar="DIR|FILE|GLOB|@LIST",
+              help="Directory (walked recursively), file, quoted glob, or @list.txt.")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Catalog to write (Parquet). Parts are kept in OUT.parts/ for resuming.")
+@click.option("--model", "-m", default=None, metavar="NAME|PATH",
+              help="Bundled model name or a model card path; takes every input it can eat.")
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
+              default="auto", show_default=True)
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run on an existing Dask cluster (tcp://host:8786) instead of a local one.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Local Dask worker processes [default: one per core].")
+@click.option("--partition-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Work items per partition (one Parquet part each).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--exclude", multiple=True, metavar="GLOB",
+              help="Skip inputs whose path relative to the input root matches (repeatable).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
+@_friendly
+def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_size, exclude,
+          quiet) -> None:
+    """Run the right model on every image, FITS file and spectrum under --input.
+
+    Every input becomes exactly one catalog row (one per table row for spectra tables):
+    predictions, or status "error" with a message saying what to fix. Re-running the same
+    command reuses finished parts: only new or changed inputs are processed.
+    """
+    from astrocat.pipeline.run import InferOptions
+    from astrocat.pipeline.run import infer as run_infer
+
+    summary = run_infer(InferOptions(
+        input=input_, out=out, model=model, engine=engine, scheduler=scheduler,
+        workers=workers, partition_size=partition_size, batch_size=batch_size,
+        exclude=tuple(exclude), quiet=quiet))
+    if not quiet:
+        rate = summary.n_rows / summary.seconds if summary.seconds else 0.0
+        engines = ", ".join(f"{m} on {e}" for m, e in summary.by_model.items()) or "no model"
+        click.echo(
+            f"wrote {summary.out}: {summary.n_rows} rows, {summary.n_errors} errors, "
+            f"{summary.n_parts} parts ({summary.n_reused} reused) in {summary.seconds:.1f}s "
+            f"({rate:.0f} rows/s); {engines}", err=True)
+    sys.exit(EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK)
+
+
+@main.command()
+@click.argument("catalog", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+@click.option("--merger-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
+              help="Merger when gz_odd_merger (Class8.6, already x Class6.1) >= this.")
+@click.option("--lens-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--truth-column", default=None,
+              help="True-redshift column [default: z, z_true or redshift if present].")
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Lens candidates to list.")
+@_friendly
+def summarize(catalog, as_json, merger_threshold, lens_threshold, truth_column, top) -> None:
+    """Derived science from a catalog: counts, morphology shares, merger fraction,
+    redshift bias table, lens candidates, cosmological parameters."""
+    from astrocat.catalog.summary import SummaryOptions, to_json
+    from astrocat.catalog.summary import summarize as run_summary
+
+    report = run_summary(catalog, SummaryOptions(
+        merger_threshold=merger_threshold, lens_threshold=lens_threshold,
+        truth_column=truth_column, top=top))
+    if as_json:
+        click.echo(to_json(report))
+    else:
+        from astrocat.catalog.render import render
+
+        render(report)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["galaxies", "spectra", "lenses", "fields", "sample"]))
+@click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--merger-fraction", type=click.FloatRange(0, 1), default=None,
+              help="galaxies: share of mergers [default 0.03].")
+@click.option("--workers", type=click.IntRange(min=1), default=None)
+@click.option("--quiet", "-q", is_flag=True)
+@_friendly
+def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
+    """Write a synthetic survey with known truth, in the real published formats."""
+    import json
+    import shlex
+
+    from astrocat import __version__
+    from astrocat.simulate import simulate as run_simulate
+
+    options = {} if merger_fraction is None else {"merger_fraction": merger_fraction}
+    truth = run_simulate(kind, n, out, seed, progress=not quiet, workers=workers, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "simulation.json").write_text(json.dumps({
+        "astrocat_version": __version__, "kind": kind, "n": n, "seed": seed, **options,
+        "command": shlex.join(["astrocat", *sys.argv[1:]])}, indent=1))
+    if not quiet:
+        click.echo(f"wrote {n} {kind} to {out} (truth: {truth})", err=True)
+
+
+@main.command()
+@click.argument("recipe", type=click.Choice(["morphology", "redshift", "lens", "cosmology"]))
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Training data in the published layout (see `astrocat train --help`).")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(min=10), default=None,
+              help="Use at most this many examples.")
+@click.option("--architecture", default=None, help="e.g. gz_vgg6 for the morphology recipe.")
+@click.option("--name", default=None, help="Model name for the card.")
+@click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@_friendly
+def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name,
+          patience) -> None:
+    """Train a study's network; write weights (.keras, .onnx) and a model card.
+
+    \b
+    Data layouts (the real published ones):
+      morphology  DIR with training_solutions_rev1.csv and <GalaxyID>.jpg
+                  (or images_training_rev1/), the Kaggle Galaxy Challenge layout
+      redshift    a spectra table (Parquet/CSV/ECSV/FITS): 186 fluxes + column z
+      lens        DIR with imageEUC_VIS-<ID>.fits and a CSV with ID,is_lens,...
+      cosmology   DIR with field_<ID>.npy and fields_truth.csv (ID,omega_m,sigma_8)
+    """
+    import shlex
+
+    from astrocat.models.train import train as run_train
+
+    run_train(recipe, data, out, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
+              architecture=architecture, name=name, patience=patience,
+              command=shlex.join(["astrocat", *sys.argv[1:]]),
+              log=lambda m: click.echo(m, err=True))
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+@_friendly
+def models(ctx) -> None:
+    """List the bundled models (`astrocat models show NAME` for one card)."""
+    if ctx.invoked_subcommand is None:
+        from rich.console import Console
+        from rich.table import Table
+
+        from astrocat.models.zoo import bundled
+
+        t = Table(title="Bundled models (trained on astrocat's SIMULATED surveys)")
+        for h in ("name", "task", "input", "default for", "held-out metrics"):
+            t.add_column(h)
+        for card in bundled().values():
+            metrics = ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()
+                                if isinstance(v, float) and not k.startswith("baseline"))
+            t.add_row(card.name, card.task,
+                      f"{card.input.kind.value} {'x'.join(map(str, card.input.shape))}",
+                      ", ".join(k.value for k in card.default_for), metrics)
+        Console().print(t)
+
+
+@models.command("show")
+@click.argument("name")
+@_friendly
+def models_show(name) -> None:
+    """Print one model's card (a bundled name or a card path)."""
+    from astrocat.models.card import CARD_FILENAME
+    from astrocat.models.zoo import resolve
+
+    card = resolve(name)
+    click.echo(f"# {card.directory / CARD_FILENAME}")
+    click.echo((card.directory / CARD_FILENAME).read_text())
+
+
+@main.command("compile")
+@click.argument("model")
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where to write model.onnx [default: beside the card].")
+@click.option("--tensorrt/--no-tensorrt", default=None,
+              help="Also build a TensorRT engine [default: when a GPU is present].")
+@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
+              show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
+@_friendly
+def compile_(model, out, tensorrt, precision, max_batch) -> None:
+    """Keras -> ONNX (checked against Keras) and, on a GPU, ONNX -> TensorRT engine."""
+    from astrocat.models.compile import compile_model
+
+    for line in compile_model(model, out, tensorrt, precision, max_batch):
+        click.echo(line, err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""One small protocol -- load a card, predict a batch -- and its implementations."""

@@ -1,0 +1,71 @@
+"""Engine selection. Each engine module imports its runtime lazily, so choosing ONNX
+Runtime never imports TensorFlow and choosing either never imports TensorRT.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from typing import Protocol
+
+import numpy as np
+
+from astrocat.errors import AstrocatError
+from astrocat.models.card import ModelCard
+
+ENGINES = ("auto", "onnxruntime", "tensorflow", "tensorrt")
+
+
+class Engine(Protocol):
+    """A loaded model: float32 batch (n, *input shape) in, float32 (n, n_outputs) out."""
+
+    name: str
+
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+def gpu_available() -> bool:
+    """An NVIDIA GPU visible to the driver and TensorRT importable."""
+    return shutil.which("nvidia-smi") is not None and (
+        importlib.util.find_spec("tensorrt") is not None
+    )
+
+
+def choose_engine(requested: str, card: ModelCard) -> str:
+    """Resolve ``auto``: TensorRT on a GPU, else ONNX Runtime, else TensorFlow (keras-only)."""
+    if requested not in ENGINES:
+        raise AstrocatError(f"unknown engine '{requested}' (choose from {', '.join(ENGINES)})")
+    if requested != "auto":
+        need = {"onnxruntime": "onnx", "tensorrt": "onnx", "tensorflow": "keras"}[requested]
+        if need not in card.files:
+            raise AstrocatError(
+                f"engine {requested} needs {need} weights but model '{card.name}' has only "
+                f"{', '.join(card.files)}"
+            )
+        if requested == "tensorflow" and importlib.util.find_spec("tensorflow") is None:
+            raise AstrocatError(
+                "engine tensorflow needs TensorFlow: pip install 'astrocat[train]'"
+            )
+        if requested == "tensorrt" and not gpu_available():
+            raise AstrocatError("engine tensorrt needs an NVIDIA GPU and the tensorrt package")
+        return requested
+    if "onnx" in card.files:
+        return "tensorrt" if gpu_available() else "onnxruntime"
+    return "tensorflow"
+
+
+def open_engine(card: ModelCard, engine: str, threads: int = 1, device: int = 0) -> Engine:
+    """Load ``card``'s weights into the named (already resolved) engine."""
+    if engine == "onnxruntime":
+        from astrocat.engines.onnx import OnnxRuntimeEngine
+
+        return OnnxRuntimeEngine(card, threads)
+    if engine == "tensorflow":
+        from astrocat.engines.tf import TensorFlowEngine
+
+        return TensorFlowEngine(card, threads)
+    if engine == "tensorrt":
+        from astrocat.engines.tensorrt import TensorRTEngine
+
+        return TensorRTEngine(card, device)
+    raise AstrocatError(f"unknown engine '{engine}'")

@@ -1,0 +1,28 @@
+"""ONNX Runtime on CPU: the default engine (about 2x Keras ``predict`` on seed 001's CNN)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from astrocat.models.card import ModelCard
+
+
+class OnnxRuntimeEngine:
+    name = "onnxruntime"
+
+    def __init__(self, card: ModelCard, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        # One Dask worker per core: each session gets its share, never the whole machine.
+        opts.intra_op_num_threads = max(1, threads)
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(
+            str(card.weights("onnx")), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        self._input = self._session.get_inputs()[0].name
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        out = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})[0]
+        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)

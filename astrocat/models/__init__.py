@@ -1,0 +1,1 @@
+"""Model cards, the bundled zoo, the studies' Keras architectures, training and export."""

@@ -1,0 +1,76 @@
+"""``astrocat compile``: Keras -> ONNX, and ONNX -> TensorRT where a GPU exists.
+
+Every compiled artefact is checked on a validation batch against the reference
+(Keras for ONNX, ONNX Runtime for TensorRT); one beyond tolerance is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from astrocat.errors import AstrocatError
+from astrocat.models.card import sha256_file, write_card
+from astrocat.models.export import ONNX_TOLERANCE, export_onnx
+from astrocat.models.zoo import resolve
+
+#: TensorRT vs ONNX Runtime tolerance per precision.
+TRT_TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}
+
+
+def validation_batch(shape: tuple[int, ...], n: int = 16, seed: int = 0) -> np.ndarray:
+    """Inputs in the range the networks see after preprocessing."""
+    return np.random.default_rng(seed).random((n, *shape), dtype=np.float32)
+
+
+def compile_model(model: str, out: Path | None, tensorrt: bool | None, precision: str,
+                  max_batch: int) -> Iterator[str]:
+    card = resolve(model)
+    card.verify()
+    x = validation_batch(card.input.shape)
+    if "keras" in card.files:
+        from astrocat.engines.tf import load_keras
+
+        target = Path(out) if out else card.directory
+        target.mkdir(parents=True, exist_ok=True)
+        deviation = export_onnx(load_keras(card.weights("keras")), target / "model.onnx", x)
+        yield f"ONNX: {target / 'model.onnx'} (max |ONNX - Keras| = {deviation:.2e}, " \
+              f"tolerance {ONNX_TOLERANCE:.0e})"
+        raw = dict(card.raw)
+        raw["files"] = {**card.files, "onnx": "model.onnx"}
+        if target != card.directory:
+            import shutil
+
+            for fmt, name in card.files.items():
+                if fmt != "onnx":
+                    shutil.copy2(card.directory / name, target / name)
+        if target == card.directory and sha256_file(target / "model.onnx") == card.sha256.get(
+                "onnx"):
+            yield "ONNX graph unchanged; card kept"
+        else:
+            write_card(raw, target)
+            yield f"card: {target / 'card.toml'}"
+        card = resolve(str(target))
+    from astrocat.engines.base import gpu_available
+
+    if tensorrt is None:
+        tensorrt = gpu_available()
+    if not tensorrt:
+        yield "TensorRT: skipped (no NVIDIA GPU with TensorRT here)"
+        return
+    if not gpu_available():
+        raise AstrocatError("--tensorrt needs an NVIDIA GPU and the tensorrt package")
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.engines.tensorrt import TensorRTEngine, cached_plan
+
+    plan = cached_plan(card, precision, max_batch)
+    got = TensorRTEngine(card, precision=precision, max_batch=max_batch).predict(x)
+    ref = OnnxRuntimeEngine(card).predict(x)
+    deviation = float(np.max(np.abs(got - ref)))
+    if deviation > TRT_TOLERANCE[precision]:
+        plan.unlink(missing_ok=True)
+        raise AstrocatError(f"TensorRT {precision} engine deviates by {deviation:.2e} "
+                            f"(> {TRT_TOLERANCE[precision]:.0e}); refused")
+    yield f"TensorRT: {plan} (max |TRT - ONNX Runtime| = {deviation:.2e})"

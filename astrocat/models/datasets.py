@@ -1,0 +1,150 @@
+"""Training data in the real published layouts, so real data trains unchanged.
+
+- Galaxy Zoo (Kaggle "Galaxy Challenge"): ``training_solutions_rev1.csv`` plus
+  ``<GalaxyID>.jpg`` beside it or in ``images_training_rev1/``.
+- Redshift: a spectra table (Parquet/CSV/ECSV/FITS) with 186 fluxes per row (columns
+  ``flux_0..`` or an array column ``flux``) and a true redshift column ``z``.
+- Lens finding (Bologna challenge): ``imageEUC_VIS-<ID>.fits`` plus a labels CSV with
+  columns ``ID, is_lens, ...``.
+- Cosmology: 2-D maps as ``.npy`` plus ``fields_truth.csv`` with ``ID, omega_m, sigma_8``
+  (file ``field_<ID>.npy``; Quijote 3-D ``df_m_*`` cubes are projected to maps).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from astrocat.errors import AstrocatError
+from astrocat.kernels.gz_tree import galaxy_zoo2
+from astrocat.sources import readers
+from astrocat.sources.sniff import sniff
+
+REDSHIFT_COLUMNS = ("z", "z_true", "redshift", "zspec", "z_spec")
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _limit(n: int, limit: int | None, seed: int) -> np.ndarray:
+    idx = np.arange(n)
+    if limit is not None and limit < n:
+        idx = np.sort(np.random.default_rng(seed).choice(n, limit, replace=False))
+    return idx
+
+
+def _parallel(fn, items, workers: int = 4) -> list:
+    with ThreadPoolExecutor(workers) as pool:  # Pillow/astropy release the GIL while decoding
+        return list(pool.map(fn, items))
+
+
+def load_galaxy_zoo(
+    data: Path, size: int, crop_fraction: float, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images (n, size, size, 3) uint8 and the 37 vote fractions in tree order."""
+    data = Path(data)
+    labels = data / "training_solutions_rev1.csv" if data.is_dir() else data
+    if not labels.is_file():
+        raise AstrocatError(f"no training_solutions_rev1.csv in {data}")
+    folder = labels.parent
+    if (folder / "images_training_rev1").is_dir():
+        folder = folder / "images_training_rev1"
+    rows = _read_csv(labels)
+    cols = galaxy_zoo2().kaggle_columns
+    missing = [c for c in ["GalaxyID", *cols] if c not in rows[0]]
+    if missing:
+        raise AstrocatError(f"{labels}: missing columns {missing[:5]}")
+    rows = [rows[i] for i in _limit(len(rows), limit, seed)]
+    ids = [r["GalaxyID"] for r in rows]
+    y = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float32)
+    x = np.stack(_parallel(lambda i: readers.read_rgb(str(folder / f"{i}.jpg"), size,
+                                                      crop_fraction), ids))
+    return x, y, ids
+
+
+def load_spectra(
+    data: Path, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fluxes (n, n_flux) float32 and true redshifts from a spectra table."""
+    path = Path(data)
+    fmt = sniff(path)
+    fmt = {"fits": "fits_table"}.get(fmt, fmt)
+    hdu = 1 if fmt == "fits_table" else None
+    info = readers.scan_table(str(path), fmt, hdu)
+    flux, carried = readers.read_spectra(str(path), fmt, hdu, 0, info.n_rows, info)
+    names = {n.lower(): n for n in carried.column_names}
+    zcol = next((names[c] for c in REDSHIFT_COLUMNS if c in names), None)
+    if zcol is None:
+        raise AstrocatError(f"{path}: no true-redshift column (one of {REDSHIFT_COLUMNS})")
+    z = np.asarray(carried.column(zcol).to_numpy(zero_copy_only=False), dtype=np.float32)
+    keep = np.isfinite(flux).all(axis=1) & np.isfinite(z)
+    flux, z = flux[keep], z[keep]
+    idx = _limit(len(z), limit, seed)
+    return flux[idx], z[idx]
+
+
+def _find_labels(folder: Path, required: set[str]) -> Path:
+    for p in sorted(folder.glob("*.csv")):
+        with open(p, newline="") as f:
+            header = set(next(csv.reader(f), []))
+        if required <= header:
+            return p
+    raise AstrocatError(f"no CSV with columns {sorted(required)} in {folder}")
+
+
+def _id_of(name: str) -> str:
+    m = re.search(r"(\d+)(?=\.[^.]+(\.(gz|fz))?$)", name)
+    return m.group(1) if m else name
+
+
+def load_lenses(
+    data: Path, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Cut-outs (n, H, W) float32 and is_lens labels, joined on the challenge ID."""
+    folder = Path(data)
+    labels = {r["ID"]: r for r in _read_csv(_find_labels(folder, {"ID", "is_lens"}))}
+    files = sorted(p for p in folder.rglob("*.fits*") if _id_of(p.name) in labels)
+    if not files:
+        raise AstrocatError(f"no FITS cut-outs matching the labels' IDs in {folder}")
+    files = [files[i] for i in _limit(len(files), limit, seed)]
+
+    def read(p: Path) -> np.ndarray:
+        fmt = "fits_image"
+        return readers.read_plane(str(p), fmt, _first_image_hdu(p)).data
+
+    x = np.stack(_parallel(read, files))
+    ids = [_id_of(p.name) for p in files]
+    y = np.array([float(labels[i]["is_lens"]) for i in ids], dtype=np.float32)
+    return x, y, ids
+
+
+def _first_image_hdu(path: Path) -> int:
+    from astrocat.sources.describe import describe
+
+    unit = describe(path, path.parent)
+    if unit.error:
+        raise AstrocatError(unit.error)
+    return unit.hdu if unit.hdu is not None else 0
+
+
+def load_fields(
+    data: Path, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Maps (n, H, W) float32 and (Omega_m, sigma_8), joined on ID."""
+    folder = Path(data)
+    truth = {r["ID"]: r for r in _read_csv(_find_labels(folder, {"ID", "omega_m", "sigma_8"}))}
+    files = sorted(p for p in folder.rglob("*.npy") if _id_of(p.name) in truth)
+    if not files:
+        raise AstrocatError(f"no .npy maps matching fields_truth.csv IDs in {folder}")
+    files = [files[i] for i in _limit(len(files), limit, seed)]
+    x = np.stack([readers.read_plane(str(p), "npy", None).data for p in files])
+    ids = [_id_of(p.name) for p in files]
+    y = np.array([[float(truth[i]["omega_m"]), float(truth[i]["sigma_8"])] for i in ids],
+                 dtype=np.float32)
+    return x, y, ids

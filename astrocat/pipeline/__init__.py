@@ -1,0 +1,1 @@
+"""Partition planning and execution on Dask (embedded LocalCluster or an existing one)."""

@@ -1,0 +1,72 @@
+"""Where the work runs: an embedded ``distributed.LocalCluster`` sized to this machine,
+or an existing Dask cluster by address. Never a home-made scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from astrocat.errors import AstrocatError
+
+#: Keep numeric libraries in each worker to the threads we give them.
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    address: str
+    n_workers: int
+    threads_per_engine: int
+    embedded: bool
+
+
+def machine_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: str | None, workers: int | None, max_useful: int
+) -> Iterator[tuple[object, ClusterInfo]]:
+    """A connected ``distributed.Client`` and what it offers, torn down on exit."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"})
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout="15s")
+        except (OSError, TimeoutError) as exc:
+            raise AstrocatError(
+                f"cannot reach the Dask scheduler at {scheduler} ({exc}); is it running, "
+                "and is the address (tcp://host:port) right?"
+            ) from exc
+        with client:
+            n = max(1, len(client.scheduler_info().get("workers", {})))
+            yield client, ClusterInfo(scheduler, n, 1, embedded=False)
+        return
+
+    cores = machine_cores()
+    n_workers = max(1, min(workers or cores, max_useful))
+    threads = max(1, cores // n_workers)
+    env = {k: str(threads) for k in _THREAD_ENV}
+    cluster = LocalCluster(
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+        env=env,
+    )
+    try:
+        with Client(cluster) as client:
+            yield client, ClusterInfo(cluster.scheduler_address, n_workers, threads, True)
+    finally:
+        cluster.close()

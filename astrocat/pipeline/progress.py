@@ -1,0 +1,55 @@
+"""A progress bar on stderr: items/s, ETA and errors so far (rich)."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class RunProgress:
+    def __init__(self, total: int, enabled: bool = True) -> None:
+        self.errors = 0
+        self._progress = None
+        if enabled:
+            console = Console(file=sys.stderr)
+            self._progress = Progress(
+                TextColumn("[bold]infer"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} items/s"),
+                TextColumn("[red]{task.fields[errors]} errors"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=False,
+                disable=not console.is_terminal,
+            )
+            self._task = self._progress.add_task("infer", total=total, errors=0, rate="-")
+
+    def __enter__(self) -> RunProgress:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def advance(self, items: int, errors: int) -> None:
+        self.errors += errors
+        if self._progress is None:
+            return
+        self._progress.update(self._task, advance=items, errors=self.errors)
+        task = self._progress.tasks[0]
+        speed = task.speed
+        self._progress.update(self._task, rate=f"{speed:,.0f}" if speed else "-")

@@ -1,0 +1,189 @@
+"""The driver of ``astrocat infer``: plan, run partitions on Dask, commit the catalog.
+
+The driver holds the plan (a small record per input file) and per-part statistics;
+pixels, fluxes and catalog rows stay in the workers and in the Parquet parts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from astrocat import __version__
+from astrocat.catalog.writer import commit, part_stats
+from astrocat.engines.base import choose_engine
+from astrocat.errors import AstrocatError
+from astrocat.kinds import Kind
+from astrocat.models import zoo
+from astrocat.models.card import ModelCard
+from astrocat.pipeline.cluster import dask_client
+from astrocat.pipeline.plan import Partition, plan_partitions
+from astrocat.pipeline.progress import RunProgress
+from astrocat.pipeline.worker import Job, run_partition, write_failed_partition
+from astrocat.sources.describe import describe
+from astrocat.sources.discover import resolve_inputs
+
+
+@dataclass
+class InferOptions:
+    input: str
+    out: Path
+    model: str | None = None
+    engine: str = "auto"
+    scheduler: str | None = None
+    workers: int | None = None
+    partition_size: int = 256
+    batch_size: int = 128
+    exclude: tuple[str, ...] = ()
+    quiet: bool = False
+    command: str = field(default_factory=lambda: shlex.join(["astrocat", *sys.argv[1:]]))
+
+
+@dataclass
+class RunSummary:
+    out: Path
+    n_rows: int
+    n_errors: int
+    n_parts: int
+    n_reused: int
+    seconds: float
+    by_model: dict[str, str]
+
+
+def parts_dir_for(out: Path) -> Path:
+    return out.with_name(out.name + ".parts")
+
+
+def build_routing(model: str | None) -> dict[Kind, ModelCard]:
+    """Kind -> model: bundled defaults, with ``--model`` taking every kind it can eat."""
+    routing = {k: c for k in Kind if (c := zoo.default_for(k)) is not None}
+    if model:
+        card = zoo.resolve(model)
+        card.verify()
+        for kind in Kind:
+            if zoo.accepts(card, kind):
+                routing[kind] = card
+    for card in {c.name: c for c in routing.values()}.values():
+        if not model or card.name != model:
+            card.verify()
+    return routing
+
+
+def infer(opts: InferOptions) -> RunSummary:
+    start = dt.datetime.now(dt.UTC)
+    if opts.partition_size < 1 or opts.batch_size < 1:
+        raise AstrocatError("--partition-size and --batch-size must be at least 1")
+    root, files = resolve_inputs(opts.input, opts.exclude)
+    routing = build_routing(opts.model)
+    cards = {c.name: c for c in routing.values()}
+    engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
+
+    units = [describe(p, root) for p in files]
+    if not units:
+        raise AstrocatError(f"no input files found under {opts.input}")
+    plan = list(plan_partitions(units, routing, opts.partition_size))
+    del units
+    out = Path(opts.out).resolve()
+    parts_dir = parts_dir_for(out)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    part_path = {p.key: parts_dir / f"part-{p.key}.parquet" for p in plan}
+
+    todo: list[Partition] = []
+    stats: dict[str, dict] = {}
+    for p in plan:
+        if part_path[p.key].is_file():
+            try:
+                stats[p.key] = part_stats(part_path[p.key])
+                continue
+            except Exception:  # unreadable leftover: redo it
+                part_path[p.key].unlink(missing_ok=True)
+        todo.append(p)
+    n_reused = len(stats)
+
+    total = sum(p.n_items for p in plan)
+    done_items = sum(s["n_rows"] for s in stats.values())
+    done_errors = sum(s["n_errors"] for s in stats.values())
+    order = tuple(dict.fromkeys(c.name for c in routing.values()))
+    cluster_desc = "none (all parts reused)"
+    with RunProgress(total, enabled=not opts.quiet) as progress:
+        progress.advance(done_items, done_errors)
+        if todo:
+            with dask_client(opts.scheduler, opts.workers, max_useful=len(todo)) as (client, info):
+                job = Job(cards=cards, engines=engines, parts_dir=str(parts_dir),
+                          threads=info.threads_per_engine, batch_size=opts.batch_size,
+                          output_order=order)
+                cluster_desc = (f"{'embedded LocalCluster' if info.embedded else info.address},"
+                                f" {info.n_workers} workers")
+                for p, result in _run_windowed(client, todo, job, 2 * info.n_workers + 2):
+                    if isinstance(result, BaseException):
+                        result = write_failed_partition(
+                            p, job, f"the worker processing this input failed ({result!r}); "
+                            "re-run the same command to retry only the failed inputs")
+                    stats[p.key] = result
+                    progress.advance(result["n_rows"], result["n_errors"])
+
+    used = [n for n in order if any(n in s["models"] for s in stats.values())]
+    output_names = [o.name for n in used for o in cards[n].outputs]
+    seconds = (dt.datetime.now(dt.UTC) - start).total_seconds()
+    provenance = {
+        "astrocat_version": __version__,
+        "created_utc": start.isoformat(timespec="seconds"),
+        "command": opts.command,
+        "input_root": str(root),
+        "host": socket.gethostname(),
+        "engine_requested": opts.engine,
+        "execution": cluster_desc,
+        "models": {
+            n: {"version": cards[n].version, "task": cards[n].task,
+                "sha256": cards[n].fingerprint, "engine": engines[n]}
+            for n in used
+        },
+    }
+    rows = commit(out, [part_path[p.key] for p in plan], output_names, provenance)
+    _prune(parts_dir, set(part_path.values()))
+    n_errors = sum(s["n_errors"] for s in stats.values())
+    (parts_dir / "manifest.json").write_text(json.dumps({
+        **provenance, "catalog": str(out), "rows": rows, "errors": n_errors,
+        "parts": [part_path[p.key].name for p in plan],
+    }, indent=1))
+    return RunSummary(out, rows, n_errors, len(plan), n_reused, seconds,
+                      {n: engines[n] for n in used})
+
+
+def _run_windowed(client, todo: list[Partition], job: Job, window: int):
+    """Yield (partition, stats or exception) keeping at most ``window`` tasks in flight."""
+    from distributed import as_completed
+
+    pending = iter(todo)
+    by_key = {}
+
+    def submit(p: Partition):
+        fut = client.submit(run_partition, p, job, key=f"astrocat-part-{p.key}", pure=False)
+        by_key[fut.key] = p
+        return fut
+
+    first = [submit(p) for _, p in zip(range(window), pending, strict=False)]
+    queue = as_completed(first, with_results=False)
+    for fut in queue:
+        p = by_key.pop(fut.key)
+        try:
+            yield p, fut.result()
+        except Exception as exc:  # noqa: BLE001 - accounted for as error rows
+            yield p, exc
+        nxt = next(pending, None)
+        if nxt is not None:
+            queue.add(submit(nxt))
+
+
+def _prune(parts_dir: Path, keep: set[Path]) -> None:
+    """Drop parts no longer in the plan (inputs removed or models changed)."""
+    for p in parts_dir.glob("part-*.parquet"):
+        if p not in keep:
+            p.unlink(missing_ok=True)
+    for p in parts_dir.glob(".part-*.tmp-*"):
+        p.unlink(missing_ok=True)
