@@ -150,6 +150,7 @@ def infer(opts: InferOptions) -> RunSummary:
     (parts_dir / "manifest.json").write_text(json.dumps({
         **provenance, "catalog": str(out), "rows": rows, "errors": n_errors,
         "parts": [part_path[p.key].name for p in plan],
+        "workers": sorted({s.get("worker", "") for s in stats.values()} - {""}),
     }, indent=1))
     return RunSummary(out, rows, n_errors, len(plan), n_reused, seconds,
                       {n: engines[n] for n in used})

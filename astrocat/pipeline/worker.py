@@ -7,6 +7,7 @@ description travel to workers; only a few statistics travel back.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -265,9 +266,20 @@ def run_partition(part: Partition, job: Job) -> dict:
         "models": sorted({m for m in rows.base["model"] if m}),
         "string_lengths": string_lengths,
         "seconds": time.perf_counter() - t0,
+        "worker": _worker_name(),
     }
     write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
     return stats
+
+
+def _worker_name() -> str:
+    """Which Dask worker ran a part (provenance, and proof the cluster was used)."""
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return f"pid:{os.getpid()}"
 
 
 def write_failed_partition(part: Partition, job: Job, message: str) -> dict:

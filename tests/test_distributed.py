@@ -1,0 +1,85 @@
+"""The same job on an existing Dask cluster: a real `dask scheduler` and two `dask worker`
+processes on 127.0.0.1, reached through `astrocat infer --scheduler`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from astrocat.cli import main
+
+
+
+def _dask(*args: str, log: Path) -> subprocess.Popen:
+    exe = Path(sys.executable).with_name("dask")
+    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "dask", *args]
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture
+def external_cluster(tmp_path):
+    sched_file = tmp_path / "scheduler.json"
+    procs = [_dask("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                   "--scheduler-file", str(sched_file), log=tmp_path / "scheduler.log")]
+    try:
+        deadline = time.time() + 60
+        while not sched_file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert sched_file.exists(), (tmp_path / "scheduler.log").read_text()
+        address = json.loads(sched_file.read_text())["address"]
+        assert address.startswith("tcp://127.0.0.1:")
+        for i in range(2):
+            procs.append(_dask("worker", address, "--nworkers", "1", "--nthreads", "1",
+                               "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}",
+                               log=tmp_path / f"worker{i}.log"))
+        from distributed import Client
+
+        with Client(address, timeout="30s") as client:
+            client.wait_for_workers(2, timeout=90)
+        yield address
+    finally:
+        for p in procs[::-1]:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_infer_on_existing_scheduler_matches_local_run(sample_dir, have_models,
+                                                       external_cluster, tmp_path):
+    src = sample_dir / "lenses"
+    remote = tmp_path / "remote.parquet"
+    r = CliRunner().invoke(main, ["infer", "-q", "--input", str(src), "--out", str(remote),
+                                  "--scheduler", external_cluster, "--partition-size", "8"])
+    assert r.exit_code == 0, r.output
+    local = tmp_path / "local.parquet"
+    r = CliRunner().invoke(main, ["infer", "-q", "--input", str(src), "--out", str(local),
+                                  "--workers", "1"])
+    assert r.exit_code == 0, r.output
+    a, b = pq.read_table(remote), pq.read_table(local)
+    assert a.column("object_id").to_pylist() == b.column("object_id").to_pylist()
+    assert np.allclose(a.column("p_lens").to_numpy(), b.column("p_lens").to_numpy(), atol=1e-5)
+    prov = json.loads(pq.read_schema(remote).metadata[b"astrocat"])
+    assert prov["execution"].startswith(external_cluster)
+    # the parts really ran on both external workers
+    manifest = json.loads((tmp_path / "remote.parquet.parts" / "manifest.json").read_text())
+    assert len(manifest["workers"]) == 2, manifest["workers"]
+
+
+def test_unreachable_scheduler_is_a_clear_error(sample_dir, have_models, tmp_path):
+    r = CliRunner().invoke(main, ["infer", "-q", "--input", str(sample_dir / "fields"),
+                                  "--out", str(tmp_path / "c.parquet"),
+                                  "--scheduler", "tcp://127.0.0.1:1"])
+    assert r.exit_code == 2 and "cannot reach the Dask scheduler" in r.output
