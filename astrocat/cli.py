@@ -135,7 +135,8 @@ def summarize(catalog, as_json, merger_threshold, lens_threshold, truth_column, 
 @click.argument("kind", type=click.Choice(["galaxies", "spectra", "lenses", "fields", "sample"]))
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=None,
+              help="Random seed [default: 0; 2026 for the sample, never used in training].")
 @click.option("--merger-fraction", type=click.FloatRange(0, 1), default=None,
               help="galaxies: share of mergers [default 0.03].")
 @click.option("--workers", type=click.IntRange(min=1), default=None)
@@ -151,9 +152,11 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
 
     options = {} if merger_fraction is None else {"merger_fraction": merger_fraction}
     truth = run_simulate(kind, n, out, seed, progress=not quiet, workers=workers, **options)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "simulation.json").write_text(json.dumps({
-        "astrocat_version": __version__, "kind": kind, "n": n, "seed": seed, **options,
+    # The sample's record goes beside its truth, not into the survey `infer` reads.
+    record_dir = truth if kind == "sample" else out
+    record_dir.mkdir(parents=True, exist_ok=True)
+    (record_dir / "simulation.json").write_text(json.dumps({
+        "astrocat_version": __version__, "kind": kind, "n": n, **options,
         "command": shlex.join(["astrocat", *sys.argv[1:]])}, indent=1))
     if not quiet:
         click.echo(f"wrote {n} {kind} to {out} (truth: {truth})", err=True)

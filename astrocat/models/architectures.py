@@ -161,15 +161,18 @@ def cosmo_cnn(input_shape=(64, 64, 1), dropout: float = 0.1):
     L = keras.layers
     inputs = keras.Input(shape=input_shape, name="field")
     x = inputs
-    for filters in (32, 64, 128):
+    for filters in (16, 32, 64):
         x = L.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = L.Conv2D(filters, 3, padding="same", activation="relu")(x)
         x = L.BatchNormalization()(x)
         x = L.MaxPooling2D(2)(x)
     x = L.GlobalAveragePooling2D()(x)
-    x = L.Dense(128, activation="relu")(x)
+    x = L.Dense(64, activation="relu")(x)
     x = L.Dropout(dropout)(x)
-    outputs = L.Dense(2, name="cosmology")(x)
+    x = L.Dense(2)(x)
+    # Regress in units of the prior's half-width around its centre (Quijote Latin
+    # hypercube: Omega_m in [0.1, 0.5], sigma_8 in [0.6, 1.0]), so both targets are O(1).
+    outputs = L.Rescaling(scale=[0.2, 0.2], offset=[0.3, 0.8], name="cosmology")(x)
     return keras.Model(inputs, outputs, name="cosmo_cnn")
 
 

@@ -240,7 +240,7 @@ def train(
     history = model.fit(
         _dataset(tf, xp[tr], y[tr], bs, recipe.augment, seed, shuffle=True),
         validation_data=_dataset(tf, xp[va], y[va], 256, False, seed, shuffle=False),
-        epochs=epochs or recipe.epochs, callbacks=callbacks, verbose=2 if log is print else 0,
+        epochs=epochs or recipe.epochs, callbacks=callbacks, verbose=2,
     )
     test_idx = te if len(te) else va
     pred = np.asarray(model.predict(xp[test_idx], batch_size=256, verbose=0), dtype=np.float32)

@@ -78,8 +78,8 @@ def infer(opts: InferOptions) -> RunSummary:
     start = dt.datetime.now(dt.UTC)
     if opts.partition_size < 1 or opts.batch_size < 1:
         raise AstrocatError("--partition-size and --batch-size must be at least 1")
+    routing = build_routing(opts.model)  # a bad --model fails before any walking
     root, files = resolve_inputs(opts.input, opts.exclude)
-    routing = build_routing(opts.model)
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
 

@@ -18,7 +18,9 @@ class InputUnit:
 
     path: str  # absolute path
     source: str  # POSIX path relative to the input root (what the catalog shows)
-    fmt: str  # jpeg | png | fits_image | fits_table | parquet | csv | ecsv | npy | unknown
+    # jpeg | png | fits_image | fits_table | parquet | csv | ecsv | npy | unknown, and
+    # fits for a FITS file that could not be routed (error units only)
+    fmt: str
     kind: Kind | None
     n_items: int = 1
     hdu: int | None = None  # FITS HDU index holding the image or table

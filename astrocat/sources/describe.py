@@ -1,0 +1,255 @@
+"""Describe one input file as an :class:`InputUnit`, from headers only, never failing.
+
+Every file becomes exactly one unit: a file astrocat cannot use gets ``kind=None`` and an
+``error`` saying what was wrong and what was expected, and becomes an error row in the
+catalog, so nothing silently disappears from a survey run.
+
+Routing rules (the format is recognised from content by :func:`~.sniff.sniff`):
+
+- JPEG / PNG -> ``RGB_IMAGE``, one item (Pillow reads the header to reject garbage).
+- FITS (also gzip-compressed, also tile-compressed ``CompImageHDU``): the primary HDU if
+  it holds a 2-D image, else the first image HDU whose data is 2-D; its index goes in
+  ``hdu`` and other image HDUs are ignored (one work item per file). Length-1 axes are
+  dropped first, so a (1, H, W) image counts as 2-D. The chosen header's
+  ``ASTROCAT = 'density_field'`` (any case) makes it ``DENSITY_FIELD``, otherwise
+  ``MONO_IMAGE``. With no 2-D image but a table HDU holding spectra -> ``SPECTRUM``,
+  ``fmt='fits_table'``, one item per row (NAXIS2). Only headers are read.
+- Parquet / CSV / ECSV / FITS table: one spectrum per row. The flux is either numeric
+  columns ``flux_0 ... flux_N`` (contiguous, any case) or one numeric list/array column
+  named ``flux`` (else ``spectrum``, any case). Row counts come from Parquet metadata,
+  the FITS header, a streamed line count (CSV) or the table itself (ECSV).
+- ``.npy``: 1-D -> one spectrum; 2-D square -> one ``DENSITY_FIELD`` map; 2-D
+  non-square -> a table of spectra (one per row); 3-D with equal sides -> a
+  ``DENSITY_FIELD`` cube (projected when read); anything else is an error.
+- Everything else, empty files and tables without rows or flux: ``kind=None`` + error.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from astrocat.errors import InputError
+from astrocat.kinds import Kind
+from astrocat.sources import _fits
+from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
+from astrocat.sources.sniff import HEAD_BYTES, looks_like, sniff_bytes
+from astrocat.sources.units import InputUnit
+
+_EXPECTED_FORMATS = "JPEG, PNG, FITS, Parquet, CSV/ECSV or .npy"
+
+
+class _Unusable(Exception):
+    """Internal: the file cannot be used; carries the message and the format guessed."""
+
+    def __init__(self, message: str, fmt: str = "unknown") -> None:
+        super().__init__(message)
+        self.fmt = fmt
+
+
+def describe(path: Path, root: Path) -> InputUnit:
+    """One InputUnit for ``path``; never raises for a bad file (error units instead)."""
+    path = Path(os.path.abspath(path))
+    source = _source(path, Path(os.path.abspath(root)))
+    size = mtime_ns = 0
+    fmt = "unknown"
+    try:
+        st = os.stat(path)
+        size, mtime_ns = st.st_size, st.st_mtime_ns
+        if stat.S_ISDIR(st.st_mode):
+            raise _Unusable("is a directory that could not be listed (permission denied?)")
+        if not stat.S_ISREG(st.st_mode):
+            raise _Unusable("not a regular file (a pipe, socket or device)")
+        if size == 0:
+            raise _Unusable("empty file (0 bytes; an interrupted download?)")
+        with open(path, "rb") as f:
+            head = f.read(HEAD_BYTES)
+        unit = _route(path, sniff_bytes(head), head)
+    except _Unusable as exc:
+        fmt, error = exc.fmt, str(exc)
+    except FileNotFoundError:
+        error = "file does not exist" + (" (broken symbolic link)" if path.is_symlink() else "")
+    except PermissionError:
+        error = "cannot read file: permission denied"
+    except Exception as exc:  # noqa: BLE001 -- last resort: a bad file must not stop a run
+        error = f"could not be read ({type(exc).__name__}: {exc})"
+    else:
+        return InputUnit(
+            path=str(path),
+            source=source,
+            size=size,
+            mtime_ns=mtime_ns,
+            **unit,
+        )
+    return InputUnit(
+        path=str(path),
+        source=source,
+        fmt=fmt,
+        kind=None,
+        n_items=1,
+        size=size,
+        mtime_ns=mtime_ns,
+        error=error,
+    )
+
+
+def _source(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _route(path: Path, sniffed: str, head: bytes) -> dict[str, Any]:
+    """The unit's fmt/kind/n_items/hdu fields for a readable file, or raise _Unusable."""
+    match sniffed:
+        case "jpeg" | "png":
+            return _image(path, sniffed)
+        case "fits" | "gzip":
+            return _fits_file(path, compressed_file=sniffed == "gzip")
+        case "parquet" | "csv" | "ecsv":
+            return _table(path, sniffed)
+        case "npy":
+            return _npy(path)
+    raise _Unusable(
+        f"not a recognised format (expected {_EXPECTED_FORMATS}); "
+        f"first bytes look like {looks_like(head)}"
+    )
+
+
+def _image(path: Path, fmt: str) -> dict[str, Any]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+    except Exception as exc:  # noqa: BLE001 -- Pillow raises many types for bad headers
+        raise _Unusable(f"{fmt.upper()} header is corrupt ({exc})", fmt) from exc
+    if width < 1 or height < 1:
+        raise _Unusable(f"{fmt.upper()} image has no pixels ({width}x{height})", fmt)
+    return {"fmt": fmt, "kind": Kind.RGB_IMAGE, "n_items": 1}
+
+
+def _table(path: Path, fmt: str) -> dict[str, Any]:
+    try:
+        info: TableInfo = _scan_table(str(path), fmt, None)
+    except InputError as exc:
+        raise _Unusable(str(exc), fmt) from exc
+    except Exception as exc:  # noqa: BLE001 -- pyarrow/astropy parse errors of all kinds
+        raise _Unusable(
+            f"{fmt.upper()} file is corrupt or truncated ({type(exc).__name__}: {exc})", fmt
+        ) from exc
+    if info.n_rows == 0:
+        raise _Unusable("table has no rows", fmt)
+    return {"fmt": fmt, "kind": Kind.SPECTRUM, "n_items": info.n_rows}
+
+
+def _npy(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+    except ValueError as exc:
+        raise _Unusable(f"npy header is corrupt ({exc})", "npy") from exc
+    if dtype.hasobject:
+        raise _Unusable("npy array holds Python objects; save a plain numeric array instead", "npy")
+    if dtype.kind not in "biuf":
+        raise _Unusable(f"npy array has dtype {dtype}: expected plain real numbers", "npy")
+    needed = dtype.itemsize * int(np.prod(shape)) if shape else dtype.itemsize
+    if needed > path.stat().st_size:
+        raise _Unusable(f"npy file is truncated: shape {shape} needs {needed} bytes", "npy")
+    if 0 in shape:
+        raise _Unusable(f"npy array is empty (shape {shape})", "npy")
+    ndim = len(shape)
+    if ndim == 1:
+        return {"fmt": "npy", "kind": Kind.SPECTRUM, "n_items": 1}
+    if ndim == 2 and shape[0] == shape[1]:
+        return {"fmt": "npy", "kind": Kind.DENSITY_FIELD, "n_items": 1}
+    if ndim == 2:
+        return {"fmt": "npy", "kind": Kind.SPECTRUM, "n_items": shape[0]}
+    if ndim == 3 and len(set(shape)) == 1:
+        return {"fmt": "npy", "kind": Kind.DENSITY_FIELD, "n_items": 1}
+    raise _Unusable(
+        f"npy array has shape {shape}: astrocat expects a 1-D spectrum, a 2-D array "
+        "(square: a density map; otherwise one spectrum per row) or a 3-D cube with equal "
+        "sides",
+        "npy",
+    )
+
+
+def _fits_file(path: Path, compressed_file: bool) -> dict[str, Any]:
+    try:
+        return _fits_route(path, compressed_file)
+    except _Unusable:
+        raise
+    except Exception as exc:  # noqa: BLE001 -- astropy raises many types for bad files
+        raise _Unusable(
+            f"FITS file is corrupt or truncated ({type(exc).__name__}: {exc})", "fits"
+        ) from exc
+
+
+def _fits_route(path: Path, compressed_file: bool) -> dict[str, Any]:
+    """Pick the image HDU (or the spectra table) by reading headers only."""
+    bad_image: tuple[int, tuple[int, ...]] | None = None
+    table: tuple[int, TableInfo] | None = None
+    table_problem: str | None = None
+    with _fits.open_fits(str(path)) as hdul:
+        for index, hdu in enumerate(hdul):
+            if _fits.is_image_hdu(hdu):
+                shape = _fits.header_shape(hdu.header)
+                if not shape or 0 in shape:
+                    continue
+                if _fits.plane_shape(shape) is None:
+                    bad_image = bad_image or (index, shape)
+                    continue
+                if not compressed_file and not _fits.is_compressed_image(hdu):
+                    _check_not_truncated(path, hdu, _fits.image_data_bytes(hdu.header))
+                kind = Kind.DENSITY_FIELD if _fits.is_density_field(hdu.header) else Kind.MONO_IMAGE
+                return {"fmt": "fits_image", "kind": kind, "n_items": 1, "hdu": index}
+            if _fits.is_table_hdu(hdu) and table is None:
+                try:
+                    info = scan_fits_hdu(hdu)
+                except InputError as exc:
+                    table_problem = table_problem or f"FITS table in HDU {index}: {exc}"
+                    continue
+                if info.n_rows == 0:
+                    table_problem = table_problem or f"FITS table in HDU {index} has no rows"
+                    continue
+                table = (index, info)
+    if table is not None:
+        index, info = table
+        return {"fmt": "fits_table", "kind": Kind.SPECTRUM, "n_items": info.n_rows, "hdu": index}
+    if bad_image is not None:
+        index, shape = bad_image
+        hint = (
+            "; a 1-D spectrum must be stored as a table row with a flux column"
+            if len(shape) == 1
+            else ""
+        )
+        raise _Unusable(
+            f"FITS image is {len(shape)}-D (shape {shape}, HDU {index}): astrocat needs a "
+            f"2-D single-band image{hint}",
+            "fits_image",
+        )
+    if table_problem is not None:
+        raise _Unusable(table_problem, "fits_table")
+    raise _Unusable("FITS file has no image or table HDU with data", "fits")
+
+
+def _check_not_truncated(path: Path, hdu: Any, data_bytes: int) -> None:
+    """An uncompressed HDU whose data runs past the end of the file is truncated."""
+    start = hdu.fileinfo()["datLoc"]
+    size = path.stat().st_size
+    if start + data_bytes > size:
+        raise _Unusable(
+            f"FITS file is truncated: the image data needs {data_bytes} bytes after the "
+            f"header but only {max(size - start, 0)} are there",
+            "fits_image",
+        )
