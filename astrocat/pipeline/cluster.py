@@ -39,7 +39,7 @@ def dask_client(
     import dask
     from distributed import Client, LocalCluster
 
-    dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"})
+    dask.config.set({"logging.distributed": "error"})
     if scheduler:
         try:
             client = Client(scheduler, timeout="15s")

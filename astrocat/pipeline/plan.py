@@ -82,7 +82,7 @@ def plan_partitions(
 
     for unit in units:
         model, problem = route(unit, routing)
-        if unit.n_items > 1 and model is not None:  # a table: own partitions, fixed row ranges
+        if unit.n_items > 1 and unit.kind is not None:  # a table: own partitions, row ranges
             if pending:
                 yield flush()
             for start in range(0, unit.n_items, size):

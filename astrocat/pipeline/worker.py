@@ -211,6 +211,19 @@ def _hdu(u) -> int:
     return -1 if u.hdu is None else int(u.hdu)
 
 
+def _error_rows(rows: _Rows, s: Slice, message: str) -> None:
+    """One error row per item of a slice (per table row for a usable table)."""
+    u = s.unit
+    table = u.kind == Kind.SPECTRUM and u.n_items > 1
+    for r in range(s.start, s.stop):
+        i = rows.add(
+            object_id=f"{_stem(u.source)}:{r}" if table else _stem(u.source),
+            source=u.source, hdu=_hdu(u), row=r if table else -1,
+            kind=u.kind.value if u.kind else "", model=s.model or "",
+        )
+        rows.fail(i, message)
+
+
 def run_partition(part: Partition, job: Job) -> dict:
     """Process one partition end to end; return its statistics (what the driver keeps)."""
     t0 = time.perf_counter()
@@ -219,9 +232,7 @@ def run_partition(part: Partition, job: Job) -> dict:
     for s in part.slices:
         u = s.unit
         if s.model is None:
-            i = rows.add(object_id=_stem(u.source), source=u.source, hdu=_hdu(u),
-                         kind=u.kind.value if u.kind else "")
-            rows.fail(i, s.problem or "input could not be used")
+            _error_rows(rows, s, s.problem or "input could not be used")
             continue
         card = job.cards[s.model]
         if u.kind == Kind.SPECTRUM:
@@ -286,14 +297,7 @@ def write_failed_partition(part: Partition, job: Job, message: str) -> dict:
     """Account for a partition whose task died (e.g. a worker killed): one error row per item."""
     rows = _Rows(job)
     for s in part.slices:
-        u = s.unit
-        for r in range(s.start, s.stop):
-            i = rows.add(
-                object_id=_stem(u.source) if u.n_items <= 1 else f"{_stem(u.source)}:{r}",
-                source=u.source, hdu=_hdu(u), row=r if u.n_items > 1 else -1,
-                kind=u.kind.value if u.kind else "", model=s.model or "",
-            )
-            rows.fail(i, message)
+        _error_rows(rows, s, message)
     table = rows.table()
     stats = {
         "key": part.key, "n_rows": table.num_rows, "n_errors": table.num_rows, "models": [],
