@@ -6,6 +6,7 @@ exported ONNX graph and must never pay for (or require) TensorFlow.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -124,28 +125,31 @@ def lens_lastro_cnn(input_shape=(101, 101, 1), dropout: float = 0.2):
     """Seed 004's LASTRO-style CNN for strong-lens finding; sigmoid output = P(lens)."""
     keras = _keras()
     L = keras.layers
+    # BatchNorm statistics must settle within the few hundred steps a CPU training run
+    # affords; with Keras' default momentum (0.99) validation lags far behind training.
+    bn = functools.partial(L.BatchNormalization, momentum=0.9)
     inputs = keras.Input(shape=input_shape, name="image")
     x = L.Conv2D(16, 4, activation="relu")(inputs)
     x = L.Conv2D(16, 3, activation="relu")(x)
     x = L.MaxPooling2D(2)(x)
-    x = L.BatchNormalization()(x)
+    x = bn()(x)
     for filters in (32, 64):
         x = L.Conv2D(filters, 3, activation="relu")(x)
         x = L.Conv2D(filters, 3, activation="relu")(x)
         x = L.MaxPooling2D(2)(x)
-        x = L.BatchNormalization()(x)
+        x = bn()(x)
     x = L.Dropout(dropout)(x)
     x = L.Conv2D(128, 3, activation="relu")(x)
     x = L.Dropout(dropout)(x)
     x = L.Conv2D(128, 3, activation="relu")(x)
-    x = L.BatchNormalization()(x)
+    x = bn()(x)
     x = L.Dropout(dropout)(x)
     x = L.Flatten()(x)
     for i in range(3):
         x = L.Dense(1024, activation="relu")(x)
         if i < 2:
             x = L.Dropout(dropout)(x)
-    x = L.BatchNormalization()(x)
+    x = bn()(x)
     x = L.Dense(64, activation="relu")(x)
     outputs = L.Dense(1, activation="sigmoid", name="p_lens")(x)
     return keras.Model(inputs, outputs, name="lens_lastro_cnn")
