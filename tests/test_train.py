@@ -34,6 +34,14 @@ def test_recipe_trains_and_writes_a_card(recipe, tmp_path):
     assert card.training["epochs_run"] == 1
     assert card.training["onnx_max_deviation_from_keras"] < 1e-4
     assert metrics == card.metrics
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(card.weights("keras")) as z:  # no optimizer state shipped
+        with h5py.File(io.BytesIO(z.read("model.weights.h5"))) as h5:
+            assert "optimizer" not in h5, list(h5)
     expected = {"morphology": "rmse", "redshift": "sigma_nmad", "lens": "auroc",
                 "cosmology": "rmse_omega_m"}[recipe]
     assert expected in metrics

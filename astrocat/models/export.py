@@ -13,6 +13,19 @@ from astrocat.errors import AstrocatError
 ONNX_TOLERANCE = 1e-4
 
 
+def save_for_inference(model, path: Path) -> None:
+    """Save weights and graph without optimizer state (a third of the size for Adam)."""
+    from astrocat.engines.tf import load_keras
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.with-optimizer.keras")
+    model.save(str(tmp))
+    try:
+        load_keras(tmp).save(str(path))  # compile=False: the reload carries no optimizer
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def export_onnx(model, onnx_path: Path, sample: np.ndarray) -> float:
     """Write ``model`` as ONNX; return the largest deviation from Keras on ``sample``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

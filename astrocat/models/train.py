@@ -202,7 +202,7 @@ def train(
     import tensorflow as tf
 
     from astrocat.models.architectures import ARCHITECTURES
-    from astrocat.models.export import export_onnx
+    from astrocat.models.export import export_onnx, save_for_inference
 
     arch = architecture or recipe.architecture
     if arch not in ARCHITECTURES:
@@ -249,7 +249,7 @@ def train(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
+    save_for_inference(model, out / "model.keras")
     deviation = export_onnx(model, out / "model.onnx", xp[test_idx[:32]])
     provenance = _provenance(Path(data))
     card = {
