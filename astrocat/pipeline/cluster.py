@@ -61,7 +61,7 @@ def dask_client(
         n_workers=n_workers,
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",  # any free port: concurrent runs never clash over 8787
         silence_logs=logging.ERROR,
         env=env,
     )

@@ -74,8 +74,9 @@ def _stem(source: str) -> str:
 
 
 def _message(exc: BaseException, unit) -> str:
+    """The catalog's error text; the ``source`` column already names the file."""
     if isinstance(exc, InputError):
-        return str(exc)
+        return str(exc).removeprefix(f"{unit.path}: ")
     return f"could not read {unit.fmt} input: {type(exc).__name__}: {exc}"
 
 
@@ -189,9 +190,10 @@ def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
             rows.fail(i, f"spectrum has {flux.shape[1]} flux samples; model '{card.name}' "
                          f"needs {expected} (Gaia BP/RP-like sampling, see the model card)")
         elif not np.all(np.isfinite(flux[k])):
-            rows.fail(i, f"row {r}: flux has missing or non-numeric values; fix or drop the row")
+            rows.fail(i, f"flux has missing or non-numeric values (table row {r}); fix or drop "
+                         "the row")
         elif np.ptp(flux[k]) == 0:
-            rows.fail(i, f"row {r}: flux is constant: there is no spectrum to measure")
+            rows.fail(i, f"flux is constant (table row {r}): there is no spectrum to measure")
         else:
             pending[card.name].append((i, flux[k]))
 
