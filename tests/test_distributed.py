@@ -18,7 +18,6 @@ from click.testing import CliRunner
 from astrocat.cli import main
 
 
-
 def _dask(*args: str, log: Path) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("dask")
     cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "dask", *args]
