@@ -122,3 +122,47 @@ def lens_metrics(scores: np.ndarray, labels: np.ndarray) -> LensMetrics:
         tpr0=float(tpr[fp == 0].max()),
         tpr10=float(tpr[fp < 10].max()),
     )
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve from ranks (Mann-Whitney U / (n_pos n_neg)); ties count 1/2.
+
+    Rank-based so that one sort per label serves millions of rows; NaN when a class is
+    empty (an answer nobody in the truth gives, say).
+    """
+    s, y = np.asarray(scores, float), np.asarray(labels).astype(bool)
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = sps.rankdata(s)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def confusion(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+    """Confusion matrix when ``score >= threshold`` means "positive", with TPR and TNR."""
+    s, y = np.asarray(scores, float), np.asarray(labels).astype(bool)
+    pred = s >= threshold
+    tp, fp = int((pred & y).sum()), int((pred & ~y).sum())
+    fn, tn = int((~pred & y).sum()), int((~pred & ~y).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    return {"threshold": float(threshold), "tp": tp, "fp": fp, "fn": fn, "tn": tn,
+            "tpr": ratio(tp, tp + fn), "tnr": ratio(tn, tn + fp),
+            "precision": ratio(tp, tp + fp), "accuracy": ratio(tp + tn, len(y))}
+
+
+def rates_by_threshold(
+    scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(TPR, TNR) at each threshold (``score >= t`` is positive), as seed 004 plots them."""
+    s, y = np.asarray(scores, float), np.asarray(labels).astype(bool)
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    t = np.asarray(thresholds, float)
+    tp = len(pos) - np.searchsorted(pos, t, side="left")
+    tn = np.searchsorted(neg, t, side="left")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / len(pos) if len(pos) else np.full(len(t), np.nan), (
+            tn / len(neg) if len(neg) else np.full(len(t), np.nan))
