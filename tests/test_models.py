@@ -120,3 +120,25 @@ def test_tensorrt_engine_matches_onnxruntime():
     a = open_engine(card, "onnxruntime").predict(x)
     b = open_engine(card, "tensorrt").predict(x)
     assert np.abs(a - b).max() < 1e-3
+
+
+def test_compile_exports_checked_onnx_and_skips_tensorrt_without_gpu(tmp_path):
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+    from astrocat.engines.base import gpu_available
+
+    out = tmp_path / "compiled"
+    r = CliRunner().invoke(main, ["compile", "cosmo-cnn", "--out", str(out), "--no-tensorrt"])
+    assert r.exit_code == 0, r.output
+    assert "max |ONNX - Keras|" in r.output
+    card = load_card(out)
+    card.verify()
+    x = np.random.default_rng(0).random((4, 64, 64, 1), dtype=np.float32)
+    from astrocat.engines.base import open_engine
+
+    ref = open_engine(bundled()["cosmo-cnn"], "onnxruntime").predict(x)
+    assert np.abs(open_engine(card, "onnxruntime").predict(x) - ref).max() < 1e-4
+    if not gpu_available():
+        r = CliRunner().invoke(main, ["compile", "cosmo-cnn", "--out", str(out), "--tensorrt"])
+        assert r.exit_code == 2 and "needs an NVIDIA GPU" in r.output
