@@ -162,3 +162,13 @@ print('clean')
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "clean" in r.stdout, r.stderr[-2000:]
+
+
+def test_catalog_inside_the_input_directory_is_not_an_input(sample_dir, have_models, tmp_path):
+    src = tmp_path / "survey"
+    shutil.copytree(sample_dir / "fields", src)
+    out = src / "catalog.parquet"
+    for _ in range(2):  # the second run sees the first run's catalog and parts beside the maps
+        code, output = _infer("--input", str(src), "--out", str(out))
+        assert code == 0, output
+        assert pq.read_table(out).num_rows == len(list(src.glob("*.npy")))

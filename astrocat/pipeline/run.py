@@ -83,13 +83,13 @@ def infer(opts: InferOptions) -> RunSummary:
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
 
-    units = [describe(p, root) for p in files]
+    out = Path(opts.out).resolve()
+    parts_dir = parts_dir_for(out)
+    units = [describe(p, root) for p in files if not _own_output(Path(p), out, parts_dir)]
     if not units:
         raise AstrocatError(f"no input files found under {opts.input}")
     plan = list(plan_partitions(units, routing, opts.partition_size))
     del units
-    out = Path(opts.out).resolve()
-    parts_dir = parts_dir_for(out)
     parts_dir.mkdir(parents=True, exist_ok=True)
     part_path = {p.key: parts_dir / f"part-{p.key}.parquet" for p in plan}
 
@@ -154,6 +154,13 @@ def infer(opts: InferOptions) -> RunSummary:
     }, indent=1))
     return RunSummary(out, rows, n_errors, len(plan), n_reused, seconds,
                       {n: engines[n] for n in used})
+
+
+def _own_output(path: Path, out: Path, parts_dir: Path) -> bool:
+    """The catalog, its parts and temporaries are never inputs (``--out`` inside ``--input``)."""
+    path = path.resolve()
+    return (path == out or parts_dir in path.parents
+            or path.name.startswith(f".{out.name}.tmp-"))
 
 
 def _run_windowed(client, todo: list[Partition], job: Job, window: int):
