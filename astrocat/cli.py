@@ -75,7 +75,8 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Local Dask worker processes [default: one per core].")
 @click.option("--partition-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="Work items per partition (one Parquet part each).")
+              help="Files per partition (one Parquet part each); spectra tables are cut "
+                   "into row ranges 16x this size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip inputs whose path relative to the input root matches (repeatable).")

@@ -67,11 +67,18 @@ def route(unit: InputUnit, routing: Mapping[Kind, ModelCard]) -> tuple[str | Non
     return card.name, None
 
 
+#: A spectra-table row costs a hundredth of an image file to read, so tables are cut into
+#: row ranges this many times the partition size: fewer tasks and parts for the same work.
+TABLE_ROWS_FACTOR = 16
+
+
 def plan_partitions(
     units: Iterable[InputUnit], routing: Mapping[Kind, ModelCard], partition_size: int
 ) -> Iterator[Partition]:
-    """Stream partitions of at most ~2x ``partition_size`` items, in input order."""
+    """Stream partitions of at most ~2x ``partition_size`` files (``TABLE_ROWS_FACTOR`` x
+    that many rows for tables), in input order."""
     size = max(1, partition_size)
+    rows = size * TABLE_ROWS_FACTOR
     fingerprints = {c.name: c.fingerprint for c in routing.values()}
     pending: list[Slice] = []
 
@@ -85,8 +92,8 @@ def plan_partitions(
         if unit.n_items > 1 and unit.kind is not None:  # a table: own partitions, row ranges
             if pending:
                 yield flush()
-            for start in range(0, unit.n_items, size):
-                pending.append(Slice(unit, start, min(start + size, unit.n_items), model, problem))
+            for start in range(0, unit.n_items, rows):
+                pending.append(Slice(unit, start, min(start + rows, unit.n_items), model, problem))
                 yield flush()
             continue
         pending.append(Slice(unit, 0, max(1, unit.n_items), model, problem))
