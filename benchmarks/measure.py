@@ -1,0 +1,653 @@
+"""The workloads the harness times, each run in a fresh process:
+
+    python -m benchmarks.measure TASK [options]   # prints one JSON line
+
+* ``seed-images`` / ``seed-spectra``: the studies' way (Keras ``predict``; PIL open ->
+  crop -> resize -> numpy in a Python generator; whole-table load + min-max).
+* ``components-images`` / ``components-spectra`` / ``components-fits``: the cost of each
+  component alone (decode at the needed scale, the ONNX model alone, readers compared).
+* ``profile``: one stage's partitions through ``astrocat.pipeline.worker.run_partition``
+  in this process, with each step timed (read/decode, preprocess, model, Arrow, Parquet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import math
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from astrocat.kinds import Kind
+
+
+def _card(kind: Kind):
+    from astrocat.models import zoo
+
+    card = zoo.default_for(kind)
+    if card is None:
+        raise SystemExit(f"no bundled model for {kind.value}: is the zoo complete?")
+    return card
+
+
+def _paths(list_spec: str, n: int | None = None) -> list[str]:
+    lines = Path(list_spec.lstrip("@")).read_text().split()
+    return lines[:n] if n else lines
+
+
+def _per_item(fn, items, passes: int = 3, min_seconds: float = 0.0) -> float:
+    """Best (least disturbed) seconds per item over ``passes`` passes through ``items``."""
+    best = math.inf
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for it in items:
+            fn(it)
+        best = min(best, time.perf_counter() - t0)
+    return best / max(1, len(items))
+
+
+def _model_per_item(engine, x: np.ndarray, batch: int, min_seconds: float = 1.0,
+                    passes: int = 3) -> float:
+    """Seconds per item of ``engine.predict`` alone on preprocessed ``x`` in ``batch``es:
+    best of ``passes`` passes, each repeating ``x`` until it lasts ``min_seconds``."""
+    xs = x
+    while len(xs) < batch:
+        xs = np.concatenate([xs, x])
+    engine.predict(xs[:batch])  # warm-up (allocations, kernel choice)
+    t0 = time.perf_counter()
+    engine.predict(xs[:batch])
+    one = max(time.perf_counter() - t0, 1e-6)
+    reps = max(1, math.ceil(min_seconds / one))
+    best = math.inf
+    for _ in range(passes):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            engine.predict(xs[:batch])
+        best = min(best, time.perf_counter() - t0)
+    return best / (reps * batch)
+
+
+def macs_per_item(onnx_path) -> float | None:
+    """Multiply-accumulates of one item through the ONNX graph's Conv, MatMul and Gemm
+    nodes (shapes by ONNX shape inference at batch 1); None without the onnx package."""
+    try:
+        import onnx
+        from onnx import shape_inference
+    except ImportError:
+        return None
+    model = onnx.load(str(onnx_path))
+    for inp in model.graph.input:
+        dims = inp.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].ClearField("dim_param")
+            dims[0].dim_value = 1
+    model = shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    for init in model.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    macs = 0
+    for node in model.graph.node:
+        if node.op_type == "Conv":
+            w, out = shapes.get(node.input[1]), shapes.get(node.output[0])
+            if w and out:
+                macs += math.prod(out) * math.prod(w[1:])
+        elif node.op_type in ("MatMul", "Gemm"):
+            a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+            if a and out:
+                trans_a = any(at.name == "transA" and at.i for at in node.attribute)
+                k = a[-2] if trans_a else a[-1]
+                macs += math.prod(out) * k
+    return float(macs)
+
+
+def _cores() -> int:
+    from astrocat.pipeline.cluster import machine_cores
+
+    return machine_cores()
+
+
+# ---------------------------------------------------------------- seed-style pipelines
+
+
+def seed_decode(path: str, size: int, crop_fraction: float) -> np.ndarray:
+    """Seed 001's reading: PIL open -> crop the centre -> resize -> numpy (no draft)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        side = round(crop_fraction * min(w, h))
+        left, top = (w - side) // 2, (h - side) // 2
+        im = im.crop((left, top, left + side, top + side)).resize((size, size))
+        return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def seed_images(args) -> dict:
+    from astrocat.engines.tf import load_keras
+
+    card = _card(Kind.RGB_IMAGE)
+    paths = _paths(args.list, args.n)
+    size, crop = card.input.shape[0], card.input.crop_fraction
+    t_load = time.perf_counter()
+    model = load_keras(card.weights("keras"))
+    t_load = time.perf_counter() - t_load
+    batch = args.batch
+
+    def generator():
+        for b in range(0, len(paths), batch):
+            yield (np.stack([seed_decode(p, size, crop) for p in paths[b : b + batch]]),)
+
+    # warm-up on one batch so graph tracing is not charged to the baseline
+    model.predict(next(generator())[0], verbose=0)
+    t0 = time.perf_counter()
+    y = model.predict(generator(), steps=math.ceil(len(paths) / batch), verbose=0)
+    seconds = time.perf_counter() - t0
+    assert len(y) == len(paths), (len(y), len(paths))
+    return {"n": len(paths), "seconds": seconds, "rate": len(paths) / seconds,
+            "batch": batch, "model_load_seconds": t_load, "model": card.name}
+
+
+def seed_spectra(args) -> dict:
+    from astrocat.engines.tf import load_keras
+
+    card = _card(Kind.SPECTRUM)
+    t_load = time.perf_counter()
+    model = load_keras(card.weights("keras"))
+    t_load = time.perf_counter() - t_load
+    shape = tuple(card.input.shape)
+    model.predict(np.zeros((args.batch, *shape), np.float32), batch_size=args.batch,
+                  verbose=0)  # warm-up: tracing is not charged to the baseline
+    t0 = time.perf_counter()
+    table = _load_table(args.table, args.n)  # the whole (first n rows), as the studies did
+    col = table.column("flux").combine_chunks()
+    flux = col.flatten().to_numpy().reshape(len(table), -1).astype(np.float32)
+    t_read = time.perf_counter() - t0
+    lo = flux.min(axis=1, keepdims=True)
+    x = (flux - lo) / (flux.max(axis=1, keepdims=True) - lo)  # min-max per spectrum
+    y = model.predict(x.reshape((len(x), *shape)), batch_size=args.batch, verbose=0)
+    seconds = time.perf_counter() - t0
+    assert len(y) == len(table)
+    return {"n": len(table), "seconds": seconds, "rate": len(table) / seconds,
+            "read_seconds": t_read, "batch": args.batch, "model_load_seconds": t_load,
+            "model": card.name}
+
+
+def _load_table(path: str, n: int | None):
+    """The whole table, or the row groups holding its first ``n`` rows, then those rows."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    if not n or n >= pf.metadata.num_rows:
+        return pq.read_table(path)
+    groups, rows = [], 0
+    while rows < n:
+        rows += pf.metadata.row_group(len(groups)).num_rows
+        groups.append(len(groups))
+    return pf.read_row_groups(groups).slice(0, n)
+
+
+# ---------------------------------------------------------------- component limits
+
+
+def components_images(args) -> dict:
+    from PIL import Image
+
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.kernels.preprocess import prepare
+    from astrocat.sources import readers
+    from astrocat.sources.describe import describe
+
+    card = _card(Kind.RGB_IMAGE)
+    size, crop = card.input.shape[0], card.input.crop_fraction
+    paths = _paths(args.list, args.sample)
+    root = Path(paths[0]).parent
+    t_describe = _per_item(lambda p: describe(Path(p), root), paths)
+
+    def header_only(p):
+        with Image.open(p) as im:
+            return im.size
+
+    t_header = _per_item(header_only, paths)
+    t_decode = _per_item(lambda p: readers.read_rgb(p, size, crop), paths)
+    t_seed_decode = _per_item(lambda p: seed_decode(p, size, crop), paths)
+    raw = np.stack([readers.read_rgb(p, size, crop) for p in paths])
+    t_prep = _per_item(lambda b: prepare(b, card.input), [raw], passes=5) / len(raw)
+    x = prepare(raw, card.input)
+    t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
+                              args.min_seconds)
+    cores = _cores()
+    return {
+        "model": card.name, "sample": len(paths), "cores": cores, "batch": args.batch,
+        "macs_per_item": macs_per_item(card.weights("onnx")),
+        "describe_header_s": t_header,
+        "describe_s": t_describe, "decode_s": t_decode, "seed_decode_s": t_seed_decode,
+        "preprocess_s": t_prep, "model_s": t_model,
+        "limit_rate": cores / (t_decode + t_model),
+    }
+
+
+def components_spectra(args) -> dict:
+    import pyarrow.parquet as pq
+
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.kernels.preprocess import prepare
+    from astrocat.sources import readers
+
+    card = _card(Kind.SPECTRUM)
+    pf = pq.ParquetFile(args.table)
+    n = min(args.sample, pf.metadata.num_rows)
+    batch = next(pf.iter_batches(batch_size=n, columns=["flux"]))
+    flux = batch.column(0).flatten().to_numpy().reshape(batch.num_rows, -1).astype(np.float32)
+    x = prepare(flux, card.input)
+    cores = _cores()
+    rates = {}
+    engine_all = OnnxRuntimeEngine(card, threads=cores)
+    for b in (128, 1024):
+        rates[b] = 1.0 / _model_per_item(engine_all, x, b, args.min_seconds)
+    t_model_1 = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, 128, args.min_seconds)
+    # reading rows [start, stop) as a worker does, sequentially through the table
+    info = readers.scan_table(args.table, "parquet", None)
+    chunk = 256
+
+    def read_all(_):
+        readers._CURSORS = readers._CursorCache()  # start cold each pass
+        for s in range(0, n, chunk):
+            readers.read_spectra(args.table, "parquet", None, s, min(s + chunk, n), info)
+
+    t_read = _per_item(read_all, [None]) / n
+    t_prep = _per_item(lambda f: prepare(f, card.input), [flux[:chunk]], passes=20) / chunk
+    best_batch = max(rates, key=rates.get)
+    return {
+        "model": card.name, "sample": n, "cores": cores,
+        "macs_per_item": macs_per_item(card.weights("onnx")),
+        "model_only_rate": rates[best_batch], "model_only_batch": best_batch,
+        "rate_by_batch": {str(k): v for k, v in rates.items()},
+        "model_1thread_s": t_model_1, "read_s": t_read, "preprocess_s": t_prep,
+        "limit_rate": cores / (t_read + t_prep + t_model_1),
+    }
+
+
+def _raw_fits(path: str) -> tuple[np.ndarray, float, float]:
+    """A minimal reader for plain single-HDU FITS images: header cards parsed by hand,
+    pixels with ``np.frombuffer``; RA/DEC from keywords (no WCS)."""
+    data, cards, _ = _raw_parse(path)
+    ra = float(cards["RA"]) if "RA" in cards else math.nan
+    dec = float(cards["DEC"]) if "DEC" in cards else math.nan
+    return data, ra, dec
+
+
+#: Keywords whose presence means the sky position at CRPIX may not be CRVAL (distortions).
+_DISTORTION = ("A_ORDER", "B_ORDER", "PV1_0", "PV2_0", "DP1", "DQ1", "CPDIS1", "D2IMDIS1")
+
+
+def _proposed_fits(path: str) -> tuple[np.ndarray, float, float]:
+    """The reader proposed for ``read_plane`` on plain FITS: pixels as :func:`_raw_fits`;
+    the image centre's RA/Dec is CRVAL when the centre pixel *is* the reference pixel of
+    an undistorted RA/Dec WCS (true by definition of every FITS projection), else the
+    full astropy WCS as today."""
+    data, cards, header_end = _raw_parse(path)
+    ny, nx = data.shape
+    c1, c2 = cards.get("CTYPE1", "").strip("'\" "), cards.get("CTYPE2", "").strip("'\" ")
+    simple = (
+        c1.startswith("RA--") and c2.startswith("DEC-")
+        and not c1.endswith(("-SIP", "-TPV", "-TPD", "-DSS")) and not c2.endswith("-SIP")
+        and not any(k in cards for k in _DISTORTION)
+        and "CRPIX1" in cards and "CRPIX2" in cards
+        and float(cards["CRPIX1"]) == (nx + 1) / 2 and float(cards["CRPIX2"]) == (ny + 1) / 2
+    )
+    if simple:
+        return data, float(cards["CRVAL1"]) % 360.0, float(cards["CRVAL2"])
+    from astropy.io import fits
+
+    from astrocat.sources import readers
+
+    with open(path, "rb") as fh:
+        header = fits.Header.fromstring(fh.read(header_end).decode("ascii"))
+    ra, dec = readers._sky_centre(header, (ny, nx))
+    return data, ra, dec
+
+
+def _raw_parse(path: str) -> tuple[np.ndarray, dict[str, str], int]:
+    with open(path, "rb") as fh:
+        blob = fh.read()
+    cards: dict[str, str] = {}
+    pos = 0
+    while True:
+        block = blob[pos : pos + 2880]
+        if len(block) < 2880:
+            raise ValueError("truncated header")
+        pos += 2880
+        done = False
+        for i in range(0, 2880, 80):
+            card = block[i : i + 80].decode("ascii", "replace")
+            key = card[:8].strip()
+            if key == "END":
+                done = True
+                break
+            if card[8:10] == "= ":
+                cards[key] = card[10:].split("/", 1)[0].strip()
+        if done:
+            break
+    bitpix = int(cards["BITPIX"])
+    shape = tuple(int(cards[f"NAXIS{k}"]) for k in range(int(cards["NAXIS"]), 0, -1))
+    dtype = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[bitpix]
+    n = math.prod(shape)
+    data = np.frombuffer(blob, dtype=dtype, count=n, offset=pos).reshape(shape)
+    data = data.astype(np.float32)
+    if "BSCALE" in cards or "BZERO" in cards:
+        data = data * np.float32(float(cards.get("BSCALE", 1))) + np.float32(
+            float(cards.get("BZERO", 0)))
+    return data, cards, pos
+
+
+def components_fits(args) -> dict:
+    import warnings
+
+    from astropy.io import fits
+
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.kernels.preprocess import centre_crop_plane, prepare
+    from astrocat.sources import readers
+    from astrocat.sources.describe import describe
+
+    card = _card(Kind.MONO_IMAGE)
+    paths = _paths(args.list, args.sample)
+    root = Path(paths[0]).parent
+    unit = describe(Path(paths[0]), root)
+    t_describe = _per_item(lambda p: describe(Path(p), root), paths)
+    readers_s = {}
+    readers_s["astrocat read_plane (astropy memmap + WCS centre)"] = _per_item(
+        lambda p: readers.read_plane(p, unit.fmt, unit.hdu), paths)
+
+    def astropy_getdata(p):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data, header = fits.getdata(p, header=True, memmap=False)
+        return np.asarray(data, np.float32), header.get("RA"), header.get("DEC")
+
+    readers_s["astropy getdata (no memmap, keywords, no WCS)"] = _per_item(astropy_getdata, paths)
+
+    def wcs_only(p):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = fits.getheader(p)
+        readers._sky_centre(header, (header["NAXIS2"], header["NAXIS1"]))
+
+    readers_s["of which: header + WCS centre alone"] = _per_item(wcs_only, paths)
+    readers_s["raw numpy (hand-parsed header, frombuffer, keywords, no WCS)"] = _per_item(
+        _raw_fits, paths)
+    readers_s["proposed: raw numpy + CRVAL when centre = CRPIX, else WCS"] = _per_item(
+        _proposed_fits, paths)
+    # the proposed reader must give exactly what read_plane gives: pixels and position
+    same = True
+    for p in paths:
+        a = readers.read_plane(p, unit.fmt, unit.hdu)
+        data, ra, dec = _proposed_fits(p)
+        same &= bool(np.array_equal(a.data, data)) and abs(a.ra - ra) < 1e-9 and abs(
+            a.dec - dec) < 1e-9
+    h, w = card.input.shape[0], card.input.shape[1]
+    raw = np.stack([centre_crop_plane(readers.read_plane(p, unit.fmt, unit.hdu).data, h, w)
+                    for p in paths[: min(len(paths), 128)]])
+    x = prepare(raw, card.input)
+    t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
+                              args.min_seconds)
+    cores = _cores()
+    t_read = readers_s["astrocat read_plane (astropy memmap + WCS centre)"]
+    return {
+        "model": card.name, "sample": len(paths), "cores": cores, "describe_s": t_describe,
+        "macs_per_item": macs_per_item(card.weights("onnx")),
+        "readers_s": readers_s, "proposed_matches_read_plane": same, "model_s": t_model,
+        "limit_rate": cores / (t_read + t_model),
+    }
+
+
+# ---------------------------------------------------------------- in-process profile
+
+CATEGORIES = ("read/decode", "preprocess", "model", "Arrow table", "Parquet write")
+
+
+class _Timers:
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(CATEGORIES, 0.0)
+        self._undo: list[tuple[object, str, object]] = []
+
+    def wrap(self, owner, name: str, category: str) -> None:
+        orig = getattr(owner, name)
+        seconds = self.seconds
+
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return orig(*a, **k)
+            finally:
+                seconds[category] += time.perf_counter() - t0
+
+        setattr(owner, name, timed)
+        self._undo.append((owner, name, orig))
+
+    def undo(self) -> None:
+        for owner, name, orig in reversed(self._undo):
+            setattr(owner, name, orig)
+        self._undo.clear()
+
+
+def profile(args) -> dict:
+    from astrocat.catalog.writer import commit
+    from astrocat.engines.base import choose_engine
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.pipeline import worker
+    from astrocat.pipeline.plan import plan_partitions
+    from astrocat.pipeline.run import build_routing
+    from astrocat.sources import readers
+    from astrocat.sources.describe import describe
+    from astrocat.sources.discover import resolve_inputs
+
+    routing = build_routing(None)
+    root, files = resolve_inputs(args.input)
+    files = list(files)
+    t0 = time.perf_counter()
+    units = [describe(p, root) for p in files]
+    t_describe = time.perf_counter() - t0
+    plan = list(plan_partitions(units, routing, args.partition_size))
+    cards = {c.name: c for c in routing.values()}
+    used = sorted({s.model for p in plan for s in p.slices if s.model})
+    engines = {n: choose_engine("auto", cards[n]) for n in cards}
+    order = tuple(dict.fromkeys(c.name for c in routing.values()))
+    tmp = Path(tempfile.mkdtemp(prefix="astrocat-profile-", dir=args.work))
+    job = worker.Job(cards=cards, engines=engines, parts_dir=str(tmp), threads=1,
+                     batch_size=args.batch_size, output_order=order)
+    t0 = time.perf_counter()
+    for n in used:
+        worker.engine_for(cards[n], engines[n], 1)
+    t_load = time.perf_counter() - t0
+    warm, timed = (plan[:1], plan[1 : 1 + args.parts]) if len(plan) > 1 else (plan, plan)
+    timers = _Timers()
+
+    def one_pass(prof: cProfile.Profile | None = None) -> float:
+        """Warm partitions first (model loaded, Parquet cursor where a sequential worker
+        would have it), then the timed ones."""
+        readers._CURSORS = readers._CursorCache()
+        for p in warm:
+            worker.run_partition(p, job)
+        for k in timers.seconds:
+            timers.seconds[k] = 0.0
+        if prof:
+            prof.enable()
+        t0 = time.perf_counter()
+        for p in timed:
+            worker.run_partition(p, job)
+        seconds = time.perf_counter() - t0
+        if prof:
+            prof.disable()
+        return seconds
+
+    for name in ("read_rgb", "read_plane", "read_spectra", "scan_table"):
+        timers.wrap(readers, name, "read/decode")
+    timers.wrap(worker, "prepare", "preprocess")
+    timers.wrap(worker, "centre_crop_plane", "preprocess")
+    timers.wrap(OnnxRuntimeEngine, "predict", "model")
+    timers.wrap(worker._Rows, "table", "Arrow table")
+    timers.wrap(worker, "write_part", "Parquet write")
+    total = one_pass()
+    timers.undo()
+    items = sum(p.n_items for p in timed)
+    per_item = {k: v / items for k, v in timers.seconds.items()}
+    per_item["row bookkeeping, stacking, other"] = total / items - sum(per_item.values())
+
+    # the same partitions under cProfile, for the functions behind the categories
+    prof = cProfile.Profile()
+    one_pass(prof)
+    stats = pstats.Stats(prof, stream=io.StringIO())
+    rows = []
+    total_tt = sum(v[2] for v in stats.stats.values()) or 1.0
+    for (file, line, fn), (_cc, nc, tt, _ct, _callers) in sorted(
+            stats.stats.items(), key=lambda kv: -kv[1][2])[:12]:
+        where = file.split("site-packages/")[-1].split("/main/")[-1]
+        rows.append({"function": f"{fn} ({where}:{line})", "calls": nc,
+                     "tottime_share": tt / total_tt, "tottime_ms_per_item": 1e3 * tt / items})
+
+    # the driver's commit, on the parts just written
+    parts = sorted(tmp.glob("part-*.parquet"))
+    outputs = [o.name for n in used for o in cards[n].outputs]
+    t0 = time.perf_counter()
+    n_rows = commit(tmp / "catalog.parquet", parts, outputs, {"benchmark": True})
+    t_commit = time.perf_counter() - t0
+    return {
+        "stage": args.stage, "files": len(files), "partitions": len(plan),
+        "timed_partitions": len(timed), "items": items, "seconds": total,
+        "per_item_s": per_item, "describe_per_file_s": t_describe / max(1, len(files)),
+        "model_load_s": t_load, "commit_per_row_s": t_commit / max(1, n_rows),
+        "cprofile_top": rows,
+    }
+
+
+# ---------------------------------------------------------------- the driver's commit
+
+
+def commit_time(args) -> dict:
+    """Time :func:`astrocat.catalog.writer.commit` again on a finished run's parts."""
+    from astrocat.catalog.writer import commit
+    from astrocat.models.zoo import bundled
+
+    parts_dir = Path(args.parts_dir)
+    manifest = json.loads((parts_dir / "manifest.json").read_text())
+    parts = [parts_dir / name for name in manifest["parts"]]
+    provenance = {k: v for k, v in manifest.items()
+                  if k not in ("catalog", "rows", "errors", "parts", "workers")}
+    cards = bundled()
+    outputs = [o.name for n in manifest["models"] for o in cards[n].outputs]
+    out = Path(args.catalog).with_name("recommit-" + Path(args.catalog).name)
+    t0 = time.perf_counter()
+    rows = commit(out, parts, outputs, provenance)
+    seconds = time.perf_counter() - t0
+    out.unlink(missing_ok=True)
+    return {"seconds": seconds, "rows": rows, "parts": len(parts)}
+
+
+# ---------------------------------------------------------------- start-up breakdown
+
+_IMPORT_DRIVER = "import astrocat.cli, astrocat.pipeline.run"
+_IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime, distributed"
+_CLUSTER = """
+from astrocat.pipeline.cluster import dask_client
+with dask_client(None, None, 2) as (client, info):
+    client.run(lambda: 1)
+    t_up = time.perf_counter() - t0
+t_down = time.perf_counter() - t0 - t_up
+print(json.dumps([t_up, t_down]))
+"""
+
+
+def _timed_python(code: str) -> float:
+    """Seconds a fresh interpreter spends on ``code`` (its own clock, not the spawn)."""
+    import subprocess
+
+    prog = f"import json, time\nt0 = time.perf_counter()\n{code}\n"
+    if "print(json.dumps" not in code:
+        prog += "print(json.dumps(time.perf_counter() - t0))\n"
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True,
+                       check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def startup_breakdown(args) -> dict:
+    """The fixed cost of a run, piece by piece, each in a fresh interpreter (best of 3)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    bare = time.perf_counter() - t0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        bare = min(bare, time.perf_counter() - t0)
+    driver = min(_timed_python(_IMPORT_DRIVER) for _ in range(3))
+    worker = min(_timed_python(_IMPORT_WORKER) for _ in range(3))
+    cluster = min((_timed_python(_CLUSTER) for _ in range(2)), key=lambda t: t[0] + t[1])
+    routing = min(_timed_python("from astrocat.pipeline.run import build_routing\n"
+                                "t0 = time.perf_counter()\nbuild_routing(None)")
+                  for _ in range(3))
+    return {"interpreter_s": bare, "driver_imports_s": driver, "worker_imports_s": worker,
+            "cluster_up_s": cluster[0], "cluster_down_s": cluster[1],
+            "routing_verify_s": routing}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.measure")
+    sub = ap.add_subparsers(dest="task", required=True)
+    p = sub.add_parser("seed-images")
+    p.add_argument("--list", required=True)
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--batch", type=int, default=128)
+    p = sub.add_parser("seed-spectra")
+    p.add_argument("--table", required=True)
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--batch", type=int, default=32)
+    p = sub.add_parser("components-images")
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--list", required=True)
+    p.add_argument("--sample", type=int, default=500)
+    p.add_argument("--batch", type=int, default=128)
+    p = sub.add_parser("components-spectra")
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--table", required=True)
+    p.add_argument("--sample", type=int, default=16384)
+    p = sub.add_parser("components-fits")
+    p.add_argument("--min-seconds", type=float, default=1.0)
+    p.add_argument("--list", required=True)
+    p.add_argument("--sample", type=int, default=500)
+    p.add_argument("--batch", type=int, default=128)
+    sub.add_parser("startup-breakdown")
+    p = sub.add_parser("commit")
+    p.add_argument("--parts-dir", required=True)
+    p.add_argument("--catalog", required=True)
+    p = sub.add_parser("profile")
+    p.add_argument("--stage", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--parts", type=int, default=2)
+    p.add_argument("--partition-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--work", default=None)
+    args = ap.parse_args(argv)
+    fn = {"seed-images": seed_images, "seed-spectra": seed_spectra,
+          "components-images": components_images, "components-spectra": components_spectra,
+          "components-fits": components_fits, "profile": profile,
+          "startup-breakdown": startup_breakdown, "commit": commit_time}[args.task]
+    result = fn(args)
+    sys.stdout.flush()
+    print(json.dumps(result, default=float))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()

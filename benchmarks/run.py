@@ -1,0 +1,249 @@
+"""Run every benchmark once on this machine and write ``benchmarks/RESULTS.md``.
+
+    python -m benchmarks.run --size quick|full|tiny [--out benchmarks/RESULTS.md] [--data DIR]
+
+Sizes: ``full`` is the issue's (20,000 JPEGs, 520,000 spectra, 20,000 FITS cut-outs),
+``quick`` a tenth of it, ``tiny`` a few dozen items (the smoke test). Simulated data is
+cached under ``benchmarks/.data/`` (git-ignored); every ``astrocat infer`` writes a fresh
+catalog, so no Parquet part is ever reused between measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import harness as H
+from benchmarks.report import Report, Row
+
+STAGES = ("startup", "images", "spectra", "fits", "memory", "scaling", "profile")
+#: Rows per partition of the spectra table in the tuned run (the default is 256).
+SPECTRA_PARTITION = 4096
+
+
+class Bench:
+    def __init__(self, size: H.Size, data: H.Data, work: Path) -> None:
+        self.size = size
+        self.data = data
+        self.work = work
+        self.runs: dict[tuple, H.InferRun] = {}
+        self.results: dict[str, dict] = {}
+        self.cores = H.machine()["cores"]
+
+    # -- helpers
+    def images_spec(self, n: int) -> str:
+        return H.write_list(self.data.galaxies[:n], self.work / "lists" / f"images-{n}.txt")
+
+    def fits_spec(self, n: int) -> str:
+        return H.write_list(self.data.lenses[:n], self.work / "lists" / f"fits-{n}.txt")
+
+    def infer(self, label: str, spec: str, n: int, *extra: str, time_commit: bool = False):
+        """One measured ``astrocat infer``; the same command is run once and reused."""
+        key = (spec, n, extra)
+        if key not in self.runs or (time_commit and self.runs[key].commit_seconds is None):
+            self.runs[key] = H.run_infer(label, spec, n, self.work, *extra,
+                                         time_commit=time_commit)
+        return self.runs[key]
+
+    # -- 6. start-up
+    def startup(self) -> None:
+        help_times = []
+        for _ in range(6):
+            r = H.timed_run([*H.astrocat_cmd(), "--help"])
+            assert r.returncode == 0, r.stderr
+            help_times.append(r.seconds)
+        help_times = help_times[1:]  # the first run pays the cold file cache of imports
+        ten = self.infer("infer-10", self.images_spec(10), 10)
+        parts = H.measure("startup-breakdown")
+        self.results["startup"] = {"help_s": help_times, "help_median_s":
+                                   statistics.median(help_times), "infer10": ten.to_dict(),
+                                   "breakdown": parts}
+
+    # -- 1. images
+    def images(self) -> None:
+        s = self.size
+        spec = self.images_spec(s.images)
+        run = self.infer("images", spec, s.images, time_commit=True)
+        comp = H.measure("components-images", "--list", spec[1:], "--sample", str(s.sample),
+                         "--min-seconds", str(s.min_seconds))
+        H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
+              f"{comp['model_s'] * 1e3:.2f} ms -> limit {comp['limit_rate']:.0f}/s")
+        H.log(f"seed-style Keras pipeline on {s.seed_images} images")
+        seed = H.measure("seed-images", "--list", self.images_spec(s.seed_images)[1:],
+                         "--n", str(s.seed_images))
+        H.log(f"  seed-style: {seed['rate']:.0f}/s")
+        self.results["images"] = {"run": run.to_dict(), "components": comp, "seed": seed}
+
+    # -- 2. spectra
+    def spectra(self) -> None:
+        s = self.size
+        table = str(self.data.spectra)
+        run = self.infer("spectra", table, s.spectra, time_commit=True)
+        tuned = self.infer("spectra-p4096", table, s.spectra, "--partition-size",
+                           str(SPECTRA_PARTITION), time_commit=True)
+        comp = H.measure("components-spectra", "--table", table,
+                         "--sample", str(min(s.spectra, 16384)),
+                         "--min-seconds", str(s.min_seconds))
+        H.log(f"  model-only: {comp['model_only_rate']:.0f}/s")
+        H.log(f"seed-style Keras pipeline on {s.seed_spectra} spectra")
+        seed = H.measure("seed-spectra", "--table", table, "--n", str(s.seed_spectra))
+        H.log(f"  seed-style: {seed['rate']:.0f}/s")
+        self.results["spectra"] = {"run": run.to_dict(), "tuned": tuned.to_dict(),
+                                   "components": comp, "seed": seed}
+
+    # -- 3. FITS
+    def fits(self) -> None:
+        s = self.size
+        spec = self.fits_spec(s.fits)
+        run = self.infer("fits", spec, s.fits, time_commit=True)
+        comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
+                         "--min-seconds", str(s.min_seconds))
+        self.results["fits"] = {"run": run.to_dict(), "components": comp}
+
+    # -- 4. memory
+    def memory(self) -> None:
+        n = self.size.mem_n
+        small = self.infer(f"images-{n}", self.images_spec(n), n)
+        big = self.infer(f"images-{10 * n}", self.images_spec(10 * n), 10 * n)
+        self.results["memory"] = {"n": small.to_dict(), "10n": big.to_dict()}
+
+    # -- 5. scaling
+    def scaling(self) -> None:
+        n = self.size.scaling
+        spec = self.images_spec(n)
+        one = self.infer(f"images-{n}-w1", spec, n, "--workers", "1")
+        two = self.infer(f"images-{n}", spec, n)  # the default: one worker per core
+        sched = self.existing_scheduler(spec, n)
+        self.results["scaling"] = {"w1": one.to_dict(), "w2": two.to_dict(),
+                                   "scheduler": sched}
+
+    def existing_scheduler(self, spec: str, n: int) -> dict:
+        """`dask scheduler` + two `dask worker --nworkers 1 --nthreads 1` on 127.0.0.1."""
+        d = self.work / "dask"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        exe = Path(sys.executable).with_name("dask")
+        dask = [str(exe)] if exe.exists() else [sys.executable, "-m", "dask"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        sched_file = d / "scheduler.json"
+        procs: list[subprocess.Popen] = []
+
+        def start(*args: str, log: str) -> None:
+            procs.append(subprocess.Popen([*dask, *args], stdout=(d / log).open("w"),
+                                          stderr=subprocess.STDOUT, env=env, cwd=d))
+
+        t0 = time.perf_counter()
+        try:
+            start("scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
+                  "--scheduler-file", str(sched_file), log="scheduler.log")
+            deadline = time.time() + 60
+            while not sched_file.exists() and time.time() < deadline:
+                time.sleep(0.1)
+            address = json.loads(sched_file.read_text())["address"]
+            for i in range(2):
+                start("worker", address, "--nworkers", "1", "--nthreads", "1",
+                      "--no-dashboard", "--host", "127.0.0.1", "--name", f"bench-w{i}",
+                      log=f"worker{i}.log")
+            from distributed import Client
+
+            with Client(address, timeout="30s") as client:
+                client.wait_for_workers(2, timeout=120)
+            cluster_start = time.perf_counter() - t0
+            run = self.infer(f"images-{n}-scheduler", spec, n, "--scheduler", address)
+            return {**run.to_dict(), "cluster_start_s": cluster_start}
+        finally:
+            for p in reversed(procs):
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+
+    # -- profiles
+    def profile(self) -> None:
+        s = self.size
+        k = s.profile_parts
+        need = min(s.images, (k + 1) * 512)
+        out = {}
+        for stage, spec in (("images", self.images_spec(need)),
+                            ("spectra", str(self.data.spectra)),
+                            ("fits", self.fits_spec(min(s.fits, (k + 1) * 512)))):
+            H.log(f"profile {stage}")
+            out[stage] = H.measure("profile", "--stage", stage, "--input", spec, "--parts",
+                                   str(k), "--work", str(self.work))
+        self.results["profile"] = out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=sorted(H.SIZES), default="quick")
+    ap.add_argument("--out", type=Path, default=H.BENCH / "RESULTS.md")
+    ap.add_argument("--data", type=Path, default=H.DEFAULT_DATA,
+                    help="simulated inputs are cached here [benchmarks/.data]")
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help=f"comma-separated subset of {','.join(STAGES)} (for development; "
+                         "a RESULTS.md is complete only with all of them)")
+    ap.add_argument("--json", type=Path, default=None,
+                    help="also write every measurement as JSON [next to --out]")
+    args = ap.parse_args(argv)
+    stages = [x.strip() for x in args.stages.split(",") if x.strip()]
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        ap.error(f"unknown stages: {', '.join(sorted(unknown))}")
+    size = H.SIZES[args.size]
+    command = shlex.join(["python", "-m", "benchmarks.run", *(argv if argv is not None
+                                                                else sys.argv[1:])])
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    machine = H.machine()
+    if machine["busy_with"]:
+        H.log("WARNING: other astrocat processes are using the CPU; timings will be low: "
+              + "; ".join(machine["busy_with"]))
+    data = H.prepare_data(size, args.data.resolve())
+    work = args.data.resolve() / f"work-{size.name}"
+    work.mkdir(parents=True, exist_ok=True)
+    used = data.galaxies[: size.galaxies] + data.lenses[: size.fits] + [data.spectra]
+    H.warm_cache(used)
+    bench = Bench(size, data, work)
+    timings = {}
+    for stage in STAGES:
+        if stage in stages:
+            s0 = time.perf_counter()
+            H.log(f"== {stage}")
+            getattr(bench, stage)()
+            timings[stage] = time.perf_counter() - s0
+    seconds = time.perf_counter() - t0
+    if H.models() != machine["models"]:
+        H.log("WARNING: a bundled model changed during the run")
+        machine["models_changed_during_run"] = H.models()
+    report = Report(size=size, machine=machine, commit=H.git_commit(), started=started,
+                    command=command, seconds=seconds, stage_seconds=timings,
+                    sim_seconds=data.seconds, results=bench.results)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(report.markdown())
+    json_out = args.json or args.out.with_suffix(".json")
+    json_out.write_text(json.dumps({"size": size.name, "machine": machine,
+                                    "command": command, "started": started.isoformat(),
+                                    "seconds": seconds, "results": bench.results},
+                                   indent=1, default=str))
+    H.log(f"wrote {args.out} and {json_out} in {seconds / 60:.1f} min")
+    for row in report.rows():
+        if isinstance(row, Row) and row.met is False:
+            H.log(f"target missed: {row.what}: {row.ratio} (target {row.target})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

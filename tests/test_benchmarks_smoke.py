@@ -1,0 +1,54 @@
+"""The benchmark harness runs end to end at tiny size, so it cannot rot.
+
+No timing is asserted here (timings stay out of the test suite): only that every section
+of ``RESULTS.md`` is produced from a real run of every stage.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SECTIONS = (
+    "1. Images: `astrocat infer`",
+    "1. Images vs the component limit",
+    "2. Spectra: `astrocat infer`",
+    "2. Spectra vs the model alone",
+    "3. FITS: `astrocat infer`",
+    "3. FITS readers",
+    "4. Peak RSS",
+    "5. Scaling: `--workers 2` vs `--workers 1`",
+    "5. Existing scheduler",
+    "6. Start-up: `astrocat --help`",
+    "6. Start-up: `astrocat infer` on 10 JPEGs",
+)
+
+
+@pytest.mark.slow
+def test_harness_runs_at_tiny_size(have_models, tmp_path):
+    out = tmp_path / "RESULTS.md"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--size", "tiny", "--out", str(out),
+         "--data", str(tmp_path / "data")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    text = out.read_text()
+    table = text.split("## Results", 1)[1].split("\n## ", 1)[0]
+    for section in SECTIONS:
+        assert f"| {section}" in table, f"missing row {section!r}"
+    for heading in ("## Misses, with the measured reason", "## Where the time goes",
+                    "### Images", "### Spectra", "### FITS", "### Memory",
+                    "## GPU rows: planned, not measured", "## How each number is measured"):
+        assert heading in text, heading
+    assert "**Machine:**" in text and "**Commit:**" in text
+    assert "python -m benchmarks.run --size tiny" in text
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert set(data["results"]) == {"startup", "images", "spectra", "fits", "memory",
+                                    "scaling", "profile"}
