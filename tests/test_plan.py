@@ -53,3 +53,23 @@ def test_unusable_inputs_are_planned_as_single_error_items():
     (part,) = plan_partitions([bad], _routing(), 16)
     assert part.n_items == 1 and part.slices[0].model is None
     assert part.slices[0].problem == "empty file"
+
+
+def test_a_failed_partition_still_accounts_for_every_item(tmp_path):
+    import pyarrow.parquet as pq
+
+    from astrocat.pipeline.worker import Job, write_failed_partition
+
+    routing = _routing()
+    table = InputUnit(path="/x/s.parquet", source="s.parquet", fmt="parquet",
+                      kind=Kind.SPECTRUM, n_items=40, size=5, mtime_ns=1)
+    parts = list(plan_partitions([_img("a.jpg"), table], routing, 2))
+    card = routing[Kind.RGB_IMAGE]
+    job = Job(cards={card.name: card}, engines={card.name: "onnxruntime"},
+              parts_dir=str(tmp_path), output_order=(card.name,))
+    stats = [write_failed_partition(p, job, "worker died; re-run to retry") for p in parts]
+    assert sum(s["n_rows"] for s in stats) == 41 and all(s["n_errors"] == s["n_rows"]
+                                                         for s in stats)
+    rows = [r for p in tmp_path.glob("part-*.parquet") for r in pq.read_table(p).to_pylist()]
+    assert sorted(r["row"] for r in rows if r["source"] == "s.parquet") == list(range(40))
+    assert {r["status"] for r in rows} == {"error"}

@@ -265,20 +265,24 @@ def run_partition(part: Partition, job: Job) -> dict:
                 for col, value in zip(card.outputs, out, strict=True):
                     rows.values[col.name][i] = float(value)
 
+    models = sorted({m for m in rows.base["model"] if m})
+    return _write(part, job, rows, models, time.perf_counter() - t0)
+
+
+def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: float) -> dict:
+    """Write the part with the statistics the driver and a resumed run need."""
     table = rows.table()
-    string_lengths = {
-        f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
-        for f in table.schema
-        if f.type == pa.string()
-    }
-    statuses = rows.base["status"]
     stats = {
         "key": part.key,
         "n_rows": table.num_rows,
-        "n_errors": sum(1 for v in statuses if v == "error"),
-        "models": sorted({m for m in rows.base["model"] if m}),
-        "string_lengths": string_lengths,
-        "seconds": time.perf_counter() - t0,
+        "n_errors": sum(1 for v in rows.base["status"] if v == "error"),
+        "models": models,
+        "string_lengths": {
+            f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
+            for f in table.schema
+            if f.type == pa.string()
+        },
+        "seconds": seconds,
         "worker": _worker_name(),
     }
     write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
@@ -300,14 +304,4 @@ def write_failed_partition(part: Partition, job: Job, message: str) -> dict:
     rows = _Rows(job)
     for s in part.slices:
         _error_rows(rows, s, message)
-    table = rows.table()
-    stats = {
-        "key": part.key, "n_rows": table.num_rows, "n_errors": table.num_rows, "models": [],
-        "string_lengths": {
-            f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
-            for f in table.schema if f.type == pa.string()
-        },
-        "seconds": 0.0,
-    }
-    write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
-    return stats
+    return _write(part, job, rows, [], 0.0)
