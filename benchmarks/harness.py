@@ -241,9 +241,11 @@ class Timed:
 
 
 def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = None,
-              timeout: float | None = None) -> Timed:
+              timeout: float | None = None, helpers: tuple[int, ...] = ()) -> Timed:
     """Run ``cmd``; wall time from spawn to exit, the peak RSS of its tree, and how much
-    CPU other processes took meanwhile (a disturbed measurement shows there)."""
+    CPU other processes took meanwhile (a disturbed measurement shows there). ``helpers``:
+    pids of processes that are part of the measurement (an existing Dask cluster's), with
+    their descendants; their CPU is not counted as a disturbance."""
     busy0, steal0 = _busy_cpu()
     procs0 = _process_cpu()
     t0 = time.perf_counter()
@@ -261,6 +263,12 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
     seconds = time.perf_counter() - t0
     busy1, steal1 = _busy_cpu()
     tree = {int(k.split()[0]) for k in (sampler.cpu_by_process if sampler else {})}
+    for pid in helpers:
+        try:
+            h = psutil.Process(pid)
+            tree |= {pid, *(c.pid for c in h.children(recursive=True))}
+        except psutil.Error:
+            pass
     other = _other_cpu(procs0, _process_cpu(), tree | {os.getpid(), proc.pid})
     return Timed(cmd, seconds, proc.returncode, out, err, peak,
                  sampler.samples if sampler else 0,
@@ -326,7 +334,8 @@ DISTURBED = 0.05
 
 
 def run_infer(label: str, inputs: str, n_items: int, work: Path, *extra: str,
-              env: dict | None = None, time_commit: bool = False) -> InferRun:
+              env: dict | None = None, time_commit: bool = False,
+              helpers: tuple[int, ...] = ()) -> InferRun:
     """``astrocat infer --quiet`` into a fresh catalog (no part reused), timed and sampled.
 
     If other processes took more than :data:`DISTURBED` of the machine meanwhile, the run
@@ -334,7 +343,7 @@ def run_infer(label: str, inputs: str, n_items: int, work: Path, *extra: str,
     """
     best = None
     for attempt in (1, 2):
-        run = _infer_once(label, inputs, n_items, work, extra, env, time_commit)
+        run = _infer_once(label, inputs, n_items, work, extra, env, time_commit, helpers)
         run.attempts = attempt
         if best is None or run.other_cpu < best.other_cpu:
             best = run
@@ -345,7 +354,7 @@ def run_infer(label: str, inputs: str, n_items: int, work: Path, *extra: str,
 
 
 def _infer_once(label: str, inputs: str, n_items: int, work: Path, extra: tuple,
-                env: dict | None, time_commit: bool) -> InferRun:
+                env: dict | None, time_commit: bool, helpers: tuple[int, ...]) -> InferRun:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -356,7 +365,7 @@ def _infer_once(label: str, inputs: str, n_items: int, work: Path, extra: tuple,
     out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [*astrocat_cmd(), "infer", "--quiet", "--input", inputs, "--out", str(out), *extra]
     log(f"infer {label}: {n_items} items")
-    r = timed_run(cmd, sample_rss=True, env=env)
+    r = timed_run(cmd, sample_rss=True, env=env, helpers=helpers)
     if r.returncode != 0:
         raise RuntimeError(f"astrocat infer ({label}) exited {r.returncode}:\n{r.stderr[-3000:]}")
     status = pq.read_table(out, columns=["status"]).column("status")

@@ -46,12 +46,13 @@ class Bench:
     def fits_spec(self, n: int) -> str:
         return H.write_list(self.data.lenses[:n], self.work / "lists" / f"fits-{n}.txt")
 
-    def infer(self, label: str, spec: str, n: int, *extra: str, time_commit: bool = False):
+    def infer(self, label: str, spec: str, n: int, *extra: str, time_commit: bool = False,
+              helpers: tuple[int, ...] = ()):
         """One measured ``astrocat infer``; the same command is run once and reused."""
         key = (spec, n, extra)
         if key not in self.runs or (time_commit and self.runs[key].commit_seconds is None):
             self.runs[key] = H.run_infer(label, spec, n, self.work, *extra,
-                                         time_commit=time_commit)
+                                         time_commit=time_commit, helpers=helpers)
         return self.runs[key]
 
     # -- 6. start-up
@@ -158,7 +159,8 @@ class Bench:
             with Client(address, timeout="30s") as client:
                 client.wait_for_workers(2, timeout=120)
             cluster_start = time.perf_counter() - t0
-            run = self.infer(f"images-{n}-scheduler", spec, n, "--scheduler", address)
+            run = self.infer(f"images-{n}-scheduler", spec, n, "--scheduler", address,
+                             helpers=tuple(p.pid for p in procs))
             return {**run.to_dict(), "cluster_start_s": cluster_start}
         finally:
             for p in reversed(procs):
