@@ -196,10 +196,12 @@ class Report:
             r = res["spectra"]
             seed, comp = r["seed"], r["components"]
             model_only = comp["model_only_rate"]
-            for key, how in (("run", "default `--partition-size 256`"),
-                             ("tuned", f"tuned `--partition-size "
-                                       f"{r['tuned']['cmd'].split('--partition-size ')[-1]}`"
-                              if "tuned" in r else "")):
+            for key in ("run", "tuned"):
+                if key not in r:
+                    continue
+                how = (f"tuned `--partition-size "
+                       f"{r[key]['cmd'].split('--partition-size ')[-1]}`" if key == "tuned"
+                       else "defaults") + f" ({r[key]['n_parts']:,} partitions)"
                 if key not in r:
                     continue
                 run = r[key]
@@ -371,10 +373,10 @@ class Report:
         if "tuned" in r and not tuned:
             t = r["tuned"]
             out.append(
-                f"- Per-partition cost: with {run['n_parts']:,} partitions of 256 rows the "
+                f"- Per-partition cost: with {run['n_parts']:,} partitions the "
                 f"workers spent {_ms(run['part_seconds'] / run['n_items'])} per spectrum and "
                 f"the commit took {run.get('commit_seconds') or 0:.1f} s; with "
-                f"{t['n_parts']:,} partitions of {t['n_items'] // max(1, t['n_parts']):,} rows "
+                f"{t['n_parts']:,} partitions "
                 f"{_ms(t['part_seconds'] / t['n_items'])} and "
                 f"{t.get('commit_seconds') or 0:.1f} s. Each partition pays a Parquet part, "
                 f"a Dask task and, when the other worker took the previous row range, a "
@@ -389,9 +391,15 @@ class Report:
 
     def _overhead_text_run(self, run: dict, component_s: float) -> str:
         per = run["part_seconds"] / run["n_items"]
-        return (f"in the workers a spectrum costs {_ms(per)} of one core against "
-                f"{_ms(component_s)} for the model alone on one thread "
-                f"({per / component_s - 1:+.0%})")
+        text = (f"in the workers a spectrum takes {_ms(per)} (wall time inside "
+                f"`run_partition`) against {_ms(component_s)} for the model alone on one "
+                f"thread ({per / component_s - 1:+.0%})")
+        cpu = run.get("cpu_by_process") or {}
+        wcpu = sum(v for k, v in cpu.items() if k.endswith(" dask worker"))
+        if wcpu:
+            text += (f"; the worker processes used {_ms(wcpu / run['n_items'])} of CPU per "
+                     f"spectrum over the whole run (imports and model load included)")
+        return text
 
     # ------------------------------------------------------------------ profile
     def profile_md(self) -> list[str]:
