@@ -270,13 +270,17 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
             tree |= {pid, *(c.pid for c in h.children(recursive=True))}
         except psutil.Error:
             pass
-    other = _other_cpu(procs0, _process_cpu(), tree | {os.getpid(), proc.pid})
+    procs1 = _process_cpu()
+    other = _other_cpu(procs0, procs1, tree | {os.getpid(), proc.pid})
     me1 = psutil.Process().cpu_times()
     if sampler:
         # short-lived processes escape the snapshots: count what the machine did beyond
-        # this tree and this harness too, and keep the larger estimate
-        own = sum(sampler.cpu_by_process.values()) + (me1.user + me1.system
-                                                      - me0.user - me0.system)
+        # this tree, its helpers and this harness too, and keep the larger estimate
+        sampled = {int(k.split()[0]) for k in sampler.cpu_by_process}
+        helper_cpu = sum(cpu - procs0.get(key, 0.0) for key, cpu in procs1.items()
+                         if key[0] in tree and key[0] not in sampled)
+        own = (sum(sampler.cpu_by_process.values()) + helper_cpu
+               + (me1.user + me1.system - me0.user - me0.system))
         other = max(other, (busy1 - busy0) - own)
     return Timed(cmd, seconds, proc.returncode, out, err, peak,
                  sampler.samples if sampler else 0,

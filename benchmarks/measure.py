@@ -602,6 +602,85 @@ def startup_breakdown(args) -> dict:
             "routing_verify_s": routing}
 
 
+def startup_timeline(args) -> dict:
+    """``astrocat.pipeline.run.infer`` with the driver in this process and a timestamp at
+    each step: where the fixed cost of a small run goes, in order."""
+    import contextlib
+
+    t0 = time.perf_counter()
+    from astrocat.pipeline import run
+
+    marks: list[tuple[str, float]] = [("driver imports (astrocat.pipeline.run)",
+                                       time.perf_counter() - t0)]
+    start = [0.0]
+
+    def mark(name: str) -> None:
+        now = time.perf_counter() - start[0]
+        marks.append((name, now))
+
+    def after(fn, name):
+        def wrapped(*a, **k):
+            out = fn(*a, **k)
+            mark(name)
+            return out
+        return wrapped
+
+    run.build_routing = after(run.build_routing, "model cards read and verified (sha256)")
+    orig_resolve, orig_plan = run.resolve_inputs, run.plan_partitions
+
+    def resolve(*a, **k):
+        root, files = orig_resolve(*a, **k)
+        files = list(files)
+        mark("inputs listed")
+        return root, files
+
+    def plan(*a, **k):
+        mark("every input described (driver)")
+        parts = list(orig_plan(*a, **k))
+        mark("partitions planned")
+        return iter(parts)
+
+    run.resolve_inputs, run.plan_partitions = resolve, plan
+    orig_client = run.dask_client
+
+    @contextlib.contextmanager
+    def client(*a, **k):
+        with orig_client(*a, **k) as got:
+            mark("embedded cluster up (workers spawned and connected)")
+            yield got
+            mark("last partition back")
+        mark("cluster torn down")
+
+    run.dask_client = client
+    orig_windowed = run._run_windowed
+
+    def windowed(*a, **k):
+        first = True
+        for item in orig_windowed(*a, **k):
+            if first:
+                mark("first partition back (worker imports, model load, the partition)")
+                first = False
+            yield item
+
+    run._run_windowed = windowed
+    run.commit = after(run.commit, "catalog committed")
+    out = Path(args.work) / "timeline" / "catalog.parquet"
+    import shutil
+
+    shutil.rmtree(out.parent, ignore_errors=True)
+    start[0] = time.perf_counter()
+    marks = [(marks[0][0], marks[0][1])]
+    start[0] -= marks[0][1]
+    run.infer(run.InferOptions(input=args.input, out=out, quiet=True))
+    mark("manifest written, infer returned")
+    shutil.rmtree(out.parent, ignore_errors=True)
+    steps, prev = [], 0.0
+    for name, at in marks:
+        steps.append({"step": name, "at_s": at, "seconds": at - prev})
+        prev = at
+    return {"steps": steps, "total_s": prev}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.measure")
     sub = ap.add_subparsers(dest="task", required=True)
@@ -628,6 +707,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sample", type=int, default=500)
     p.add_argument("--batch", type=int, default=128)
     sub.add_parser("startup-breakdown")
+    p = sub.add_parser("startup-timeline")
+    p.add_argument("--input", required=True)
+    p.add_argument("--work", required=True)
     p = sub.add_parser("commit")
     p.add_argument("--parts-dir", required=True)
     p.add_argument("--catalog", required=True)
@@ -642,7 +724,8 @@ def main(argv: list[str] | None = None) -> None:
     fn = {"seed-images": seed_images, "seed-spectra": seed_spectra,
           "components-images": components_images, "components-spectra": components_spectra,
           "components-fits": components_fits, "profile": profile,
-          "startup-breakdown": startup_breakdown, "commit": commit_time}[args.task]
+          "startup-breakdown": startup_breakdown, "commit": commit_time,
+          "startup-timeline": startup_timeline}[args.task]
     result = fn(args)
     sys.stdout.flush()
     print(json.dumps(result, default=float))

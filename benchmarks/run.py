@@ -65,6 +65,8 @@ class Bench:
         help_times = help_times[1:]  # the first run pays the cold file cache of imports
         ten = self.infer("infer-10", self.images_spec(10), 10)
         parts = H.measure("startup-breakdown")
+        parts["timeline"] = H.measure("startup-timeline", "--input", self.images_spec(10),
+                                      "--work", str(self.work))
         self.results["startup"] = {"help_s": help_times, "help_median_s":
                                    statistics.median(help_times), "infer10": ten.to_dict(),
                                    "breakdown": parts}
