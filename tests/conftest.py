@@ -24,3 +24,17 @@ def have_models() -> None:
     missing = {"gz2-cnn", "redshift-cnn1d", "lens-lastro", "cosmo-cnn"} - set(bundled())
     if missing:
         pytest.fail(f"bundled models missing: {sorted(missing)}")
+
+
+@pytest.fixture(scope="session")
+def sample_catalog(sample_dir, have_models, tmp_path_factory) -> Path:
+    """The bundled sample survey run through ``astrocat infer`` once per test session."""
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+
+    out = tmp_path_factory.mktemp("cat") / "catalog.parquet"
+    r = CliRunner().invoke(main, ["infer", "--quiet", "--workers", "2", "--input",
+                                  str(sample_dir), "--out", str(out)])
+    assert r.exit_code == 1, r.output  # the sample holds deliberately broken files
+    return out

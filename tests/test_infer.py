@@ -30,14 +30,6 @@ def _infer(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture(scope="module")
-def sample_catalog(sample_dir, have_models, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cat") / "catalog.parquet"
-    code, output = _infer("--input", str(sample_dir), "--out", str(out))
-    assert code == 1, output  # the sample holds deliberately broken files
-    return out
-
-
 def test_every_input_exactly_once(sample_dir, sample_catalog):
     t = pq.read_table(sample_catalog)
     assert t.num_rows == _expected_rows(sample_dir)

@@ -1,0 +1,76 @@
+"""``astrocat summarize`` frozen: the numbers and the terminal report of astrocat 0.1.0.
+
+``tests/data/sample-catalog-0.1.0.parquet`` is the bundled sample survey as astrocat 0.1.0
+wrote it (``astrocat infer --input examples/sample``); ``sample-summary-0.1.0.json`` and
+``.txt`` are what 0.1.0's ``summarize`` printed for it with the sample's three truth files.
+Any later version must summarize that old catalog to the same numbers and the same tables,
+and a freshly inferred sample to the same numbers (within float noise of the engines).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from astrocat.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("tests/data")
+OLD_CATALOG = DATA / "sample-catalog-0.1.0.parquet"
+TRUTH = Path("examples/sample_truth")
+TRUTH_ARGS = ["--truth", str(TRUTH / "training_solutions_rev1.csv"),
+              "--truth", str(TRUTH / "lens_labels.csv"),
+              "--truth", str(TRUTH / "fields_truth.csv")]
+
+
+def assert_same(got, want, path="$", rel=1e-9, abs_=1e-12, skip=()):
+    """Recursive equality: same keys, same strings, numbers equal within tolerance."""
+    if path in skip:
+        return
+    if isinstance(want, dict):
+        assert isinstance(got, dict), path
+        assert sorted(got) == sorted(want), f"{path}: keys {sorted(set(got) ^ set(want))}"
+        for k in want:
+            assert_same(got[k], want[k], f"{path}.{k}", rel, abs_, skip)
+    elif isinstance(want, list):
+        assert isinstance(got, list) and len(got) == len(want), f"{path}: length"
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            assert_same(g, w, f"{path}[{i}]", rel, abs_, skip)
+    elif isinstance(want, bool) or want is None or isinstance(want, str):
+        assert got == want, f"{path}: {got!r} != {want!r}"
+    else:
+        assert isinstance(got, int | float) and not isinstance(got, bool), path
+        assert math.isclose(got, want, rel_tol=rel, abs_tol=abs_), f"{path}: {got} != {want}"
+
+
+def _summarize(*args: str, width: int = 120) -> str:
+    r = CliRunner(env={"COLUMNS": str(width)}).invoke(main, ["summarize", *args])
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+@pytest.fixture
+def at_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+
+
+def test_old_catalog_json_is_number_for_number_the_same(at_root):
+    got = json.loads(_summarize(str(OLD_CATALOG), *TRUTH_ARGS, "--json"))
+    want = json.loads((DATA / "sample-summary-0.1.0.json").read_text())
+    assert_same(got, want)
+
+
+def test_old_catalog_terminal_report_is_the_same(at_root):
+    got = _summarize(str(OLD_CATALOG), *TRUTH_ARGS)
+    assert got == (DATA / "sample-summary-0.1.0.txt").read_text()
+
+
+def test_fresh_sample_catalog_gives_the_frozen_numbers(at_root, sample_catalog):
+    got = json.loads(_summarize(str(sample_catalog), *TRUTH_ARGS, "--json"))
+    want = json.loads((DATA / "sample-summary-0.1.0.json").read_text())
+    # float32 outputs of the engines may differ in the last bits across CPUs
+    assert_same(got, want, rel=1e-4, abs_=1e-5, skip=("$.catalog",))
