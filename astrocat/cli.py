@@ -107,41 +107,42 @@ def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_
     sys.exit(EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK)
 
 
-@main.command()
+class _TaskOptionsCommand(click.Command):
+    """A command that also takes every science task's options (``OPTIONS`` in each task
+    module), added on first use so that ``astrocat --help`` imports no science module."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        from astrocat import science
+
+        if getattr(self, "_options_of", None) is not science.TASKS:
+            own = getattr(self, "_own_params", None) or list(self.params)
+            self._own_params, self._options_of = own, science.TASKS
+            truth = next(p for p in own if p.name == "truth")
+            truth.help = ("Truth in a published layout (repeatable, one per task), recognised "
+                          "by its columns: " + "; ".join(
+                              t.TRUTH.hint for t in science.TASKS if t.TRUTH) + ".")
+            self.params = own + [click.Option([o.flag], type=o.type, default=o.default,
+                                              help=o.help, show_default=o.default is not None)
+                                 for task in science.TASKS for o in task.OPTIONS]
+        return super().get_params(ctx)
+
+
+@main.command(cls=_TaskOptionsCommand)
 @click.argument("catalog", type=click.Path(path_type=Path))
 @click.option("--truth", "truth", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              metavar="CSV",
-              help="Truth in a published layout (repeatable, one per task), recognised by its "
-                   "columns: GalaxyID,Class1.1,... (Galaxy Zoo); ID,is_lens,... (lenses); "
-                   "ID,omega_m,sigma_8 (density fields).")
-@click.option("--truth-column", default=None,
-              help="True-redshift column [default: z, z_true or redshift if present].")
+              metavar="CSV", help="Truth in a published layout (repeatable, one per task).")
 @click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
 @click.option("--plots", "plots_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, metavar="DIR", help="Write labelled PNG figures into DIR.")
 @click.option("--report", "report_html", type=click.Path(dir_okay=False, path_type=Path),
               default=None, metavar="HTML",
               help="Write one self-contained HTML page with the tables and figures.")
-@click.option("--merger-threshold", type=click.FloatRange(0, 1), default=0.3, show_default=True,
-              help="Merger when gz_odd_merger (Class8.6, already x Class6.1) >= this.")
-@click.option("--vote-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="A galaxy confidently shows an answer when its vote fraction >= this; "
-                   "also what counts as positive in the truth for the ROC AUC.")
-@click.option("--lens-threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Lens candidate when p_lens >= this (also the confusion matrix's).")
-@click.option("--confidence", type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              default=0.683, show_default=True, help="Level of the merger-fraction interval.")
-@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Lens candidates to list.")
-@click.option("--prototypes", type=click.IntRange(min=1, max=20), default=5, show_default=True,
-              help="Prototype images per Galaxy Zoo answer (with --plots/--report).")
 @click.option("--images-root", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where the catalog's `source` paths are relative to [default: the input "
                    "root recorded in the catalog].")
 @_friendly
-def summarize(catalog, truth, truth_column, as_json, plots_dir, report_html, merger_threshold,
-              vote_threshold, lens_threshold, confidence, top, prototypes,
-              images_root) -> None:
+def summarize(catalog, truth, as_json, plots_dir, report_html, images_root,
+              **task_options) -> None:
     """Science report from a catalog: counts; Galaxy Zoo answers, merger fraction with its
     interval; redshift bias table; lens candidates and metrics; Omega_m and sigma_8.
 
@@ -149,17 +150,14 @@ def summarize(catalog, truth, truth_column, as_json, plots_dir, report_html, mer
     millions of rows take seconds and little memory; figures cost more (image mosaics read
     a few hundred source images) and are made only with --plots or --report.
     """
-    from astrocat.catalog.summary import SummaryOptions, collect, to_json
+    from astrocat.science.summary import SummaryOptions, collect, to_json
 
     figures_wanted = plots_dir is not None or report_html is not None
-    result = collect(catalog, SummaryOptions(
-        merger_threshold=merger_threshold, lens_threshold=lens_threshold,
-        truth_column=truth_column, top=top, confidence=confidence,
-        vote_threshold=vote_threshold, truth=tuple(truth), images=figures_wanted,
-        prototypes=prototypes, images_root=images_root))
+    result = collect(catalog, SummaryOptions(task=task_options, truth=tuple(truth),
+                                             images=figures_wanted, images_root=images_root))
     report = result.report
     if figures_wanted:
-        from astrocat.catalog.plots import make_figures, save_figures
+        from astrocat.science.figures import make_figures, save_figures
 
         figures = make_figures(result)
         report["notes"].extend(f.note for f in figures if f.note)
@@ -169,14 +167,14 @@ def summarize(catalog, truth, truth_column, as_json, plots_dir, report_html, mer
                               "file": str(files[f.name]) if f.name in files else None}
                              for f in figures]
         if report_html is not None:
-            from astrocat.catalog.report import write_html
+            from astrocat.science.report import write_html
 
             write_html(report, figures, report_html)
             report["html_report"] = str(report_html)
     if as_json:
         click.echo(to_json(report))
     else:
-        from astrocat.catalog.render import render
+        from astrocat.science.render import render
 
         render(report)
         if report_html is not None:

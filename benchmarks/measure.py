@@ -241,7 +241,7 @@ def components_spectra(args) -> dict:
 
     from astrocat.engines.onnx import OnnxRuntimeEngine
     from astrocat.kernels.preprocess import prepare
-    from astrocat.sources import readers
+    from astrocat.sources import readers, tables
 
     card = _card(Kind.SPECTRUM)
     pf = pq.ParquetFile(args.table)
@@ -260,7 +260,7 @@ def components_spectra(args) -> dict:
     chunk = 256
 
     def read_all(_):
-        readers._CURSORS = readers._CursorCache()  # start cold each pass
+        tables._CURSORS = tables._CursorCache()  # start cold each pass
         for s in range(0, n, chunk):
             readers.read_spectra(args.table, "parquet", None, s, min(s + chunk, n), info)
 
@@ -309,11 +309,11 @@ def _proposed_fits(path: str) -> tuple[np.ndarray, float, float]:
         return data, float(cards["CRVAL1"]) % 360.0, float(cards["CRVAL2"])
     from astropy.io import fits
 
-    from astrocat.sources import readers
+    from astrocat.sources import fitsfiles
 
     with open(path, "rb") as fh:
         header = fits.Header.fromstring(fh.read(header_end).decode("ascii"))
-    ra, dec = readers._sky_centre(header, (ny, nx))
+    ra, dec = fitsfiles._sky_centre(header, (ny, nx))
     return data, ra, dec
 
 
@@ -357,7 +357,7 @@ def components_fits(args) -> dict:
 
     from astrocat.engines.onnx import OnnxRuntimeEngine
     from astrocat.kernels.preprocess import centre_crop_plane, prepare
-    from astrocat.sources import readers
+    from astrocat.sources import fitsfiles, readers
     from astrocat.sources.describe import describe
 
     card = _card(Kind.MONO_IMAGE)
@@ -381,7 +381,7 @@ def components_fits(args) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             header = fits.getheader(p)
-        readers._sky_centre(header, (header["NAXIS2"], header["NAXIS1"]))
+        fitsfiles._sky_centre(header, (header["NAXIS2"], header["NAXIS1"]))
 
     readers_s["of which: header + WCS centre alone"] = _per_item(wcs_only, paths)
     readers_s["raw numpy (hand-parsed header, frombuffer, keywords, no WCS)"] = _per_item(
@@ -448,7 +448,7 @@ def profile(args) -> dict:
     from astrocat.pipeline import worker
     from astrocat.pipeline.plan import plan_partitions
     from astrocat.pipeline.run import build_routing
-    from astrocat.sources import readers
+    from astrocat.sources import readers, tables
     from astrocat.sources.describe import describe
     from astrocat.sources.discover import resolve_inputs
 
@@ -476,7 +476,7 @@ def profile(args) -> dict:
     def one_pass(prof: cProfile.Profile | None = None) -> float:
         """Warm partitions first (model loaded, Parquet cursor where a sequential worker
         would have it), then the timed ones."""
-        readers._CURSORS = readers._CursorCache()
+        tables._CURSORS = tables._CursorCache()
         for p in warm:
             worker.run_partition(p, job)
         for k in timers.seconds:

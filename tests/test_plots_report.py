@@ -16,10 +16,10 @@ from click.testing import CliRunner
 from PIL import Image
 from test_summary import survey
 
-from astrocat.catalog.plots import make_figures
-from astrocat.catalog.report import to_html
-from astrocat.catalog.summary import SummaryOptions, collect
 from astrocat.cli import main
+from astrocat.science.figures import make_figures
+from astrocat.science.report import to_html
+from astrocat.science.summary import SummaryOptions, collect
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

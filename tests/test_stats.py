@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import stats as sps
 
-from astrocat.catalog import stats
+from astrocat.science import stats
 
 
 def test_beta_fraction_matches_scipy_and_cameron():

@@ -16,11 +16,12 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats as sps
 
-from astrocat.catalog import stats, truth
 from astrocat.catalog.schema import BASE_COLUMNS, Column, to_field
-from astrocat.catalog.summary import SummaryOptions, TopK, collect, summarize, to_json
 from astrocat.cli import main
 from astrocat.kernels.gz_tree import galaxy_zoo2
+from astrocat.science import stats, truth
+from astrocat.science.streaming import TopK
+from astrocat.science.summary import SummaryOptions, collect, summarize, to_json
 
 TREE = galaxy_zoo2()
 

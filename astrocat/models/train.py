@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from astrocat import __version__
-from astrocat.catalog import stats
 from astrocat.errors import AstrocatError
 from astrocat.kernels.gz_tree import galaxy_zoo2
 from astrocat.kernels.preprocess import prepare
 from astrocat.kinds import Kind
 from astrocat.models import datasets
 from astrocat.models.card import InputSpec, write_card
+from astrocat.science import stats
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import html
 import os
 from pathlib import Path
 
-from astrocat.catalog.plots import FigureOut
-from astrocat.catalog.render import Section, Table, sections
+from astrocat.science.figures import FigureOut
+from astrocat.science.render import Section, Table, sections
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:0 auto;

@@ -1,16 +1,12 @@
 """Truth files for ``astrocat summarize --truth``: which task a CSV is for, and the join.
 
 Truth comes in the real published layouts (the same ones ``astrocat simulate`` writes),
-so a user with the real data passes the files as they were downloaded:
+so a user with the real data passes the files as they were downloaded. Each task module
+declares its layout as data (a :class:`TruthLayout`: the columns that identify it, the
+ID column, the value columns, how an ``object_id`` becomes the integer ID); this module
+only reads files and joins. A task is recognised by its columns, not by the file name,
+because people rename files.
 
-* Galaxy Zoo 2 (Kaggle "Galaxy Challenge"): ``training_solutions_rev1.csv`` with
-  ``GalaxyID, Class1.1 ... Class11.6``; joined on ``GalaxyID == object_id``.
-* Bologna Lens Finding Challenge: ``ID, is_lens, ...``; joined on the trailing integer of
-  ``object_id`` (``imageEUC_VIS-200001`` -> 200001).
-* Density fields: ``ID, omega_m, sigma_8``; joined on the trailing integer of
-  ``field_<ID>``.
-
-A task is recognised by its columns, not by the file name, because people rename files.
 Only numbers are kept (int64 IDs sorted for ``searchsorted``, float32 values), so a
 61,578-row Kaggle file costs about 9 MB.
 """
@@ -25,13 +21,22 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astrocat.errors import AstrocatError
-from astrocat.kernels.gz_tree import galaxy_zoo2
 
-MORPHOLOGY, LENS, COSMOLOGY = "morphology", "lens", "cosmology"
 
-#: object_id -> integer key, per task. Galaxy IDs are the whole stem; lens and field IDs
-#: are the stem's trailing integer (imageEUC_VIS-<ID>, field_<ID>).
-ID_PATTERNS = {MORPHOLOGY: r"^(?P<id>\d+)$", LENS: r"(?P<id>\d+)$", COSMOLOGY: r"(?P<id>\d+)$"}
+@dataclass(frozen=True)
+class TruthLayout:
+    """A published truth table, described as data by the task module it belongs to."""
+
+    task: str  # the task's KEY
+    signature: frozenset[str]  # columns whose presence identifies the layout
+    id_column: str
+    columns: tuple[str, ...]  # value columns that must be present
+    optional: tuple[str, ...] = ()  # value columns kept when present
+    id_pattern: str = r"(?P<id>\d+)$"  # object_id -> integer ID (the `id` group)
+    hint: str = ""  # "GalaxyID,Class1.1,... for morphology": for "matches no known layout"
+    label: str = ""  # what its value columns are called, for "columns missing"
+    noun: str = "object"  # one catalog row of this task, for "no <noun> ... has an entry"
+    join: str = "joined on the trailing integer of object_id"  # how rows meet the file
 
 
 @dataclass
@@ -58,17 +63,50 @@ class Truth:
     def column(self, name: str) -> np.ndarray:
         return self.values[:, self.columns.index(name)]
 
+    def keys(self, object_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The integer join key of each object_id under this truth's layout."""
+        return object_keys(object_id, self.task)
+
+    def match(self, keys: np.ndarray, notes: list[str]) -> np.ndarray | None:
+        """Row of each key (-1: none), or None with a note when no key has truth at all."""
+        rows = self.lookup(keys)
+        if (rows >= 0).any():
+            return rows
+        self.note_unmatched(notes)
+        return None
+
+    def note_unused(self, notes: list[str], lacking: str) -> None:
+        """Say that this truth was given for a task the catalog has no outputs of."""
+        notes.append(f"{self.task} truth {self.path} given but the catalog has {lacking}")
+
+    def note_unmatched(self, notes: list[str]) -> None:
+        """Say that the truth file and the catalog share no object."""
+        lay = _layout(self.task)
+        notes.append(f"no {lay.noun} in the catalog has an entry in {self.path} ({lay.join})")
+
+
+def layouts() -> list[TruthLayout]:
+    """Every registered task's layout, in registry order (detection tries them in turn)."""
+    from astrocat.science import TASKS
+
+    return [t.TRUTH for t in TASKS if t.TRUTH is not None]
+
+
+def _layout(task: str) -> TruthLayout:
+    for lay in layouts():
+        if lay.task == task:
+            return lay
+    raise KeyError(task)
+
 
 def detect_task(names: list[str] | set[str]) -> str | None:
     """The task a truth table is for, from its columns (the published layouts)."""
-    names = set(names)
-    if {"GalaxyID", "Class1.1"} <= names:
-        return MORPHOLOGY
-    if {"ID", "is_lens"} <= names:
-        return LENS
-    if {"ID", "omega_m", "sigma_8"} <= names:
-        return COSMOLOGY
-    return None
+    lay = _detect(set(names))
+    return lay.task if lay else None
+
+
+def _detect(names: set[str]) -> TruthLayout | None:
+    return next((lay for lay in layouts() if lay.signature <= names), None)
 
 
 def _header(path: Path) -> list[str]:
@@ -91,24 +129,16 @@ def load(path: str | Path) -> Truth:
 
     path = Path(path)
     header = _header(path)
-    task = detect_task(header)
-    if task is None:
-        raise AstrocatError(
-            f"--truth {path}: columns {header[:6]} match no known layout "
-            "(GalaxyID,Class1.1,... for morphology; ID,is_lens,... for lenses; "
-            "ID,omega_m,sigma_8 for density fields)"
-        )
-    id_col = "GalaxyID" if task == MORPHOLOGY else "ID"
-    if task == MORPHOLOGY:
-        columns = galaxy_zoo2().kaggle_columns
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise AstrocatError(f"--truth {path}: Galaxy Zoo columns missing: {missing[:5]}")
-    elif task == LENS:
-        columns = [c for c in ("is_lens", "Einstein_area", "numb_pix_lensed_image",
-                               "flux_lensed_image_in_sigma") if c in header]
-    else:
-        columns = ["omega_m", "sigma_8"]
+    lay = _detect(set(header))
+    if lay is None:
+        known = "; ".join(x.hint for x in layouts() if x.hint)
+        raise AstrocatError(f"--truth {path}: columns {header[:6]} match no known layout "
+                            f"({known})")
+    missing = [c for c in lay.columns if c not in header]
+    if missing:
+        raise AstrocatError(f"--truth {path}: {lay.label} columns missing: {missing[:5]}")
+    columns = [*lay.columns, *(c for c in lay.optional if c in header)]
+    id_col = lay.id_column
     opts = csv.ConvertOptions(include_columns=[id_col, *columns],
                               column_types={id_col: pa.int64(),
                                             **{c: pa.float32() for c in columns}})
@@ -127,7 +157,7 @@ def load(path: str | Path) -> Truth:
               else np.zeros((0, len(columns)), np.float32)).astype(np.float32, copy=False)
     del id_parts, value_parts
     ids, first = np.unique(raw_ids, return_index=True)  # sorted; first occurrence wins
-    return Truth(task, path, ids.astype(np.int64), list(columns), values[first],
+    return Truth(lay.task, path, ids.astype(np.int64), list(columns), values[first],
                  n_duplicates=len(raw_ids) - len(ids))
 
 
@@ -147,7 +177,7 @@ def object_keys(object_id: pa.Array | pa.ChunkedArray, task: str) -> np.ndarray:
     """Integer join key of each object_id (-1 where it has none), vectorised in Arrow."""
     if len(object_id) == 0:
         return np.zeros(0, dtype=np.int64)
-    digits = pc.struct_field(pc.extract_regex(object_id, ID_PATTERNS[task]), [0])
+    digits = pc.struct_field(pc.extract_regex(object_id, _layout(task).id_pattern), [0])
     # 19 digits or more may overflow int64: no such IDs exist in these layouts.
     ok = pc.and_kleene(pc.is_valid(digits), pc.less(pc.utf8_length(digits), 19))
     digits = pc.if_else(ok, digits, pa.scalar("-1"))

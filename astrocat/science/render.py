@@ -1,0 +1,91 @@
+"""The faces of a summary: the report as sections of text lines and tables.
+
+``sections`` turns the report dict into plain tables once (the overview here, each task's
+section in its own module); the terminal (rich, here) and the HTML page (``report.py``)
+both draw those, so the two never disagree on a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich import box
+from rich.console import Console
+from rich.table import Table as RichTable
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    text_columns: tuple[int, ...] = (0,)  # left-aligned; the others are numbers
+
+
+@dataclass
+class Section:
+    key: str  # report key ("overview", "morphology", ...); figures are grouped by it
+    title: str
+    items: list[str | Table] = field(default_factory=list)
+
+
+def num(x: float | None, fmt: str = ".4f") -> str:
+    """A number for a table cell; "-" for missing (None or NaN)."""
+    return "-" if x is None or x != x else format(x, fmt)
+
+
+def pct(x: float | None, fmt: str = ".2f") -> str:
+    """A fraction as a percentage for a table cell; "-" for missing."""
+    return "-" if x is None or x != x else format(100 * x, fmt) + "%"
+
+
+def sections(report: dict) -> list[Section]:
+    """Everything a reader sees, in reading order; only sections the catalog has."""
+    from astrocat.science import TASKS
+
+    out = [_overview(report)]
+    out += [task.section(report[task.KEY]) for task in TASKS if task.KEY in report]
+    if report.get("notes"):
+        out.append(Section("notes", "Notes", list(report["notes"])))
+    return out
+
+
+def _overview(r: dict) -> Section:
+    s = Section("overview", "Catalog", [
+        f"{r['catalog']}: {r['rows']} rows, {r['ok']} ok, {r['errors']} errors"])
+    s.items.append(Table("Rows by kind and status", ["kind", "ok", "error"], [
+        [kind, str(by.get("ok", 0)), str(by.get("error", 0))]
+        for kind, by in r["by_kind"].items()]))
+    if r.get("error_reasons"):
+        s.items.append(Table("Most common errors", ["rows", "reason"],
+                             [[str(n), reason] for reason, n in r["error_reasons"].items()],
+                             text_columns=(1,)))
+    if r.get("truth_files"):
+        s.items.append("Truth: " + "; ".join(f"{k} from {v}"
+                                             for k, v in r["truth_files"].items()))
+    return s
+
+
+def render(report: dict, console: Console | None = None) -> None:
+    """The report as rich tables on the terminal."""
+    c = console or Console()
+    for sec in sections(report):
+        c.rule(f"[bold]{sec.title}")
+        for item in sec.items:
+            if isinstance(item, Table):
+                t = RichTable(title=item.title, box=box.SIMPLE_HEAD, pad_edge=False,
+                              collapse_padding=True)
+                for i, col in enumerate(item.columns):
+                    text = i in item.text_columns
+                    t.add_column(col, justify="left" if text else "right",
+                                 no_wrap=text and i == 0)
+                for row in item.rows:
+                    t.add_row(*row)
+                c.print(t)
+            else:
+                c.print(item, highlight=False, markup=False)
+    if report.get("figures"):
+        c.rule("[bold]Figures")
+        for f in report["figures"]:
+            c.print(f"{f.get('file') or f['name']}: {f['title']}", highlight=False,
+                    markup=False)
