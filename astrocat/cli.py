@@ -97,6 +97,10 @@ def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_
         input=input_, out=out, model=model, engine=engine, scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         exclude=tuple(exclude), quiet=quiet))
+    for cause, n in summary.failures.items():
+        click.secho(f"warning: {n} partition(s) failed in the workers ({cause}); their inputs "
+                    f"are error rows that the next run retries; details in "
+                    f"{summary.failure_log}", fg="yellow", err=True)
     if not quiet:
         rate = summary.n_rows / summary.seconds if summary.seconds else 0.0
         engines = ", ".join(f"{m} on {e}" for m, e in summary.by_model.items()) or "no model"
@@ -282,6 +286,51 @@ def models_show(name) -> None:
     card = resolve(name)
     click.echo(f"# {card.directory / CARD_FILENAME}")
     click.echo((card.directory / CARD_FILENAME).read_text())
+
+
+@models.command("init")
+@click.argument("onnx", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Card to write [default: card.toml beside the model].")
+@click.option("--force", is_flag=True, help="Overwrite an existing card.")
+@_friendly
+def models_init(onnx, out, force) -> None:
+    """Write a starter card for your own ONNX model (shape, layout, outputs, sha256 read
+    from the graph); edit it, then run `astrocat models check` on it."""
+    from astrocat.models.starter import init_card
+
+    path = init_card(onnx, out, force)
+    click.echo(f"wrote {path}: name the outputs, set the preprocessing your model was "
+               f"trained with, then `astrocat models check {path}`", err=True)
+
+
+@models.command("check", epilog=EXIT_CODES_HELP)
+@click.argument("model")
+@click.option("--input", "-i", "input_", default=None, metavar="DIR|FILE|GLOB|@LIST",
+              help="Run the batch on your own inputs [default: a synthetic batch].")
+@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
+              default="auto", show_default=True)
+@_friendly
+def models_check(model, input_, engine) -> None:
+    """Validate a card (strict fields, sha256, against its ONNX graph) and run one batch,
+    printing each output's range."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from astrocat.models.check import check_model
+
+    card, used, ranges = check_model(model, input_, engine)
+    t = Table(title=f"{card.name}: card and graph agree; one batch on {used} "
+                    f"({'your inputs' if input_ else 'synthetic ' + card.input.kind.value})")
+    for h in ("output", "n", "finite", "min", "max", "mean"):
+        t.add_column(h, justify="left" if h == "output" else "right")
+    for r in ranges:
+        t.add_row(r.name, str(r.n), str(r.n_finite), f"{r.min:.4g}", f"{r.max:.4g}",
+                  f"{r.mean:.4g}")
+    Console().print(t)
+    if any(r.n_finite < r.n for r in ranges):
+        click.secho("warning: some outputs are NaN or infinite", fg="yellow", err=True)
+        sys.exit(EXIT_SOME_ERRORS)
 
 
 @main.command("compile")

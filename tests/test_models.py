@@ -62,6 +62,16 @@ def test_card_errors_name_the_problem(tmp_path):
         load_card(dst)
 
     (dst / "card.toml").write_text(text.replace("[input]", "[input_]"))
+    with pytest.raises(CardError, match="unknown field 'input_'; did you mean 'input'"):
+        load_card(dst)
+
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads(text)
+    del data["input"]
+    (dst / "card.toml").write_text(tomli_w.dumps(data))
     with pytest.raises(CardError, match="missing field 'input'"):
         load_card(dst)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from astrocat.models.card import ModelCard
+if TYPE_CHECKING:
+    from astrocat.models.card import ModelCard
 
 SCHEMA_VERSION = "1"
 

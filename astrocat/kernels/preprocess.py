@@ -1,7 +1,8 @@
 """Turn raw arrays into network inputs, as the card says.
 
 Training and inference both call these, so a model always sees at run time exactly
-the scaling it was trained with.
+the scaling it was trained with. Raw items arrive channels-last ((H, W, C) images,
+(H, W) planes, (n,) spectra); the card's ``layout`` decides what the graph gets.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from astrocat.errors import InputError
+from astrocat.kinds import Kind
 from astrocat.models.card import InputSpec
+
+#: The version of what astrocat does to pixels and fluxes before a model sees them
+#: (crop, zoom, resize, scaling, layout). It is part of every result's identity: bump it
+#: whenever a change here or in ``sources/images.py`` changes the arrays a model gets.
+PREPROCESS_VERSION = "2"
 
 
 def centre_crop_plane(data: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -24,17 +31,21 @@ def centre_crop_plane(data: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def prepare(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Scale a stacked batch of raw items to float32 network input of shape (n, *spec.shape)."""
+    """Scale a stacked batch of raw items to float32 network input of shape (n, *spec.shape).
+
+    ``mean`` and ``std`` are one value or one per channel (the last raw axis).
+    """
     x = np.asarray(batch, dtype=np.float32)
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
     match spec.preprocessing:
         case "scale_255":
             x = x * np.float32(1.0 / 255.0)
+        case "scale_255_standardize":  # torchvision's ToTensor() then Normalize(mean, std)
+            x = (x * np.float32(1.0 / 255.0) - mean) / std
         case "standardize":
-            x = (x - np.float32(spec.mean)) / np.float32(spec.std)
+            x = (x - mean) / std
         case "log_standardize":
-            x = (np.log10(np.maximum(x, np.float32(1e-6))) - np.float32(spec.mean)) / np.float32(
-                spec.std
-            )
+            x = (np.log10(np.maximum(x, np.float32(1e-6))) - mean) / std
         case "minmax":
             lo = x.min(axis=1, keepdims=True)
             span = x.max(axis=1, keepdims=True) - lo
@@ -42,4 +53,7 @@ def prepare(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
                 x = (x - lo) / span  # a flat row becomes NaN and is reported by the caller
         case other:
             raise ValueError(f"unknown preprocessing {other!r}")
-    return x.reshape((len(x), *spec.shape))
+    if spec.layout == "NCHW" and spec.kind != Kind.SPECTRUM and len(spec.shape) == 3:
+        h, w = spec.image_size
+        x = x.reshape(len(x), h, w, spec.channels).transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(x.reshape((len(x), *spec.shape)))

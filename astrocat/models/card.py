@@ -2,23 +2,36 @@
 
 A model is a weights file (``.onnx`` and/or ``.keras``) plus a TOML card beside it.
 The pipeline reads only the card, so adding a model means adding a card, not code.
+Cards are strict: every field is known (a misspelt one is an error naming the nearest
+valid one), typed and range-checked here, and ``graph.check_graph`` compares the card
+with the ONNX graph itself before any input is read.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from astrocat.errors import CardError
-from astrocat.kinds import Kind
+from astrocat.kinds import PLANE_KINDS, Kind
 
 CARD_FILENAME = "card.toml"
-PREPROCESSINGS = ("scale_255", "standardize", "minmax", "log_standardize")
+#: Science tasks a card may name (the keys of ``astrocat.science.TASKS``).
 TASKS = ("morphology", "redshift", "lens", "cosmology")
+#: How raw pixels/fluxes become network input (``kernels.preprocess.prepare``).
+PREPROCESSINGS = ("scale_255", "scale_255_standardize", "standardize", "minmax",
+                  "log_standardize")
+LAYOUTS = ("NHWC", "NCHW")
+#: Pillow's resampling filters, by name.
+RESIZE_FILTERS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 WEIGHT_FORMATS = ("onnx", "keras")
+#: Sections that are free-form records (provenance and measured figures), not checked.
+FREE_SECTIONS = ("training", "metrics", "evaluation", "quantization")
 
 
 @dataclass(frozen=True)
@@ -26,11 +39,29 @@ class InputSpec:
     """The array a model expects and how raw pixels/fluxes become it."""
 
     kind: Kind
-    shape: tuple[int, ...]  # one item, without the batch axis
+    shape: tuple[int, ...]  # one item as the graph takes it (its layout), no batch axis
     preprocessing: str
-    crop_fraction: float = 1.0  # centre crop of the shorter side before resizing (images)
-    mean: float = 0.0  # for standardize / log_standardize
-    std: float = 1.0
+    layout: str = "NHWC"  # images and planes: channels last (NHWC) or first (NCHW)
+    crop_fraction: float = 1.0  # centre crop of the shorter side (images), fractional
+    zoom: float = 1.0  # then the central 1/zoom of that crop (images)
+    resize_filter: str = "bilinear"  # resampling to the model's size (images)
+    antialias: bool = True  # widen the filter when downscaling (Pillow/torchvision)
+    mean: float | tuple[float, ...] = 0.0  # standardize: one value or one per channel
+    std: float | tuple[float, ...] = 1.0
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) of an image or plane input."""
+        s = self.shape
+        if len(s) == 2:
+            return s[0], s[1]
+        return (s[1], s[2]) if self.layout == "NCHW" else (s[0], s[1])
+
+    @property
+    def channels(self) -> int:
+        if self.kind == Kind.SPECTRUM or len(self.shape) == 2:
+            return 1
+        return self.shape[0] if self.layout == "NCHW" else self.shape[-1]
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,7 @@ class ModelCard:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    source: str = ""  # the card file, for messages
 
     def weights(self, fmt: str) -> Path:
         if fmt not in self.files:
@@ -66,7 +98,7 @@ class ModelCard:
 
     @property
     def fingerprint(self) -> str:
-        """sha256 of the primary weights: what provenance and caches key on."""
+        """sha256 of the primary weights: what provenance and the engine cache key on."""
         return self.sha256.get("onnx") or self.sha256["keras"]
 
     @property
@@ -96,79 +128,212 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _need(table: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
-    if key not in table:
-        raise CardError(f"{where}: missing field '{key}'")
-    value = table[key]
-    if not isinstance(value, kind):
-        raise CardError(f"{where}: field '{key}' should be {kind}, got {value!r}")
-    return value
+# --------------------------------------------------------------------------- the schema
+
+Check = Callable[[Any], str | None]  # a problem with the value, or None
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _numbers(v: Any) -> bool:
+    return _number(v) or (isinstance(v, list) and bool(v) and all(_number(x) for x in v))
+
+
+def _one_of(options: tuple[str, ...]) -> Check:
+    def check(v: Any) -> str | None:
+        if v in options:
+            return None
+        near = difflib.get_close_matches(str(v), options, n=1)
+        hint = f" (did you mean '{near[0]}'?)" if near else ""
+        return f"{v!r} is not one of {', '.join(options)}{hint}"
+    return check
+
+
+def _range(lo: float, hi: float | None, lo_open: bool = False) -> Check:
+    def check(v: Any) -> str | None:
+        if not _number(v):
+            return f"should be a number, got {v!r}"
+        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
+            return f"is {v}; it must be {'>' if lo_open else '>='} {lo}" + (
+                f" and <= {hi}" if hi is not None else "")
+        return None
+    return check
+
+
+def _typed(test: Callable[[Any], bool], what: str) -> Check:
+    return lambda v: None if test(v) else f"should be {what}, got {v!r}"
+
+
+def _shape(v: Any) -> str | None:
+    if isinstance(v, list) and v and all(isinstance(s, int) and s > 0 for s in v):
+        return None
+    return f"should be a list of positive integers (the graph's input without the batch " \
+           f"axis), got {v!r}"
+
+
+def _positive(v: Any) -> str | None:
+    if not _numbers(v):
+        return f"should be a number or a list of numbers (one per channel), got {v!r}"
+    return None if all(x > 0 for x in (v if isinstance(v, list) else [v])) else \
+        f"must be > 0, got {v!r}"
+
+
+#: field -> (required, check). Top level, [input], each [[outputs]] entry.
+TOP_FIELDS: dict[str, tuple[bool, Check | None]] = {
+    "name": (True, _typed(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty "
+                          "string")),
+    "version": (False, _typed(lambda v: isinstance(v, str), 'a string, e.g. "1.0"')),
+    "task": (True, _one_of(TASKS)),
+    "architecture": (False, _typed(lambda v: isinstance(v, str), "a string")),
+    "description": (False, _typed(lambda v: isinstance(v, str), "a string")),
+    "default_for": (False, _typed(lambda v: isinstance(v, list) and all(
+        k in {x.value for x in Kind} for k in v), f"a list of kinds "
+        f"({', '.join(k.value for k in Kind)})")),
+    "input": (True, _typed(lambda v: isinstance(v, dict), "an [input] table")),
+    "outputs": (True, _typed(lambda v: isinstance(v, list) and bool(v), "one [[outputs]] "
+                             "table per output value, in the graph's order")),
+    "files": (True, _typed(lambda v: isinstance(v, dict) and bool(v) and all(
+        k in WEIGHT_FORMATS and isinstance(f, str) for k, f in v.items()),
+        "onnx = 'model.onnx' and/or keras = 'model.keras'")),
+    "sha256": (True, _typed(lambda v: isinstance(v, dict), "a [sha256] table")),
+    **{s: (False, _typed(lambda v: isinstance(v, dict), "a table")) for s in FREE_SECTIONS},
+}
+INPUT_FIELDS: dict[str, tuple[bool, Check | None]] = {
+    "kind": (True, _one_of(tuple(k.value for k in Kind))),
+    "shape": (True, _shape),
+    "preprocessing": (True, _one_of(PREPROCESSINGS)),
+    "layout": (False, _one_of(LAYOUTS)),
+    "crop_fraction": (False, _range(0.0, 1.0, lo_open=True)),
+    "zoom": (False, _range(1.0, None)),
+    "resize_filter": (False, _one_of(RESIZE_FILTERS)),
+    "antialias": (False, _typed(lambda v: isinstance(v, bool), "true or false")),
+    "mean": (False, _typed(_numbers, "a number or a list of numbers (one per channel)")),
+    "std": (False, _positive),
+}
+OUTPUT_FIELDS: dict[str, tuple[bool, Check | None]] = {
+    "name": (True, _typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
+    "unit": (False, _typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
+    "description": (False, _typed(lambda v: isinstance(v, str), "a string")),
+}
+
+
+def _check_table(table: dict[str, Any], fields: dict[str, tuple[bool, Check | None]],
+                 where: str) -> None:
+    for key in table:
+        if key not in fields:
+            near = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f"; did you mean '{near[0]}'?" if near else \
+                f"; valid fields: {', '.join(fields)}"
+            raise CardError(f"{where}: unknown field '{key}'{hint}")
+    for key, (required, check) in fields.items():
+        if key not in table:
+            if required:
+                raise CardError(f"{where}: missing field '{key}'")
+            continue
+        problem = check(table[key]) if check else None
+        if problem:
+            raise CardError(f"{where}: {key} {problem}")
+
+
+def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tuple[float, ...]:
+    if not isinstance(value, list):
+        return float(value)
+    if len(value) == 1:
+        return float(value[0])
+    if len(value) != channels:
+        raise CardError(f"{where}: {key} has {len(value)} values but the input has "
+                        f"{channels} channel(s): give one value, or one per channel")
+    return tuple(float(x) for x in value)
+
+
+def _input_spec(inp: dict[str, Any], where: str) -> InputSpec:
+    _check_table(inp, INPUT_FIELDS, where)
+    kind, shape = Kind(inp["kind"]), tuple(inp["shape"])
+    layout = inp.get("layout", "NHWC")
+    spec = InputSpec(kind=kind, shape=shape, preprocessing=inp["preprocessing"], layout=layout,
+                     crop_fraction=float(inp.get("crop_fraction", 1.0)),
+                     zoom=float(inp.get("zoom", 1.0)),
+                     resize_filter=inp.get("resize_filter", "bilinear"),
+                     antialias=inp.get("antialias", True))
+    if kind == Kind.SPECTRUM:
+        if sum(s > 1 for s in shape) != 1 or len(shape) > 2:
+            raise CardError(f"{where}: shape {list(shape)}: a spectrum model takes "
+                            "[n], [n, 1] or [1, n] flux samples")
+    else:
+        if len(shape) not in (2, 3):
+            raise CardError(f"{where}: shape {list(shape)}: an image model takes "
+                            "[height, width, channels] (layout NHWC) or [channels, height, "
+                            "width] (layout NCHW)")
+        want = 3 if kind == Kind.RGB_IMAGE else 1
+        if spec.channels != want:
+            other = "NCHW" if layout == "NHWC" else "NHWC"
+            flipped = InputSpec(kind, shape, spec.preprocessing, layout=other)
+            hint = (f"; did you mean layout = \"{other}\"?" if flipped.channels == want
+                    else "")
+            raise CardError(f"{where}: shape {list(shape)} with layout = \"{layout}\" "
+                            f"has {spec.channels} channels; a {kind.value} model takes "
+                            f"{want}{hint}")
+        h, w = spec.image_size
+        if kind == Kind.RGB_IMAGE and h != w:
+            raise CardError(f"{where}: shape {list(shape)}: astrocat crops a square "
+                            "from each image, so the model's height and width must be equal")
+    if kind != Kind.RGB_IMAGE and inp.get("layout") is not None and kind not in PLANE_KINDS:
+        raise CardError(f"{where}: layout applies to images, not {kind.value} inputs")
+    channels = spec.channels
+    mean = _per_channel(inp.get("mean", 0.0), channels, "mean", where)
+    std = _per_channel(inp.get("std", 1.0), channels, "std", where)
+    return replace(spec, mean=mean, std=std)
+
+
+def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:
+    from astrocat.catalog.schema import BASE_NAMES
+
+    outputs = []
+    seen: set[str] = set()
+    for i, o in enumerate(raw):
+        w = f"{where} [[outputs]] #{i + 1}"
+        if not isinstance(o, dict):
+            raise CardError(f"{w}: should be a table with name, unit, description")
+        _check_table(o, OUTPUT_FIELDS, w)
+        name = o["name"]
+        if name in BASE_NAMES:
+            raise CardError(f"{w}: name '{name}' is a catalog column astrocat writes itself "
+                            f"({', '.join(sorted(BASE_NAMES))}); rename the output")
+        if name in seen:
+            raise CardError(f"{w}: name '{name}' is used more than once; every output needs "
+                            "its own column name")
+        seen.add(name)
+        outputs.append(OutputColumn(name, o.get("unit", ""), o.get("description", "")))
+    return tuple(outputs)
 
 
 def parse_card(data: dict[str, Any], directory: Path, where: str) -> ModelCard:
     """Validate a card's TOML content; every problem is a CardError naming the field."""
-    name = _need(data, "name", where, str)
-    task = _need(data, "task", where, str)
-    if task not in TASKS:
-        raise CardError(f"{where}: task '{task}' is not one of {', '.join(TASKS)}")
-    inp = _need(data, "input", where, dict)
-    try:
-        kind = Kind(_need(inp, "kind", f"{where} [input]", str))
-    except ValueError as exc:
-        raise CardError(
-            f"{where} [input]: kind must be one of {', '.join(k.value for k in Kind)}"
-        ) from exc
-    shape = tuple(_need(inp, "shape", f"{where} [input]", list))
-    if not shape or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise CardError(f"{where} [input]: shape must be a list of positive integers")
-    pre = _need(inp, "preprocessing", f"{where} [input]", str)
-    if pre not in PREPROCESSINGS:
-        raise CardError(f"{where} [input]: preprocessing '{pre}' not in {PREPROCESSINGS}")
-    spec = InputSpec(
-        kind=kind,
-        shape=shape,
-        preprocessing=pre,
-        crop_fraction=float(inp.get("crop_fraction", 1.0)),
-        mean=float(inp.get("mean", 0.0)),
-        std=float(inp.get("std", 1.0)),
-    )
-    outputs_raw = _need(data, "outputs", where, list)
-    outputs = tuple(
-        OutputColumn(
-            name=_need(o, "name", f"{where} [[outputs]]", str),
-            unit=str(o.get("unit", "")),
-            description=str(o.get("description", "")),
-        )
-        for o in outputs_raw
-    )
-    if not outputs:
-        raise CardError(f"{where}: [[outputs]] is empty")
-    files = _need(data, "files", where, dict)
-    digests = _need(data, "sha256", where, dict)
-    if not files or any(f not in WEIGHT_FORMATS for f in files):
-        raise CardError(f"{where} [files]: give weights as onnx = '...' and/or keras = '...'")
-    for fmt in files:
-        if fmt not in digests:
-            raise CardError(f"{where} [sha256]: missing digest for the {fmt} weights")
-    try:
-        default_for = tuple(Kind(k) for k in data.get("default_for", []))
-    except ValueError as exc:
-        raise CardError(f"{where}: default_for lists an unknown kind ({exc})") from exc
+    _check_table(data, TOP_FIELDS, where)
+    spec = _input_spec(data["input"], f"{where} [input]")
+    outputs = _outputs(data["outputs"], where)
+    files, digests = data["files"], data["sha256"]
+    _check_table(digests, {fmt: (fmt in files, _typed(
+        lambda v: isinstance(v, str) and len(v) == 64, "a 64-character hex digest"))
+        for fmt in WEIGHT_FORMATS}, f"{where} [sha256]")
     return ModelCard(
-        name=name,
-        version=str(data.get("version", "0")),
-        task=task,
-        architecture=str(data.get("architecture", "")),
+        name=data["name"],
+        version=data.get("version", "0"),
+        task=data["task"],
+        architecture=data.get("architecture", ""),
         input=spec,
         outputs=outputs,
         files=dict(files),
         sha256=dict(digests),
         directory=directory,
-        description=str(data.get("description", "")),
-        default_for=default_for,
+        description=data.get("description", ""),
+        default_for=tuple(Kind(k) for k in data.get("default_for", [])),
         training=dict(data.get("training", {})),
         metrics=dict(data.get("metrics", {})),
         raw=data,
+        source=where,
     )
 
 

@@ -1,5 +1,6 @@
-"""Where the work runs: an embedded ``distributed.LocalCluster`` sized to this machine,
-or an existing Dask cluster by address. Never a home-made scheduler.
+"""Where the work runs: an embedded ``distributed.LocalCluster`` sized to this machine
+(worker processes, or Dask's in-process cluster for runs too small to pay for spawning
+them), or an existing Dask cluster by address. Never a home-made scheduler.
 """
 
 from __future__ import annotations
@@ -22,6 +23,16 @@ class ClusterInfo:
     n_workers: int
     threads_per_engine: int
     embedded: bool
+    in_process: bool = False
+
+    @property
+    def description(self) -> str:
+        """For the provenance record: where the partitions ran."""
+        if not self.embedded:
+            return f"{self.address}, {self.n_workers} workers"
+        if self.in_process:
+            return "embedded LocalCluster, in-process (1 worker thread)"
+        return f"embedded LocalCluster, {self.n_workers} workers"
 
 
 def machine_cores() -> int:
@@ -33,9 +44,13 @@ def machine_cores() -> int:
 
 @contextlib.contextmanager
 def dask_client(
-    scheduler: str | None, workers: int | None, max_useful: int
+    scheduler: str | None, workers: int | None, max_useful: int, in_process: bool = False
 ) -> Iterator[tuple[object, ClusterInfo]]:
-    """A connected ``distributed.Client`` and what it offers, torn down on exit."""
+    """A connected ``distributed.Client`` and what it offers, torn down on exit.
+
+    ``in_process`` (a small run, no ``--workers`` given) runs the partitions on one worker
+    thread inside this process, the engine using every core.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -54,19 +69,21 @@ def dask_client(
         return
 
     cores = machine_cores()
-    n_workers = max(1, min(workers or cores, max_useful))
+    in_process = in_process and workers is None
+    n_workers = 1 if in_process else max(1, min(workers or cores, max_useful))
     threads = max(1, cores // n_workers)
     env = {k: str(threads) for k in _THREAD_ENV}
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
-        processes=True,
-        dashboard_address=":0",  # any free port: concurrent runs never clash over 8787
+        processes=not in_process,
+        dashboard_address=None if in_process else ":0",  # any free port: runs never clash
         silence_logs=logging.ERROR,
-        env=env,
+        **({} if in_process else {"env": env}),
     )
     try:
         with Client(cluster) as client:
-            yield client, ClusterInfo(cluster.scheduler_address, n_workers, threads, True)
+            yield client, ClusterInfo(cluster.scheduler_address, n_workers, threads, True,
+                                      in_process)
     finally:
         cluster.close()

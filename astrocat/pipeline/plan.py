@@ -1,19 +1,25 @@
 """Cut the inputs into partitions whose identity survives re-runs.
 
 A partition's key hashes what it holds (paths, sizes, mtimes, row ranges) and the
-models that will see it. Image files are grouped with content-defined boundaries: a
-partition ends after a file whose path hashes to 0 modulo the partition size, so adding
-or removing one file changes one partition, not every one after it. That is what makes
-a nightly re-run incremental and a killed run resumable: finished parts are reused.
+identity of the results its model gives (``result_key``: weights, the card's input
+specification and outputs, engine, precision, astrocat's preprocessing version). Each
+model's inputs form their own stream of partitions, so a changed model recomputes its
+own rows only. Files are grouped with content-defined boundaries: a partition ends after
+a file whose path hashes to 0 modulo the partition size, so adding or removing one file
+changes one partition, not every one after it. That is what makes a nightly re-run
+incremental and a killed run resumable: finished parts are reused.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from astrocat.catalog.schema import SCHEMA_VERSION
+from astrocat.kernels.preprocess import PREPROCESS_VERSION
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.sources.units import InputUnit
@@ -44,11 +50,24 @@ def _hash_int(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
-def partition_key(slices: Iterable[Slice], fingerprints: Mapping[str, str]) -> str:
+def result_key(card: ModelCard, engine: str, precision: str = "fp32") -> str:
+    """What a model's results depend on: the weights the engine loads, the card's input
+    specification and outputs (names, units, descriptions: they are the columns), the
+    engine, its precision and the preprocessing code. The card's description, version,
+    training and metrics records change nothing a model computes, so they are left out."""
+    weights = card.sha256["keras" if engine == "tensorflow" else "onnx"]
+    payload = json.dumps({
+        "name": card.name, "weights": weights, "input": dataclasses.asdict(card.input),
+        "outputs": [dataclasses.asdict(o) for o in card.outputs], "engine": engine,
+        "precision": precision, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def partition_key(slices: Iterable[Slice], keys: Mapping[str, str]) -> str:
     h = hashlib.sha256(f"astrocat-catalog-v{SCHEMA_VERSION}".encode())
     for s in slices:
         u = s.unit
-        model = fingerprints.get(s.model, "-") if s.model else "-"
+        model = keys.get(s.model, "-") if s.model else "-"
         h.update(f"|{u.source}|{u.size}|{u.mtime_ns}|{u.hdu}|{s.start}|{s.stop}|{model}".encode())
     return h.hexdigest()[:24]
 
@@ -73,32 +92,35 @@ TABLE_ROWS_FACTOR = 16
 
 
 def plan_partitions(
-    units: Iterable[InputUnit], routing: Mapping[Kind, ModelCard], partition_size: int
+    units: Iterable[InputUnit], routing: Mapping[Kind, ModelCard], partition_size: int,
+    keys: Mapping[str, str] | None = None,
 ) -> Iterator[Partition]:
     """Stream partitions of at most ~2x ``partition_size`` files (``TABLE_ROWS_FACTOR`` x
-    that many rows for tables), in input order."""
+    that many rows for tables), one stream per model (and one for unusable inputs).
+
+    ``keys`` maps a model name to its ``result_key``; without it, the weights' sha256.
+    """
     size = max(1, partition_size)
     rows = size * TABLE_ROWS_FACTOR
-    fingerprints = {c.name: c.fingerprint for c in routing.values()}
-    pending: list[Slice] = []
+    keys = keys or {c.name: c.fingerprint for c in routing.values()}
+    pending: dict[str | None, list[Slice]] = {}
 
-    def flush() -> Partition:
-        part = Partition(partition_key(pending, fingerprints), tuple(pending))
-        pending.clear()
-        return part
+    def flush(model: str | None) -> Partition:
+        slices = pending.pop(model)
+        return Partition(partition_key(slices, keys), tuple(slices))
 
     for unit in units:
         model, problem = route(unit, routing)
         if unit.n_items > 1 and unit.kind is not None:  # a table: own partitions, row ranges
-            if pending:
-                yield flush()
             for start in range(0, unit.n_items, rows):
-                pending.append(Slice(unit, start, min(start + rows, unit.n_items), model, problem))
-                yield flush()
+                stop = min(start + rows, unit.n_items)
+                s = (Slice(unit, start, stop, model, problem),)
+                yield Partition(partition_key(s, keys), s)
             continue
-        pending.append(Slice(unit, 0, max(1, unit.n_items), model, problem))
-        n = len(pending)
+        stream = pending.setdefault(model, [])
+        stream.append(Slice(unit, 0, max(1, unit.n_items), model, problem))
+        n = len(stream)
         if (n >= size // 4 and _hash_int(unit.source) % size == 0) or n >= 2 * size:
-            yield flush()
-    if pending:
-        yield flush()
+            yield flush(model)
+    for model in list(pending):
+        yield flush(model)

@@ -11,6 +11,7 @@ import json
 import shlex
 import socket
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,10 +22,17 @@ from astrocat.errors import AstrocatError
 from astrocat.kinds import Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
+from astrocat.models.graph import check_graph
 from astrocat.pipeline.cluster import dask_client
-from astrocat.pipeline.plan import Partition, plan_partitions
+from astrocat.pipeline.plan import Partition, plan_partitions, result_key
 from astrocat.pipeline.progress import RunProgress
-from astrocat.pipeline.worker import Job, run_partition, write_failed_partition
+from astrocat.pipeline.worker import (
+    FAILURE_LOG,
+    Job,
+    log_failure,
+    run_partition,
+    write_failed_partition,
+)
 from astrocat.sources.describe import describe
 from astrocat.sources.discover import resolve_inputs
 
@@ -53,6 +61,13 @@ class RunSummary:
     n_reused: int
     seconds: float
     by_model: dict[str, str]
+    failures: dict[str, int] = field(default_factory=dict)  # cause -> partitions failed
+    failure_log: Path | None = None
+
+
+#: Runs with at most this many items to compute use Dask's in-process cluster: spawning
+#: worker processes costs more than they would save.
+SMALL_RUN_ITEMS = 2048
 
 
 def parts_dir_for(out: Path) -> Path:
@@ -60,17 +75,20 @@ def parts_dir_for(out: Path) -> Path:
 
 
 def build_routing(model: str | None) -> dict[Kind, ModelCard]:
-    """Kind -> model: bundled defaults, with ``--model`` taking every kind it can eat."""
+    """Kind -> model: bundled defaults, with ``--model`` taking every kind it can eat.
+
+    Every card used is verified (weights sha256) and checked against its ONNX graph here,
+    before a single input is read.
+    """
     routing = {k: c for k in Kind if (c := zoo.default_for(k)) is not None}
     if model:
         card = zoo.resolve(model)
-        card.verify()
         for kind in Kind:
             if zoo.accepts(card, kind):
                 routing[kind] = card
     for card in {c.name: c for c in routing.values()}.values():
-        if not model or card.name != model:
-            card.verify()
+        card.verify()
+        check_graph(card)
     return routing
 
 
@@ -88,7 +106,8 @@ def infer(opts: InferOptions) -> RunSummary:
     units = [describe(p, root) for p in files if not _own_output(Path(p), out, parts_dir)]
     if not units:
         raise AstrocatError(f"no input files found under {opts.input}")
-    plan = list(plan_partitions(units, routing, opts.partition_size))
+    keys = {name: result_key(card, engines[name]) for name, card in cards.items()}
+    plan = list(plan_partitions(units, routing, opts.partition_size, keys))
     del units
     parts_dir.mkdir(parents=True, exist_ok=True)
     part_path = {p.key: parts_dir / f"part-{p.key}.parquet" for p in plan}
@@ -98,10 +117,13 @@ def infer(opts: InferOptions) -> RunSummary:
     for p in plan:
         if part_path[p.key].is_file():
             try:
-                stats[p.key] = part_stats(part_path[p.key])
-                continue
-            except Exception:  # unreadable leftover: redo it
+                found = part_stats(part_path[p.key])
+            except Exception:  # noqa: BLE001 - an unreadable leftover is redone
                 part_path[p.key].unlink(missing_ok=True)
+            else:
+                if not found.get("retry"):  # failed work is recomputed, never reused
+                    stats[p.key] = found
+                    continue
         todo.append(p)
     n_reused = len(stats)
 
@@ -110,21 +132,24 @@ def infer(opts: InferOptions) -> RunSummary:
     done_errors = sum(s["n_errors"] for s in stats.values())
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     cluster_desc = "none (all parts reused)"
+    failures: Counter = Counter()
     with RunProgress(total, enabled=not opts.quiet) as progress:
         progress.advance(done_items, done_errors)
         if todo:
-            with dask_client(opts.scheduler, opts.workers, max_useful=len(todo)) as (client, info):
+            small = sum(p.n_items for p in todo) <= SMALL_RUN_ITEMS
+            with dask_client(opts.scheduler, opts.workers, max_useful=len(todo),
+                             in_process=small) as (client, info):
                 job = Job(cards=cards, engines=engines, parts_dir=str(parts_dir),
                           threads=info.threads_per_engine, batch_size=opts.batch_size,
                           output_order=order)
-                cluster_desc = (f"{'embedded LocalCluster' if info.embedded else info.address},"
-                                f" {info.n_workers} workers")
+                cluster_desc = info.description
                 for p, result in _run_windowed(client, todo, job, 2 * info.n_workers + 2):
-                    if isinstance(result, BaseException):
-                        result = write_failed_partition(
-                            p, job, f"the worker processing this input failed ({result!r}); "
-                            "re-run the same command to retry only the failed inputs")
+                    if isinstance(result, BaseException):  # the worker itself died
+                        result = write_failed_partition(p, job, result,
+                                                        log_failure(job, p, result))
                     stats[p.key] = result
+                    if result.get("failure"):
+                        failures[result["failure"]] += 1
                     progress.advance(result["n_rows"], result["n_errors"])
 
     used = [n for n in order if any(n in s["models"] for s in stats.values())]
@@ -153,7 +178,8 @@ def infer(opts: InferOptions) -> RunSummary:
         "workers": sorted({s.get("worker", "") for s in stats.values()} - {""}),
     }, indent=1))
     return RunSummary(out, rows, n_errors, len(plan), n_reused, seconds,
-                      {n: engines[n] for n in used})
+                      {n: engines[n] for n in used}, dict(failures),
+                      parts_dir / FAILURE_LOG if failures else None)
 
 
 def _own_output(path: Path, out: Path, parts_dir: Path) -> bool:

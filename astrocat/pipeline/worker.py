@@ -27,13 +27,15 @@ from astrocat.catalog.schema import (
 )
 from astrocat.catalog.writer import write_part
 from astrocat.engines.base import Engine, open_engine
-from astrocat.errors import InputError
+from astrocat.errors import InputError, TransientInputError
 from astrocat.kernels.preprocess import centre_crop_plane, prepare
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline.plan import Partition, Slice
 from astrocat.sources import readers
 
+#: Where tracebacks of failed tasks go, beside the parts (the error rows name it).
+FAILURE_LOG = "errors.log"
 #: Table columns tried, in order, for a spectrum's object_id.
 ID_COLUMNS = ("object_id", "source_id", "objid", "specobjid", "galaxyid", "id", "name")
 
@@ -94,6 +96,7 @@ class _Rows:
                     seen.add(col.name)
         self.values = {c.name: [] for c in self.outputs}
         self.carried: dict[str, tuple[pa.DataType, list]] = {}
+        self.retry: set[int] = set()
         self.n = 0
 
     def add(self, **base) -> int:
@@ -111,9 +114,12 @@ class _Rows:
             self.carried[name] = (type_, [None] * self.n)
         self.carried[name][1][index] = value
 
-    def fail(self, index: int, message: str) -> None:
+    def fail(self, index: int, message: str, retry: bool = False) -> None:
+        """Make row ``index`` an error row; ``retry``: the next run recomputes it."""
         self.base["status"][index] = "error"
         self.base["error"][index] = message
+        if retry:
+            self.retry.add(index)
         for values in self.values.values():
             values[index] = np.nan
 
@@ -152,10 +158,10 @@ def _read_item(s: Slice, card: ModelCard) -> tuple[np.ndarray, float, float]:
     """Raw array of a single-item unit, shaped for stacking, with its sky position."""
     u, spec = s.unit, card.input
     if u.kind == Kind.RGB_IMAGE:
-        return readers.read_rgb(u.path, spec.shape[0], spec.crop_fraction), np.nan, np.nan
+        return readers.read_rgb(u.path, spec.image_size[0], spec.crop_fraction, spec.zoom,
+                                spec.resize_filter, spec.antialias), np.nan, np.nan
     plane = readers.read_plane(u.path, u.fmt, u.hdu)
-    data = centre_crop_plane(plane.data, spec.shape[0], spec.shape[1])
-    return data, plane.ra, plane.dec
+    return centre_crop_plane(plane.data, *spec.image_size), plane.ra, plane.dec
 
 
 def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
@@ -168,9 +174,9 @@ def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
         for r in range(s.start, s.stop):
             i = rows.add(object_id=f"{stem}:{r}", source=u.source, hdu=_hdu(u), row=r,
                          kind=u.kind.value, model=card.name)
-            rows.fail(i, _message(exc, u))
+            rows.fail(i, _message(exc, u), _transient(exc))
         return
-    expected = card.input.shape[0]
+    expected = int(np.prod(card.input.shape))
     cols = {name.lower(): name for name in carried.column_names}
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     data = {name: carried.column(name).to_pylist() for name in carried.column_names}
@@ -213,7 +219,7 @@ def _hdu(u) -> int:
     return -1 if u.hdu is None else int(u.hdu)
 
 
-def _error_rows(rows: _Rows, s: Slice, message: str) -> None:
+def _error_rows(rows: _Rows, s: Slice, message: str, retry: bool = False) -> None:
     """One error row per item of a slice (per table row for a usable table)."""
     u = s.unit
     table = u.kind == Kind.SPECTRUM and u.n_items > 1
@@ -223,18 +229,34 @@ def _error_rows(rows: _Rows, s: Slice, message: str) -> None:
             source=u.source, hdu=_hdu(u), row=r if table else -1,
             kind=u.kind.value if u.kind else "", model=s.model or "",
         )
-        rows.fail(i, message)
+        rows.fail(i, message, retry)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientInputError)
 
 
 def run_partition(part: Partition, job: Job) -> dict:
-    """Process one partition end to end; return its statistics (what the driver keeps)."""
+    """Process one partition end to end; return its statistics (what the driver keeps).
+
+    Never raises: a failure of the task itself (an engine that cannot load, a bug) makes
+    every item an error row to be retried by the next run, with the traceback written to
+    ``errors.log`` beside the parts instead of into the user's terminal.
+    """
+    try:
+        return _run_partition(part, job)
+    except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
+        return write_failed_partition(part, job, exc, log_failure(job, part, exc))
+
+
+def _run_partition(part: Partition, job: Job) -> dict:
     t0 = time.perf_counter()
     rows = _Rows(job)
     pending: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for s in part.slices:
         u = s.unit
         if s.model is None:
-            _error_rows(rows, s, s.problem or "input could not be used")
+            _error_rows(rows, s, s.problem or "input could not be used", u.transient)
             continue
         card = job.cards[s.model]
         if u.kind == Kind.SPECTRUM:
@@ -244,8 +266,8 @@ def run_partition(part: Partition, job: Job) -> dict:
                      kind=u.kind.value, model=card.name)
         try:
             data, ra, dec = _read_item(s, card)
-        except Exception as exc:
-            rows.fail(i, _message(exc, u))
+        except Exception as exc:  # noqa: BLE001 - the input's own error row
+            rows.fail(i, _message(exc, u), _transient(exc))
             continue
         rows.base["ra"][i], rows.base["dec"][i] = ra, dec
         pending[card.name].append((i, data))
@@ -269,13 +291,16 @@ def run_partition(part: Partition, job: Job) -> dict:
     return _write(part, job, rows, models, time.perf_counter() - t0)
 
 
-def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: float) -> dict:
+def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: float,
+           failure: str | None = None) -> dict:
     """Write the part with the statistics the driver and a resumed run need."""
     table = rows.table()
     stats = {
         "key": part.key,
         "n_rows": table.num_rows,
         "n_errors": sum(1 for v in rows.base["status"] if v == "error"),
+        "retry": len(rows.retry),  # rows the next run recomputes (the part is redone)
+        "failure": failure,  # why the whole task failed, if it did
         "models": models,
         "string_lengths": {
             f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
@@ -299,9 +324,33 @@ def _worker_name() -> str:
         return f"pid:{os.getpid()}"
 
 
-def write_failed_partition(part: Partition, job: Job, message: str) -> dict:
-    """Account for a partition whose task died (e.g. a worker killed): one error row per item."""
+def failure_message(exc: BaseException, log: Path | None) -> str:
+    """The error text of an item whose partition failed as a whole (task or worker)."""
+    details = f"; details in {log}" if log else ""
+    return (f"the worker processing this input failed ({type(exc).__name__}: {exc}){details}; "
+            "re-run the same command to retry only the failed inputs")
+
+
+def log_failure(job: Job, part: Partition, exc: BaseException) -> Path:
+    """Append the traceback of a failed task to ``errors.log`` beside the parts."""
+    import datetime as dt
+    import traceback
+
+    log = Path(job.parts_dir) / FAILURE_LOG
+    stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    record = (f"--- {stamp} partition {part.key} on {_worker_name()} "
+              f"({part.n_items} items, first {part.slices[0].unit.source})\n"
+              + "".join(traceback.format_exception(exc)))
+    with open(log, "a", encoding="utf-8") as f:  # one write: appends do not interleave
+        f.write(record)
+    return log
+
+
+def write_failed_partition(part: Partition, job: Job, exc: BaseException,
+                           log: Path | None = None) -> dict:
+    """Account for a partition whose task failed or whose worker died: one error row per
+    item, every one retried by the next run."""
     rows = _Rows(job)
     for s in part.slices:
-        _error_rows(rows, s, message)
-    return _write(part, job, rows, [], 0.0)
+        _error_rows(rows, s, failure_message(exc, log), retry=True)
+    return _write(part, job, rows, [], 0.0, failure=f"{type(exc).__name__}: {exc}")

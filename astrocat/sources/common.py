@@ -6,6 +6,7 @@ Each format module reports failures through :func:`about` and finds the flux the
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -16,8 +17,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from astrocat.errors import InputError
+from astrocat.errors import InputError, TransientInputError
 
+#: OSError numbers that say nothing about the file's content: worth a retry next run.
+TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR,
+                              errno.ENOMEM, errno.ESTALE, errno.ETIMEDOUT, errno.ENFILE,
+                              errno.EMFILE, errno.ECONNRESET, errno.EHOSTDOWN, errno.ENOLINK})
 #: Above this fraction of NaN/inf pixels a plane is refused rather than patched.
 MAX_BAD_PIXEL_FRACTION = 0.10
 #: Names of an array column holding one spectrum per row (case-insensitive, in order).
@@ -33,14 +38,20 @@ def about(path: str | Path) -> Iterator[None]:
     try:
         yield
     except InputError as exc:
-        raise InputError(f"{path}: {exc}") from exc
+        raise type(exc)(f"{path}: {exc}") from exc
     except FileNotFoundError as exc:
-        raise InputError(f"{path}: file no longer exists ({exc.strerror})") from exc
+        raise TransientInputError(f"{path}: file no longer exists ({exc.strerror}); the next "
+                                  "run retries it if it is back") from exc
     except PermissionError as exc:
-        raise InputError(f"{path}: cannot read file: permission denied") from exc
+        raise TransientInputError(f"{path}: cannot read file: permission denied; fix the "
+                                  "permissions and re-run: it is retried") from exc
     except MemoryError as exc:
-        raise InputError(f"{path}: not enough memory to read this input") from exc
+        raise TransientInputError(f"{path}: not enough memory to read this input; the next "
+                                  "run retries it (fewer --workers leave more per worker)") from exc
     except Exception as exc:  # noqa: BLE001 -- any library failure is a bad input here
+        if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+            raise TransientInputError(f"{path}: I/O error ({exc.strerror}); the next run "
+                                      "retries it") from exc
         raise InputError(
             f"{path}: could not be read, the file looks corrupt or truncated "
             f"({type(exc).__name__}: {exc})"

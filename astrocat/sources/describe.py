@@ -36,6 +36,7 @@ import numpy as np
 from astrocat.errors import InputError
 from astrocat.kinds import Kind
 from astrocat.sources import _fits
+from astrocat.sources.common import TRANSIENT_ERRNOS
 from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
 from astrocat.sources.sniff import HEAD_BYTES, looks_like, sniff_bytes
 from astrocat.sources.units import InputUnit
@@ -57,6 +58,7 @@ def describe(path: Path, root: Path) -> InputUnit:
     source = _source(path, Path(os.path.abspath(root)))
     size = mtime_ns = 0
     fmt = "unknown"
+    transient = False
     try:
         st = os.stat(path)
         size, mtime_ns = st.st_size, st.st_mtime_ns
@@ -74,9 +76,12 @@ def describe(path: Path, root: Path) -> InputUnit:
     except FileNotFoundError:
         error = "file does not exist" + (" (broken symbolic link)" if path.is_symlink() else "")
     except PermissionError:
-        error = "cannot read file: permission denied"
+        error = "cannot read file: permission denied; fix the permissions and re-run: it is " \
+                "retried"
+        transient = True
     except Exception as exc:  # noqa: BLE001 -- last resort: a bad file must not stop a run
         error = f"could not be read ({type(exc).__name__}: {exc})"
+        transient = isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
     else:
         return InputUnit(
             path=str(path),
@@ -94,6 +99,7 @@ def describe(path: Path, root: Path) -> InputUnit:
         size=size,
         mtime_ns=mtime_ns,
         error=error,
+        transient=transient,
     )
 
 
@@ -128,6 +134,8 @@ def _image(path: Path, fmt: str) -> dict[str, Any]:
         with Image.open(path) as img:
             width, height = img.size
     except Exception as exc:  # noqa: BLE001 -- Pillow raises many types for bad headers
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise  # the system's error (permissions, I/O), not the header's: see describe
         raise _Unusable(f"{fmt.upper()} header is corrupt ({exc})", fmt) from exc
     if width < 1 or height < 1:
         raise _Unusable(f"{fmt.upper()} image has no pixels ({width}x{height})", fmt)

@@ -14,16 +14,24 @@ from PIL import Image
 from astrocat.errors import InputError
 from astrocat.sources.common import about
 
+#: Card filter names -> Pillow's resampling filters.
+FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+           "lanczos": Image.Resampling.LANCZOS, "box": Image.Resampling.BOX,
+           "hamming": Image.Resampling.HAMMING, "nearest": Image.Resampling.NEAREST}
 
-def read_rgb(path: str, size: int, crop_fraction: float) -> np.ndarray:
-    """Centre-crop ``crop_fraction`` of the shorter side, resize to (size, size, 3) uint8.
+
+def read_rgb(path: str, size: int, crop_fraction: float, zoom: float = 1.0,
+             resize_filter: str = "bilinear", antialias: bool = True) -> np.ndarray:
+    """Centre-crop ``crop_fraction`` of the shorter side, then its central ``1 / zoom``,
+    and resample that box (fractional, exact) to (size, size, 3) uint8.
 
     JPEGs are decoded at a reduced DCT scale (``draft``) when the crop still holds at
     least ``size`` pixels afterwards: for survey cut-outs that are several times larger
     than the network input this skips most of the decoding work.
     """
-    if size < 1 or not 0.0 < crop_fraction <= 1.0:
-        raise ValueError(f"need size >= 1 and 0 < crop_fraction <= 1, got {size}, {crop_fraction}")
+    if size < 1 or not 0.0 < crop_fraction <= 1.0 or zoom < 1.0:
+        raise ValueError(f"need size >= 1, 0 < crop_fraction <= 1 and zoom >= 1, got {size}, "
+                         f"{crop_fraction}, {zoom}")
     with about(path):
         try:
             img = Image.open(path)
@@ -32,7 +40,7 @@ def read_rgb(path: str, size: int, crop_fraction: float) -> np.ndarray:
         with img:
             kind = img.format or "image"
             try:
-                return _crop_resize(img, size, crop_fraction)
+                return _crop_resize(img, size, crop_fraction / zoom, resize_filter, antialias)
             except (
                 OSError,
                 SyntaxError,
@@ -43,11 +51,12 @@ def read_rgb(path: str, size: int, crop_fraction: float) -> np.ndarray:
                 raise InputError(f"{kind} data is truncated or corrupt ({exc})") from exc
 
 
-def _crop_resize(img: Image.Image, size: int, crop_fraction: float) -> np.ndarray:
+def _crop_resize(img: Image.Image, size: int, fraction: float, resize_filter: str,
+                 antialias: bool) -> np.ndarray:
     width, height = img.size
-    side = crop_fraction * min(width, height)  # crop side in original pixels
+    side = fraction * min(width, height)  # crop side in original pixels
     scale = 1.0  # original pixels per decoded pixel
-    if img.format == "JPEG" and side > size:
+    if img.format == "JPEG" and side > size and antialias:
         factor = size / side
         drafted = img.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
         if drafted is not None:
@@ -57,19 +66,62 @@ def _crop_resize(img: Image.Image, size: int, crop_fraction: float) -> np.ndarra
         img = _to_grey8(img)
     elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")  # palette, RGBA, CMYK, YCbCr ...
-    # Crop on whole decoded pixels first (so nothing outside the crop bleeds into its
-    # edges), then resize; Pillow's bilinear filter widens with the scale factor, so
-    # downscales are antialiased.
+    # The crop box is exact (fractional); pixels outside it never contribute: cut the
+    # enclosing whole-pixel window first, then resample the box inside it.
     w, h = img.size
-    crop = max(1, min(round(side / scale), w, h))
-    left, top = (w - crop) // 2, (h - crop) // 2
-    if (left, top, crop) != (0, 0, w) or h != w:
-        img = img.crop((left, top, left + crop, top + crop))
-    out = img.resize((size, size), Image.Resampling.BILINEAR)
-    arr = np.asarray(out, dtype=np.uint8)
+    s = side / scale
+    x0, y0 = (w - s) / 2, (h - s) / 2
+    left, top = max(0, math.floor(x0)), max(0, math.floor(y0))
+    right, bottom = min(w, math.ceil(x0 + s)), min(h, math.ceil(y0 + s))
+    if (left, top, right, bottom) != (0, 0, w, h):
+        img = img.crop((left, top, right, bottom))
+    box = (x0 - left, y0 - top, x0 + s - left, y0 + s - top)
+    if antialias or resize_filter == "nearest":
+        # Pillow's filters widen with the downscale factor: antialiased, as torchvision's
+        # antialias=True is defined to match
+        arr = np.asarray(img.resize((size, size), FILTERS[resize_filter], box=box))
+    else:
+        arr = _sample(np.asarray(img), box, size, resize_filter)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
-    return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr, dtype=np.uint8)
+
+
+#: Filter kernels (support, function) for resampling without antialiasing.
+_KERNELS = {
+    "bilinear": (1.0, lambda x: np.clip(1.0 - np.abs(x), 0.0, None)),
+    "hamming": (1.0, lambda x: np.where(np.abs(x) < 1, 0.54 + 0.46 * np.cos(np.pi * x), 0.0)),
+    "box": (0.5, lambda x: ((x > -0.5) & (x <= 0.5)).astype(np.float64)),
+    "bicubic": (2.0, lambda x: _cubic(np.abs(x))),
+    "lanczos": (3.0, lambda x: np.where(np.abs(x) < 3, np.sinc(x) * np.sinc(x / 3), 0.0)),
+}
+
+
+def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    return np.where(x < 1, ((a + 2) * x - (a + 3)) * x * x + 1,
+                    np.where(x < 2, (((x - 5) * x + 8) * x - 4) * a, 0.0))
+
+
+def _weights(n_in: int, lo: float, hi: float, n_out: int, resize_filter: str) -> np.ndarray:
+    """(n_out, n_in) interpolation weights at the output pixel centres, edges clamped."""
+    support, kernel = _KERNELS[resize_filter]
+    centres = lo + (np.arange(n_out) + 0.5) * ((hi - lo) / n_out)
+    j = np.arange(n_in)
+    w = kernel(j[None, :] + 0.5 - centres[:, None])
+    w[np.abs(j[None, :] + 0.5 - centres[:, None]) >= support + 0.5] = 0.0
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _sample(arr: np.ndarray, box: tuple[float, float, float, float], size: int,
+            resize_filter: str) -> np.ndarray:
+    """Resample ``box`` of an image to ``size`` without antialiasing (TensorFlow's
+    ``tf.image.resize`` default), separably in float, rounded to uint8."""
+    x0, y0, x1, y1 = box
+    wy = _weights(arr.shape[0], y0, y1, size, resize_filter)
+    wx = _weights(arr.shape[1], x0, x1, size, resize_filter)
+    a = arr.astype(np.float32)
+    out = np.einsum("ik...,lk->il...", np.einsum("ij,jk...->ik...", wy, a), wx)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def _to_grey8(img: Image.Image) -> Image.Image:

@@ -27,3 +27,4 @@ class InputUnit:
     size: int = 0  # bytes, for incremental re-run keys
     mtime_ns: int = 0
     error: str | None = None
+    transient: bool = False  # the error is about this moment (permissions, I/O), not content
