@@ -64,8 +64,20 @@ def main() -> None:
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option("--input", "-i", "input_", required=True, metavar="DIR|FILE|GLOB|@LIST",
               help="Directory (walked recursively), file, quoted glob, or @list.txt.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Catalog to write (Parquet). Parts are kept in OUT.parts/ for resuming.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Catalog to write: a Parquet file (--layout file) or a directory "
+                   "(dataset, hats). Parts are kept in OUT.parts/ for resuming.")
+@click.option("--layout", type=click.Choice(["file", "dataset", "hats"]), default="file",
+              show_default=True,
+              help="file: one Parquet file; dataset: a directory of Parquet files with "
+                   "_metadata (DuckDB, pyarrow.dataset, polars); hats: a HATS catalog that "
+                   "lsdb.open_catalog opens (needs the [hats] extra).")
+@click.option("--positions", default=None, type=click.Path(dir_okay=False), metavar="TABLE",
+              help="CSV, Parquet or FITS table of object IDs and ra/dec in degrees: places "
+                   "inputs that carry no coordinates (e.g. Galaxy Zoo JPEGs by GalaxyID).")
+@click.option("--positions-id", default=None, metavar="COLUMN",
+              help="The positions table's ID column [default: object_id, GalaxyID, dr7objid, "
+                   "objid, source_id or id].")
 @click.option("--model", "-m", default=None, metavar="NAME|PATH",
               help="Bundled model name or a model card path; takes every input it can eat.")
 @click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
@@ -82,8 +94,8 @@ def main() -> None:
               help="Skip inputs whose path relative to the input root matches (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
-def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_size, exclude,
-          quiet) -> None:
+def infer(input_, out, layout, positions, positions_id, model, engine, scheduler, workers,
+          partition_size, batch_size, exclude, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -94,7 +106,8 @@ def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_
     from astrocat.pipeline.run import infer as run_infer
 
     summary = run_infer(InferOptions(
-        input=input_, out=out, model=model, engine=engine, scheduler=scheduler,
+        input=input_, out=out, layout=layout, positions=positions, positions_id=positions_id,
+        model=model, engine=engine, scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         exclude=tuple(exclude), quiet=quiet))
     for cause, n in summary.failures.items():
@@ -102,6 +115,14 @@ def infer(input_, out, model, engine, scheduler, workers, partition_size, batch_
                     f"are error rows that the next run retries; details in "
                     f"{summary.failure_log}", fg="yellow", err=True)
     if not quiet:
+        if summary.positions is not None:
+            click.echo(f"positions: {summary.positions['placed']} rows placed from {positions}, "
+                       f"{summary.positions['unmatched']} without an entry there (ra/dec "
+                       "stay NaN)", err=True)
+        if "unplaced" in summary.published:
+            click.echo(f"HATS: {summary.published['placed']} rows on the sky, "
+                       f"{summary.published['unplaced']} without coordinates in "
+                       f"{out}/_astrocat_unplaced.parquet", err=True)
         rate = summary.n_rows / summary.seconds if summary.seconds else 0.0
         engines = ", ".join(f"{m} on {e}" for m, e in summary.by_model.items()) or "no model"
         click.echo(

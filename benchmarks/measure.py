@@ -442,7 +442,7 @@ class _Timers:
 
 
 def profile(args) -> dict:
-    from astrocat.catalog.writer import commit
+    from astrocat.catalog.layouts.file import commit
     from astrocat.engines.base import choose_engine
     from astrocat.engines.onnx import OnnxRuntimeEngine
     from astrocat.pipeline import worker
@@ -536,7 +536,7 @@ def profile(args) -> dict:
 
 def commit_time(args) -> dict:
     """Time :func:`astrocat.catalog.writer.commit` again on a finished run's parts."""
-    from astrocat.catalog.writer import commit
+    from astrocat.catalog.layouts.file import commit
     from astrocat.models.zoo import bundled
 
     parts_dir = Path(args.parts_dir)

@@ -24,8 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from astrocat.catalog.layouts.file import commit
 from astrocat.catalog.schema import BASE_COLUMNS, Column, to_field
-from astrocat.catalog.writer import commit, write_part
+from astrocat.catalog.writer import write_part
 from astrocat.kernels.gz_tree import galaxy_zoo2
 
 SHARES = {"rgb_image": 0.40, "spectrum": 0.30, "mono_image": 0.25, "density_field": 0.05}

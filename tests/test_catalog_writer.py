@@ -7,8 +7,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from astropy.table import Table
 
+from astrocat.catalog.layouts.file import commit
 from astrocat.catalog.schema import BASE_COLUMNS, Column, to_field
-from astrocat.catalog.writer import commit, part_stats, write_part
+from astrocat.catalog.writer import part_stats, write_part
 
 
 def _part(tmp_path, name, n, carried=None, outputs=("z_pred",), err_rows=()):

@@ -1,20 +1,25 @@
-"""Reading a catalog back: its schema, its provenance, its rows in bounded batches.
+"""Reading a catalog back, whatever its layout: its schema, its provenance, its rows in
+bounded batches.
 
-Everything that reads a catalog (``summarize``, and later ``diff``) goes through
-``open_catalog``, so a new layout is taught to every reader in one place.
+Everything that reads a catalog (``summarize``, ``diff``) goes through ``open_catalog``,
+which recognises a Parquet file (the file layout and catalogs of astrocat 0.1), a dataset
+directory, a HATS catalog, or a store (its ``latest`` version).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from astrocat.catalog.store import LATEST, MANIFEST
 from astrocat.errors import AstrocatError
+
+HATS_UNPLACED = "_astrocat_unplaced.parquet"  # see catalog.layouts.hats
 
 
 def provenance(schema: pa.Schema) -> dict:
@@ -30,27 +35,67 @@ def provenance(schema: pa.Schema) -> dict:
 class CatalogReader:
     """An opened catalog: what it holds and a way to stream it."""
 
-    path: Path
+    path: Path  # as the user named it
+    layout: str  # file | dataset | hats
+    files: tuple[Path, ...]  # data files, in reading order
     schema: pa.Schema
+    manifest: dict = field(default_factory=dict)  # the published version's, if any
 
     @property
     def provenance(self) -> dict:
-        return provenance(self.schema)
+        return provenance(self.schema) or self.manifest.get("provenance", {})
 
     def batches(self, columns: Sequence[str], batch_size: int = 65_536
                 ) -> Iterator[pa.RecordBatch]:
-        """Record batches of the named columns, in catalog order, never all rows at once."""
-        yield from pq.ParquetFile(self.path).iter_batches(batch_size=batch_size,
-                                                          columns=list(columns))
+        """Record batches of the named columns, file by file, never all rows at once."""
+        for f in self.files:
+            yield from pq.ParquetFile(f).iter_batches(batch_size=batch_size,
+                                                      columns=list(columns))
+
+    @property
+    def num_rows(self) -> int:
+        return sum(pq.read_metadata(f).num_rows for f in self.files)
+
+
+def _schema(path: Path, what: str) -> pa.Schema:
+    try:
+        return pq.read_schema(path)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise AstrocatError(f"{what} is not a readable Parquet catalog ({exc})") from exc
+
+
+def _hats_files(root: Path) -> list[Path]:
+    def order(p: Path) -> tuple[int, int]:
+        norder = next(x for x in p.parts if x.startswith("Norder="))
+        return int(norder.split("=")[1]), int(p.stem.split("=")[1])
+
+    files = sorted((root / "dataset").rglob("Npix=*.parquet"), key=order)
+    return [*files, *([root / HATS_UNPLACED] if (root / HATS_UNPLACED).is_file() else [])]
 
 
 def open_catalog(path: str | Path) -> CatalogReader:
     """Open a catalog written by any astrocat version; a clear error if it is not one."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise AstrocatError(f"no catalog at {path}")
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise AstrocatError(f"{path} is not a readable Parquet catalog ({exc})") from exc
-    return CatalogReader(path, schema)
+    if path.is_file():
+        return CatalogReader(path, "file", (path,), _schema(path, str(path)))
+    root = path
+    if (root / LATEST).is_dir():  # a store: its latest published version
+        root = (root / LATEST).resolve()
+    manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
+    if (root / "properties").is_file() or (root / "hats.properties").is_file():
+        files = _hats_files(root)
+        layout = "hats"
+    else:
+        files = sorted(root.glob("*.parquet"))
+        layout = "dataset"
+        if manifest.get("layout") == "file":  # a store version of the file layout
+            files = [root / manifest["file"]]
+            layout = "file"
+    if not files:
+        raise AstrocatError(f"{path} holds no Parquet catalog (neither a file, a dataset "
+                            "directory, a HATS catalog nor an astrocat store)")
+    common = root / "_common_metadata"
+    schema = _schema(common if common.is_file() else files[-1], str(path))
+    return CatalogReader(path, layout, tuple(files), schema, manifest)

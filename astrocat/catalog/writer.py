@@ -1,7 +1,6 @@
-"""Parts, then commit: each partition writes its own Parquet part atomically; the catalog
-is assembled from finished parts only, streamed batch by batch, and appears at the
-output path in one ``os.replace``. A killed run leaves finished parts to resume from and
-never a half-written catalog.
+"""Parts: each partition writes its own Parquet part atomically, with its statistics in
+the footer; the layouts (``catalog.layouts``) publish a catalog from finished parts only.
+A killed run leaves finished parts to resume from and never a half-written catalog.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pyarrow.parquet as pq
 from astrocat.catalog.schema import (
     BASE_NAMES,
     Column,
-    astropy_metadata,
     columns_of,
     sentinel,
     to_field,
@@ -26,7 +24,8 @@ from astrocat.catalog.schema import (
 PART_META_KEY = b"astrocat_part"
 
 
-def _atomic_write(table: pa.Table, path: Path, **kwargs) -> None:
+def atomic_write(table: pa.Table, path: Path, **kwargs) -> None:
+    """Write a whole Parquet file under a temporary name and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         pq.write_table(table, tmp, **kwargs)
@@ -39,7 +38,7 @@ def write_part(table: pa.Table, path: Path, stats: Mapping[str, object]) -> None
     """Write one partition's rows, with its statistics in the footer for resuming."""
     meta = dict(table.schema.metadata or {})
     meta[PART_META_KEY] = json.dumps(stats).encode()
-    _atomic_write(table.replace_schema_metadata(meta), path, compression="zstd")
+    atomic_write(table.replace_schema_metadata(meta), path, compression="zstd")
 
 
 def part_stats(path: Path) -> dict:
@@ -82,7 +81,8 @@ def final_columns(part_schemas: Iterable[pa.Schema], output_names: Sequence[str]
     return [*base.values(), *ordered_outputs, *carried.values()]
 
 
-def _conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
+def conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
+    """A part's batch under the catalog's columns: sentinels for columns it lacks."""
     arrays = []
     for col in columns:
         idx = batch.schema.get_field_index(col.name)
@@ -92,37 +92,3 @@ def _conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
             arr = batch.column(idx)
             arrays.append(arr if arr.type == col.type else arr.cast(col.type))
     return pa.RecordBatch.from_arrays(arrays, schema=pa.schema([to_field(c) for c in columns]))
-
-
-def commit(
-    out: Path,
-    parts: Sequence[Path],
-    output_names: Sequence[str],
-    provenance: Mapping[str, object],
-) -> int:
-    """Assemble finished parts, in plan order, into ``out`` atomically; returns rows written."""
-    schemas = [pq.read_schema(p) for p in parts]
-    columns = final_columns(schemas, output_names)
-    lengths: dict[str, int] = {}
-    for p in parts:
-        for name, n in part_stats(p).get("string_lengths", {}).items():
-            lengths[name] = max(lengths.get(name, 1), n)
-    schema = pa.schema([to_field(c) for c in columns]).with_metadata(
-        {**astropy_metadata(columns, provenance, lengths), b"astrocat": json.dumps(
-            provenance
-        ).encode()}
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    rows = 0
-    try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for p in parts:
-                for batch in pq.ParquetFile(p).iter_batches(batch_size=65536):
-                    conformed = _conform(batch, columns)
-                    writer.write_batch(conformed)
-                    rows += conformed.num_rows
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return rows

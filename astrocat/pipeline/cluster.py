@@ -87,3 +87,23 @@ def dask_client(
                                       in_process)
     finally:
         cluster.close()
+
+
+class LazyCluster:
+    """The run's Dask cluster, started on first use (partitions to compute, segments to
+    build, a HATS catalog to import) and torn down with the run's exit stack."""
+
+    def __init__(self, stack: contextlib.ExitStack, scheduler: str | None,
+                 workers: int | None) -> None:
+        self._stack, self._scheduler, self._workers = stack, scheduler, workers
+        self._got: tuple[object, ClusterInfo] | None = None
+
+    def get(self, max_useful: int | None, in_process: bool) -> tuple[object, ClusterInfo]:
+        if self._got is None:
+            self._got = self._stack.enter_context(dask_client(
+                self._scheduler, self._workers, max_useful or machine_cores(), in_process))
+        return self._got
+
+    @property
+    def description(self) -> str:
+        return self._got[1].description if self._got else "none (all parts reused)"

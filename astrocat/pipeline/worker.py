@@ -32,7 +32,8 @@ from astrocat.kernels.preprocess import centre_crop_plane, prepare
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline.plan import Partition, Slice
-from astrocat.sources import readers
+from astrocat.sources import positions, readers
+from astrocat.sources.positions import Positions
 
 #: Where tracebacks of failed tasks go, beside the parts (the error rows name it).
 FAILURE_LOG = "errors.log"
@@ -50,6 +51,7 @@ class Job:
     threads: int = 1
     batch_size: int = 128
     output_order: tuple[str, ...] = field(default=())  # card names, in catalog order
+    positions: Positions | None = None  # --positions: ra/dec for inputs that carry none
 
 
 _ENGINES: dict[tuple[str, str, int], Engine] = {}
@@ -287,12 +289,25 @@ def _run_partition(part: Partition, job: Job) -> dict:
                 for col, value in zip(card.outputs, out, strict=True):
                     rows.values[col.name][i] = float(value)
 
+    placed = _place(rows, job.positions) if job.positions is not None else None
     models = sorted({m for m in rows.base["model"] if m})
-    return _write(part, job, rows, models, time.perf_counter() - t0)
+    return _write(part, job, rows, models, time.perf_counter() - t0, positions=placed)
+
+
+def _place(rows: _Rows, table: Positions) -> dict[str, int]:
+    """Fill ra/dec of ok rows that carry none from the positions table; count both."""
+    need = [i for i in range(rows.n) if rows.base["status"][i] == "ok"
+            and not np.isfinite(rows.base["ra"][i])]
+    found = positions.lookup(table, [rows.base["object_id"][i] for i in need])
+    for i in need:
+        if (radec := found.get(rows.base["object_id"][i])) is not None:
+            rows.base["ra"][i], rows.base["dec"][i] = radec
+    placed = sum(1 for i in need if rows.base["object_id"][i] in found)
+    return {"placed": placed, "unmatched": len(need) - placed}
 
 
 def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: float,
-           failure: str | None = None) -> dict:
+           failure: str | None = None, positions: dict | None = None) -> dict:
     """Write the part with the statistics the driver and a resumed run need."""
     table = rows.table()
     stats = {
@@ -301,6 +316,7 @@ def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: f
         "n_errors": sum(1 for v in rows.base["status"] if v == "error"),
         "retry": len(rows.retry),  # rows the next run recomputes (the part is redone)
         "failure": failure,  # why the whole task failed, if it did
+        "positions": positions,  # rows placed from --positions, and left unmatched
         "models": models,
         "string_lengths": {
             f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)

@@ -1,0 +1,97 @@
+"""Catalog layouts: how a published version is laid out for readers, one module each.
+
+* ``file``: one Parquet file, row groups of at least 128k rows (the default).
+* ``dataset``: a directory of Parquet files (compacted parts) with ``_metadata`` and
+  ``_common_metadata``; publishing costs O(files), never a copy of every row.
+* ``hats``: a HATS catalog (HEALPix-partitioned Parquet) that LSDB opens; rows without
+  sky coordinates in a sibling table inside it.
+
+Each module has ``publish(pub, dest, ctx) -> dict`` (statistics of what it wrote). The
+parts, the columns and the provenance they publish are one :class:`Publication`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from astrocat.catalog.schema import Column, astropy_metadata, to_field
+from astrocat.catalog.store import Store
+from astrocat.catalog.writer import conform, final_columns, part_stats
+
+LAYOUTS = ("file", "dataset", "hats")
+#: Rows read from a part at a time (bounded memory whatever the catalog's length).
+BATCH_ROWS = 65_536
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Finished parts in plan order, the catalog's columns, and what describes them."""
+
+    parts: list[Path]
+    columns: list[Column]
+    provenance: dict
+    string_lengths: dict[str, int]
+    rows: list[int]  # per part
+
+    def schema(self, provenance: bool = True, lengths: dict[str, int] | None = None
+               ) -> pa.Schema:
+        """The explicit schema, with units/descriptions (astropy) and, unless told
+        otherwise, the provenance record."""
+        prov = self.provenance if provenance else {}
+        meta = astropy_metadata(self.columns, prov, lengths or self.string_lengths)
+        if provenance:
+            meta[b"astrocat"] = json.dumps(self.provenance).encode()
+        return pa.schema([to_field(c) for c in self.columns]).with_metadata(meta)
+
+    def batches(self, parts: Sequence[Path] | None = None) -> Iterator[pa.RecordBatch]:
+        """Every row of ``parts`` (default: all), conformed to the catalog's columns."""
+        for p in self.parts if parts is None else parts:
+            for batch in pq.ParquetFile(p).iter_batches(batch_size=BATCH_ROWS):
+                yield conform(batch, self.columns)
+
+
+def prepare(parts: Sequence[Path], output_names: Sequence[str], provenance: dict
+            ) -> Publication:
+    """Read the parts' footers (never their rows): columns, string lengths, row counts."""
+    columns = final_columns((pq.read_schema(p) for p in parts), output_names)
+    lengths: dict[str, int] = {}
+    rows = []
+    for p in parts:
+        stats = part_stats(p)
+        rows.append(int(stats["n_rows"]))
+        for name, n in stats.get("string_lengths", {}).items():
+            lengths[name] = max(lengths.get(name, 1), n)
+    return Publication(list(parts), columns, dict(provenance), lengths, rows)
+
+
+@dataclass
+class PublishContext:
+    store: Store
+    client: Callable[[], Any] | None = None  # a Dask client, started on first call
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def module(layout: str):
+    """The module that publishes ``layout``."""
+    if layout == "file":
+        from astrocat.catalog.layouts import file as mod
+    elif layout == "dataset":
+        from astrocat.catalog.layouts import dataset as mod
+    elif layout == "hats":
+        try:
+            from astrocat.catalog.layouts import hats as mod
+        except ImportError as exc:
+            from astrocat.errors import AstrocatError
+
+            raise AstrocatError(f"--layout hats needs the [hats] extra ({exc.name} is "
+                                "missing): pip install 'astrocat[hats]'") from exc
+    else:
+        raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+    return mod
