@@ -11,14 +11,16 @@ from pathlib import Path
 
 import click
 
-EXIT_OK, EXIT_SOME_ERRORS, EXIT_CANNOT_RUN = 0, 1, 2
+EXIT_OK, EXIT_SOME_ERRORS, EXIT_CANNOT_RUN, EXIT_LOCKED = 0, 1, 2, 3
 
 EXIT_CODES_HELP = """
 \b
 Exit codes:
   0  finished, every input ok
   1  finished, some inputs are error rows in the catalog
-  2  could not run (bad argument, missing input, bad model card, unreachable scheduler)
+  2  could not run (bad argument, missing input, bad model card or job file,
+     unreachable scheduler)
+  3  another astrocat run holds this catalog's store: nothing was done
 """
 
 
@@ -27,10 +29,14 @@ def _friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from astrocat.catalog.lock import LockHeld
         from astrocat.errors import AstrocatError
 
         try:
             return fn(*args, **kwargs)
+        except LockHeld as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_LOCKED)
         except AstrocatError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(EXIT_CANNOT_RUN)
@@ -107,9 +113,19 @@ def infer(input_, out, layout, positions, positions_id, model, engine, scheduler
 
     summary = run_infer(InferOptions(
         input=input_, out=out, layout=layout, positions=positions, positions_id=positions_id,
-        model=model, engine=engine, scheduler=scheduler,
+        models=(model,) if model else (), engine=engine, scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         exclude=tuple(exclude), quiet=quiet))
+    sys.exit(_report(summary, quiet, positions))
+
+
+def _report(summary, quiet: bool, positions: str | None = None) -> int:
+    """Print what a run did (warnings always, the summary unless quiet); its exit code."""
+    if summary.taken_over:
+        t = summary.taken_over
+        click.secho(f"warning: took over the lock of a run that did not end cleanly (host "
+                    f"{t.get('host')}, pid {t.get('pid')}, started {t.get('started_utc')}); "
+                    "its finished parts were reused", fg="yellow", err=True)
     for cause, n in summary.failures.items():
         click.secho(f"warning: {n} partition(s) failed in the workers ({cause}); their inputs "
                     f"are error rows that the next run retries; details in "
@@ -122,14 +138,44 @@ def infer(input_, out, layout, positions, positions_id, model, engine, scheduler
         if "unplaced" in summary.published:
             click.echo(f"HATS: {summary.published['placed']} rows on the sky, "
                        f"{summary.published['unplaced']} without coordinates in "
-                       f"{out}/_astrocat_unplaced.parquet", err=True)
+                       "_astrocat_unplaced.parquet", err=True)
         rate = summary.n_rows / summary.seconds if summary.seconds else 0.0
         engines = ", ".join(f"{m} on {e}" for m, e in summary.by_model.items()) or "no model"
-        click.echo(
-            f"wrote {summary.out}: {summary.n_rows} rows, {summary.n_errors} errors, "
-            f"{summary.n_parts} parts ({summary.n_reused} reused) in {summary.seconds:.1f}s "
-            f"({rate:.0f} rows/s); {engines}", err=True)
-    sys.exit(EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK)
+        if not summary.new_version:
+            click.echo(f"no changes: version {summary.version} of {summary.out} is current "
+                       f"({summary.n_rows} rows, {summary.n_errors} errors, "
+                       f"{summary.n_parts} parts all reused); nothing published", err=True)
+        else:
+            c = summary.changes
+            what = (f"version {summary.version}: inputs {c.get('added', 0)} added, "
+                    f"{c.get('removed', 0)} removed, {c.get('changed', 0)} changed; "
+                    if summary.version and c else "")
+            click.echo(
+                f"wrote {summary.out}: {what}{summary.n_rows} rows, {summary.n_errors} errors, "
+                f"{summary.n_parts} parts ({summary.n_reused} reused) in "
+                f"{summary.seconds:.1f}s ({rate:.0f} rows/s); {engines}", err=True)
+    return EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK
+
+
+@main.command("run", epilog=EXIT_CODES_HELP)
+@click.argument("job", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--retry-errors", is_flag=True,
+              help="Recompute the latest version's parts that hold error rows (transient "
+                   "I/O failures) into a new version.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
+@_friendly
+def run_job(job, retry_errors, quiet) -> None:
+    """Run a job file: the scheduled, versioned form of `infer`.
+
+    Every run that changes something publishes a new immutable version in the job's store
+    (`out`) and moves its `latest` link atomically; a run that changes nothing publishes
+    nothing. One run per store at a time: a second one exits 3 at once. Each run leaves a
+    JSON record in STORE/runs/.
+    """
+    from astrocat.jobs.runner import run_job as run
+
+    summary = run(job, retry_errors=retry_errors, quiet=quiet)
+    sys.exit(_report(summary, quiet, summary.positions and "the positions table"))
 
 
 class _TaskOptionsCommand(click.Command):
@@ -192,9 +238,9 @@ def summarize(catalog, truth, as_json, plots_dir, report_html, images_root,
                               "file": str(files[f.name]) if f.name in files else None}
                              for f in figures]
         if report_html is not None:
-            from astrocat.science.report import write_html
+            from astrocat.science.report import to_html, write_html
 
-            write_html(report, figures, report_html)
+            write_html(to_html(report, figures), report_html)
             report["html_report"] = str(report_html)
     if as_json:
         click.echo(to_json(report))

@@ -41,6 +41,19 @@ def _ids(kind: str, start: int, n: int) -> list[str]:
 
 def make_catalog(out: Path, rows: int, truth_dir: Path | None, seed: int = 0) -> Path:
     """Write the catalog (and, with truth_dir, the truth CSVs); returns the catalog path."""
+    parts, outputs, truth = make_parts(out.with_name(out.name + ".parts"), rows, PART_ROWS,
+                                       seed, keep_truth=truth_dir is not None)
+    commit(out, parts, outputs, {"input_root": str(out.parent), "command": "benchmark"})
+    if truth_dir is not None:
+        _write_truth(truth_dir, truth, galaxy_zoo2())
+    return out
+
+
+def make_parts(parts_dir: Path, rows: int, part_rows: int, seed: int = 0,
+               keep_truth: bool = False, sky: bool = False
+               ) -> tuple[list[Path], list[str], dict]:
+    """Synthetic parts as the workers write them: (paths, output names, truth); ``sky``:
+    every row at a random position on the sky."""
     tree = galaxy_zoo2()
     rng = np.random.default_rng(seed)
     outputs = [*tree.catalog_columns, "z_pred", "p_lens", "omega_m_pred", "sigma_8_pred"]
@@ -49,7 +62,6 @@ def make_catalog(out: Path, rows: int, truth_dir: Path | None, seed: int = 0) ->
     schema = pa.schema([to_field(c) for c in cols])
     carried = schema.field("z").with_metadata({b"carried": b"1"})
     schema = schema.set(schema.get_field_index("z"), carried)
-    parts_dir = out.with_name(out.name + ".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
     parts: list[Path] = []
     counts = {k: int(round(v * rows)) for k, v in SHARES.items()}
@@ -58,15 +70,17 @@ def make_catalog(out: Path, rows: int, truth_dir: Path | None, seed: int = 0) ->
     first_id = {"rgb_image": 100_000, "spectrum": 10**9, "mono_image": 100_000,
                 "density_field": 0}
     for kind, n_kind in counts.items():
-        for a in range(0, n_kind, PART_ROWS):
-            n = min(PART_ROWS, n_kind - a)
+        for a in range(0, n_kind, part_rows):
+            n = min(part_rows, n_kind - a)
             ids = _ids(kind, first_id[kind] + a, n)
             status = np.where(rng.random(n) < 0.01, "error", "ok")
             data = {c.name: None for c in cols}
             data.update(object_id=ids, source=[f"{kind}/{i}" for i in ids],
                         hdu=np.full(n, -1, np.int32), row=np.full(n, -1, np.int64),
-                        kind=[kind] * n, model=["bench"] * n, ra=np.full(n, np.nan),
-                        dec=np.full(n, np.nan), status=status,
+                        kind=[kind] * n, model=["bench"] * n,
+                        ra=rng.uniform(0, 360, n) if sky else np.full(n, np.nan),
+                        dec=(np.degrees(np.arcsin(rng.uniform(-1, 1, n))) if sky
+                             else np.full(n, np.nan)), status=status,
                         error=np.where(status == "error", "could not read: benchmark", ""))
             nan = np.full(n, np.nan, np.float32)
             for o in outputs:
@@ -77,7 +91,8 @@ def make_catalog(out: Path, rows: int, truth_dir: Path | None, seed: int = 0) ->
                 p = np.clip(t + rng.normal(0, 0.05, t.shape), 0, 1).astype(np.float32)
                 for j, c in enumerate(tree.catalog_columns):
                     data[c] = p[:, j]
-                truth[kind].append((ids, t))
+                if keep_truth:
+                    truth[kind].append((ids, t))
             elif kind == "spectrum":
                 zt = rng.uniform(0, 0.5, n)
                 data["z"] = zt
@@ -99,10 +114,7 @@ def make_catalog(out: Path, rows: int, truth_dir: Path | None, seed: int = 0) ->
                 "object_id": 24, "source": 40, "kind": 13, "model": 5, "status": 5,
                 "error": 25}})
             parts.append(path)
-    commit(out, parts, outputs, {"input_root": str(out.parent), "command": "benchmark"})
-    if truth_dir is not None:
-        _write_truth(truth_dir, truth, tree)
-    return out
+    return parts, outputs, truth
 
 
 def _write_truth(d: Path, truth: dict, tree) -> None:

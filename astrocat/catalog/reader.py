@@ -9,6 +9,7 @@ directory, a HATS catalog, or a store (its ``latest`` version).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astrocat.catalog.store import LATEST, MANIFEST
+from astrocat.catalog.store import LATEST, MANIFEST, Store
 from astrocat.errors import AstrocatError
 
 HATS_UNPLACED = "_astrocat_unplaced.parquet"  # see catalog.layouts.hats
@@ -73,14 +74,30 @@ def _hats_files(root: Path) -> list[Path]:
     return [*files, *([root / HATS_UNPLACED] if (root / HATS_UNPLACED).is_file() else [])]
 
 
+def version_root(spec: str | Path) -> Path | None:
+    """``STORE@N``: the directory of version N of a store (None if ``spec`` is not so)."""
+    m = re.fullmatch(r"(.+)@(\d+)", str(spec))
+    if not m:
+        return None
+    store = Store(Path(m[1]))
+    number = int(m[2])
+    if number not in store.versions():
+        kept = ", ".join(map(str, store.versions())) or "none"
+        raise AstrocatError(f"{m[1]} has no version {number} (versions kept: {kept}; older "
+                            "ones were pruned by the job's retention)")
+    return store.version_dir(number)
+
+
 def open_catalog(path: str | Path) -> CatalogReader:
-    """Open a catalog written by any astrocat version; a clear error if it is not one."""
+    """Open a catalog written by any astrocat version (a file, a dataset directory, a HATS
+    catalog, a store for its latest version, ``STORE@N`` for version N)."""
+    root = version_root(path)
     path = Path(path)
-    if not path.exists():
+    if root is None and not path.exists():
         raise AstrocatError(f"no catalog at {path}")
-    if path.is_file():
+    if root is None and path.is_file():
         return CatalogReader(path, "file", (path,), _schema(path, str(path)))
-    root = path
+    root = root or path
     if (root / LATEST).is_dir():  # a store: its latest published version
         root = (root / LATEST).resolve()
     manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}

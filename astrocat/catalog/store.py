@@ -22,7 +22,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from astrocat.catalog.writer import part_stats
+
 MANIFEST = "_manifest.json"
+STORE_FILE = "catalog.parquet"  # the file layout's catalog inside a version
 VERSIONS = "versions"
 LATEST = "latest"
 SEGMENTS = "segments"
@@ -96,6 +99,25 @@ class Store:
         for tmp in (self.root / VERSIONS).glob(".*.tmp-*"):
             shutil.rmtree(tmp, ignore_errors=True)
         return [n for n in gone if n != latest]
+
+    def input_changes(self, old_parts: list[str], new_parts: list[str]) -> dict[str, int]:
+        """Inputs added, removed and changed between two versions' parts, from the parts'
+        footers: only parts in one version and not the other are read."""
+        old, new = set(old_parts), set(new_parts)
+
+        def inputs(names: set[str]) -> dict[str, tuple]:
+            out: dict[str, tuple] = {}
+            for name in names:
+                path = self.root / name
+                if path.is_file():
+                    for source, *fingerprint in part_stats(path).get("inputs", []):
+                        out[source] = tuple(fingerprint)
+            return out
+
+        before, after = inputs(old - new), inputs(new - old)
+        return {"added": sum(1 for s in after if s not in before),
+                "removed": sum(1 for s in before if s not in after),
+                "changed": sum(1 for s, f in after.items() if s in before and before[s] != f)}
 
     def prune_parts(self, keep: set[str]) -> None:
         """Drop parts and segments that no kept version and no current plan names."""

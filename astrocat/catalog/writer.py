@@ -34,17 +34,23 @@ def atomic_write(table: pa.Table, path: Path, **kwargs) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_part(table: pa.Table, path: Path, stats: Mapping[str, object]) -> None:
-    """Write one partition's rows, with its statistics in the footer for resuming."""
+def write_part(table: pa.Table, path: Path, stats: Mapping[str, object]) -> dict:
+    """Write one partition's rows, with its statistics (and its columns) in the footer for
+    resuming; returns the statistics as written."""
     meta = dict(table.schema.metadata or {})
+    stats = {**stats, "columns": part_columns(table.schema)}
     meta[PART_META_KEY] = json.dumps(stats).encode()
     atomic_write(table.replace_schema_metadata(meta), path, compression="zstd")
+    return stats
 
 
 def part_stats(path: Path) -> dict:
-    """Statistics a finished part recorded (rows, errors, models, string lengths)."""
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[PART_META_KEY])
+    """Statistics a finished part recorded (rows, errors, models, string lengths, columns;
+    parts of astrocat 0.1 get their columns from the schema here)."""
+    schema = pq.read_schema(path)
+    stats = json.loads((schema.metadata or {})[PART_META_KEY])
+    stats.setdefault("columns", part_columns(schema))
+    return stats
 
 
 def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType:
@@ -55,28 +61,35 @@ def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return pa.float64()  # int/float/bool mixes: numbers
 
 
-def final_columns(part_schemas: Iterable[pa.Schema], output_names: Sequence[str]) -> list[Column]:
-    """Base columns, the outputs of models that ran, then every carried column seen."""
+def part_columns(schema: pa.Schema) -> list[list]:
+    """A part's columns as JSON-able records [name, type, unit, description, carried]:
+    kept in its statistics, so publishing never has to open the part again."""
+    return [[c.name, str(c.type), c.unit, c.description,
+             (schema.field(c.name).metadata or {}).get(b"carried") == b"1"]
+            for c in columns_of(schema)]
+
+
+def final_columns(parts: Iterable[list[list]], output_names: Sequence[str]) -> list[Column]:
+    """Base columns, the outputs of models that ran, then every carried column seen;
+    ``parts``: each part's ``part_columns``."""
     base: dict[str, Column] = {}
     outputs: dict[str, Column] = {}
     carried: dict[str, Column] = {}
     wanted = set(output_names)
-    for schema in part_schemas:
-        for col in columns_of(schema):
-            if col.name in BASE_NAMES:
-                base.setdefault(col.name, col)
-            elif col.name in wanted:
-                outputs.setdefault(col.name, col)
-            elif col.name not in outputs and schema.field(col.name).metadata is not None and (
-                schema.field(col.name).metadata.get(b"carried") == b"1"
-            ):
-                prev = carried.get(col.name)
+    for records in parts:
+        for name, type_, unit, description, is_carried in records:
+            col = Column(name, pa.type_for_alias(type_), unit, description)
+            if name in BASE_NAMES:
+                base.setdefault(name, col)
+            elif name in wanted:
+                outputs.setdefault(name, col)
+            elif name not in outputs and is_carried:
+                prev = carried.get(name)
                 if prev is None:
-                    carried[col.name] = col
+                    carried[name] = col
                 elif prev.type != col.type:
-                    carried[col.name] = Column(
-                        col.name, _unify(prev.type, col.type), prev.unit, prev.description
-                    )
+                    carried[name] = Column(name, _unify(prev.type, col.type), prev.unit,
+                                           prev.description)
     ordered_outputs = [outputs[n] for n in output_names if n in outputs]
     return [*base.values(), *ordered_outputs, *carried.values()]
 

@@ -9,16 +9,15 @@ with the ONNX graph itself before any input is read.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from astrocat.errors import CardError
 from astrocat.kinds import PLANE_KINDS, Kind
+from astrocat.strict import Fields, check_table, in_range, numbers, one_of, typed
 
 CARD_FILENAME = "card.toml"
 #: Science tasks a card may name (the keys of ``astrocat.science.TASKS``).
@@ -130,42 +129,6 @@ def sha256_file(path: Path) -> str:
 
 # --------------------------------------------------------------------------- the schema
 
-Check = Callable[[Any], str | None]  # a problem with the value, or None
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _numbers(v: Any) -> bool:
-    return _number(v) or (isinstance(v, list) and bool(v) and all(_number(x) for x in v))
-
-
-def _one_of(options: tuple[str, ...]) -> Check:
-    def check(v: Any) -> str | None:
-        if v in options:
-            return None
-        near = difflib.get_close_matches(str(v), options, n=1)
-        hint = f" (did you mean '{near[0]}'?)" if near else ""
-        return f"{v!r} is not one of {', '.join(options)}{hint}"
-    return check
-
-
-def _range(lo: float, hi: float | None, lo_open: bool = False) -> Check:
-    def check(v: Any) -> str | None:
-        if not _number(v):
-            return f"should be a number, got {v!r}"
-        if (v <= lo if lo_open else v < lo) or (hi is not None and v > hi):
-            return f"is {v}; it must be {'>' if lo_open else '>='} {lo}" + (
-                f" and <= {hi}" if hi is not None else "")
-        return None
-    return check
-
-
-def _typed(test: Callable[[Any], bool], what: str) -> Check:
-    return lambda v: None if test(v) else f"should be {what}, got {v!r}"
-
-
 def _shape(v: Any) -> str | None:
     if isinstance(v, list) and v and all(isinstance(s, int) and s > 0 for s in v):
         return None
@@ -174,67 +137,49 @@ def _shape(v: Any) -> str | None:
 
 
 def _positive(v: Any) -> str | None:
-    if not _numbers(v):
+    if not numbers(v):
         return f"should be a number or a list of numbers (one per channel), got {v!r}"
     return None if all(x > 0 for x in (v if isinstance(v, list) else [v])) else \
         f"must be > 0, got {v!r}"
 
 
 #: field -> (required, check). Top level, [input], each [[outputs]] entry.
-TOP_FIELDS: dict[str, tuple[bool, Check | None]] = {
-    "name": (True, _typed(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty "
+TOP_FIELDS: Fields = {
+    "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty "
                           "string")),
-    "version": (False, _typed(lambda v: isinstance(v, str), 'a string, e.g. "1.0"')),
-    "task": (True, _one_of(TASKS)),
-    "architecture": (False, _typed(lambda v: isinstance(v, str), "a string")),
-    "description": (False, _typed(lambda v: isinstance(v, str), "a string")),
-    "default_for": (False, _typed(lambda v: isinstance(v, list) and all(
+    "version": (False, typed(lambda v: isinstance(v, str), 'a string, e.g. "1.0"')),
+    "task": (True, one_of(TASKS)),
+    "architecture": (False, typed(lambda v: isinstance(v, str), "a string")),
+    "description": (False, typed(lambda v: isinstance(v, str), "a string")),
+    "default_for": (False, typed(lambda v: isinstance(v, list) and all(
         k in {x.value for x in Kind} for k in v), f"a list of kinds "
         f"({', '.join(k.value for k in Kind)})")),
-    "input": (True, _typed(lambda v: isinstance(v, dict), "an [input] table")),
-    "outputs": (True, _typed(lambda v: isinstance(v, list) and bool(v), "one [[outputs]] "
+    "input": (True, typed(lambda v: isinstance(v, dict), "an [input] table")),
+    "outputs": (True, typed(lambda v: isinstance(v, list) and bool(v), "one [[outputs]] "
                              "table per output value, in the graph's order")),
-    "files": (True, _typed(lambda v: isinstance(v, dict) and bool(v) and all(
+    "files": (True, typed(lambda v: isinstance(v, dict) and bool(v) and all(
         k in WEIGHT_FORMATS and isinstance(f, str) for k, f in v.items()),
         "onnx = 'model.onnx' and/or keras = 'model.keras'")),
-    "sha256": (True, _typed(lambda v: isinstance(v, dict), "a [sha256] table")),
-    **{s: (False, _typed(lambda v: isinstance(v, dict), "a table")) for s in FREE_SECTIONS},
+    "sha256": (True, typed(lambda v: isinstance(v, dict), "a [sha256] table")),
+    **{s: (False, typed(lambda v: isinstance(v, dict), "a table")) for s in FREE_SECTIONS},
 }
-INPUT_FIELDS: dict[str, tuple[bool, Check | None]] = {
-    "kind": (True, _one_of(tuple(k.value for k in Kind))),
+INPUT_FIELDS: Fields = {
+    "kind": (True, one_of(tuple(k.value for k in Kind))),
     "shape": (True, _shape),
-    "preprocessing": (True, _one_of(PREPROCESSINGS)),
-    "layout": (False, _one_of(LAYOUTS)),
-    "crop_fraction": (False, _range(0.0, 1.0, lo_open=True)),
-    "zoom": (False, _range(1.0, None)),
-    "resize_filter": (False, _one_of(RESIZE_FILTERS)),
-    "antialias": (False, _typed(lambda v: isinstance(v, bool), "true or false")),
-    "mean": (False, _typed(_numbers, "a number or a list of numbers (one per channel)")),
+    "preprocessing": (True, one_of(PREPROCESSINGS)),
+    "layout": (False, one_of(LAYOUTS)),
+    "crop_fraction": (False, in_range(0.0, 1.0, lo_open=True)),
+    "zoom": (False, in_range(1.0, None)),
+    "resize_filter": (False, one_of(RESIZE_FILTERS)),
+    "antialias": (False, typed(lambda v: isinstance(v, bool), "true or false")),
+    "mean": (False, typed(numbers, "a number or a list of numbers (one per channel)")),
     "std": (False, _positive),
 }
-OUTPUT_FIELDS: dict[str, tuple[bool, Check | None]] = {
-    "name": (True, _typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
-    "unit": (False, _typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
-    "description": (False, _typed(lambda v: isinstance(v, str), "a string")),
+OUTPUT_FIELDS: Fields = {
+    "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
+    "unit": (False, typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
+    "description": (False, typed(lambda v: isinstance(v, str), "a string")),
 }
-
-
-def _check_table(table: dict[str, Any], fields: dict[str, tuple[bool, Check | None]],
-                 where: str) -> None:
-    for key in table:
-        if key not in fields:
-            near = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"; did you mean '{near[0]}'?" if near else \
-                f"; valid fields: {', '.join(fields)}"
-            raise CardError(f"{where}: unknown field '{key}'{hint}")
-    for key, (required, check) in fields.items():
-        if key not in table:
-            if required:
-                raise CardError(f"{where}: missing field '{key}'")
-            continue
-        problem = check(table[key]) if check else None
-        if problem:
-            raise CardError(f"{where}: {key} {problem}")
 
 
 def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tuple[float, ...]:
@@ -249,7 +194,7 @@ def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tup
 
 
 def _input_spec(inp: dict[str, Any], where: str) -> InputSpec:
-    _check_table(inp, INPUT_FIELDS, where)
+    check_table(inp, INPUT_FIELDS, where, CardError)
     kind, shape = Kind(inp["kind"]), tuple(inp["shape"])
     layout = inp.get("layout", "NHWC")
     spec = InputSpec(kind=kind, shape=shape, preprocessing=inp["preprocessing"], layout=layout,
@@ -296,7 +241,7 @@ def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:
         w = f"{where} [[outputs]] #{i + 1}"
         if not isinstance(o, dict):
             raise CardError(f"{w}: should be a table with name, unit, description")
-        _check_table(o, OUTPUT_FIELDS, w)
+        check_table(o, OUTPUT_FIELDS, w, CardError)
         name = o["name"]
         if name in BASE_NAMES:
             raise CardError(f"{w}: name '{name}' is a catalog column astrocat writes itself "
@@ -311,13 +256,13 @@ def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:
 
 def parse_card(data: dict[str, Any], directory: Path, where: str) -> ModelCard:
     """Validate a card's TOML content; every problem is a CardError naming the field."""
-    _check_table(data, TOP_FIELDS, where)
+    check_table(data, TOP_FIELDS, where, CardError)
     spec = _input_spec(data["input"], f"{where} [input]")
     outputs = _outputs(data["outputs"], where)
     files, digests = data["files"], data["sha256"]
-    _check_table(digests, {fmt: (fmt in files, _typed(
+    check_table(digests, {fmt: (fmt in files, typed(
         lambda v: isinstance(v, str) and len(v) == 64, "a 64-character hex digest"))
-        for fmt in WEIGHT_FORMATS}, f"{where} [sha256]")
+        for fmt in WEIGHT_FORMATS}, f"{where} [sha256]", CardError)
     return ModelCard(
         name=data["name"],
         version=data.get("version", "0"),

@@ -1,6 +1,7 @@
 """Where the work runs: an embedded ``distributed.LocalCluster`` sized to this machine
 (worker processes, or Dask's in-process cluster for runs too small to pay for spawning
-them), or an existing Dask cluster by address. Never a home-made scheduler.
+them), an existing Dask cluster by address, or Slurm jobs started by ``dask-jobqueue``.
+Never a home-made scheduler.
 """
 
 from __future__ import annotations
@@ -9,12 +10,39 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from astrocat.errors import AstrocatError
 
 #: Keep numeric libraries in each worker to the threads we give them.
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """A job file's ``[cluster]`` table: ``local``, ``scheduler`` (``address``) or
+    ``slurm`` (dask-jobqueue's ``SLURMCluster`` options: cores, memory, queue, walltime,
+    processes, account, job_extra_directives; ``jobs`` to start)."""
+
+    kind: str = "local"
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def slurm_cluster(spec: ClusterSpec):
+    """A ``dask_jobqueue.SLURMCluster`` for ``spec`` (not yet scaled)."""
+    try:
+        from dask_jobqueue import SLURMCluster
+    except ImportError as exc:
+        raise AstrocatError("[cluster] kind = \"slurm\" needs dask-jobqueue: pip install "
+                            "'astrocat[cluster]'") from exc
+    o = spec.options
+    kwargs = {k: o[k] for k in ("cores", "memory", "queue", "walltime", "processes",
+                                "account", "job_extra_directives") if k in o}
+    kwargs.setdefault("cores", 8)
+    kwargs.setdefault("memory", "32GB")
+    kwargs.setdefault("processes", kwargs["cores"])
+    return SLURMCluster(**kwargs)
 
 
 @dataclass(frozen=True)
@@ -44,7 +72,8 @@ def machine_cores() -> int:
 
 @contextlib.contextmanager
 def dask_client(
-    scheduler: str | None, workers: int | None, max_useful: int, in_process: bool = False
+    scheduler: str | None, workers: int | None, max_useful: int, in_process: bool = False,
+    spec: ClusterSpec | None = None,
 ) -> Iterator[tuple[object, ClusterInfo]]:
     """A connected ``distributed.Client`` and what it offers, torn down on exit.
 
@@ -55,6 +84,8 @@ def dask_client(
     from distributed import Client, LocalCluster
 
     dask.config.set({"logging.distributed": "error"})
+    if spec is not None and spec.kind == "scheduler":
+        scheduler = spec.options["address"]
     if scheduler:
         try:
             client = Client(scheduler, timeout="15s")
@@ -66,6 +97,17 @@ def dask_client(
         with client:
             n = max(1, len(client.scheduler_info().get("workers", {})))
             yield client, ClusterInfo(scheduler, n, 1, embedded=False)
+        return
+    if spec is not None and spec.kind == "slurm":
+        cluster = slurm_cluster(spec)
+        try:
+            cluster.scale(jobs=int(spec.options.get("jobs", 1)))
+            with Client(cluster) as client:
+                client.wait_for_workers(1, timeout=int(spec.options.get("start_timeout", 3600)))
+                n = max(1, len(client.scheduler_info().get("workers", {})))
+                yield client, ClusterInfo(cluster.scheduler_address, n, 1, embedded=False)
+        finally:
+            cluster.close()
         return
 
     cores = machine_cores()
@@ -94,14 +136,16 @@ class LazyCluster:
     build, a HATS catalog to import) and torn down with the run's exit stack."""
 
     def __init__(self, stack: contextlib.ExitStack, scheduler: str | None,
-                 workers: int | None) -> None:
+                 workers: int | None, spec: ClusterSpec | None = None) -> None:
         self._stack, self._scheduler, self._workers = stack, scheduler, workers
+        self._spec = spec
         self._got: tuple[object, ClusterInfo] | None = None
 
     def get(self, max_useful: int | None, in_process: bool) -> tuple[object, ClusterInfo]:
         if self._got is None:
             self._got = self._stack.enter_context(dask_client(
-                self._scheduler, self._workers, max_useful or machine_cores(), in_process))
+                self._scheduler, self._workers, max_useful or machine_cores(), in_process,
+                self._spec))
         return self._got
 
     @property

@@ -20,7 +20,8 @@ from pathlib import Path
 from astrocat import __version__
 from astrocat.catalog import layouts
 from astrocat.catalog.layouts import PublishContext, prepare
-from astrocat.catalog.store import Store, point
+from astrocat.catalog.lock import StoreLock
+from astrocat.catalog.store import STORE_FILE, Store, point
 from astrocat.catalog.writer import part_stats
 from astrocat.engines.base import choose_engine
 from astrocat.errors import AstrocatError
@@ -28,7 +29,7 @@ from astrocat.kinds import Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
-from astrocat.pipeline.cluster import LazyCluster
+from astrocat.pipeline.cluster import ClusterSpec, LazyCluster
 from astrocat.pipeline.plan import Partition, plan_partitions, result_key
 from astrocat.pipeline.progress import RunProgress
 from astrocat.pipeline.worker import (
@@ -45,21 +46,32 @@ from astrocat.sources.discover import resolve_inputs
 
 @dataclass
 class InferOptions:
-    input: str
+    """One run: ``astrocat infer`` (``store=False``: ``out`` is the catalog) or a job's
+    ``astrocat run`` (``store=True``: ``out`` is a versioned store)."""
+
+    input: str | tuple[str, ...]
     out: Path
+    store: bool = False
     layout: str = "file"  # file | dataset | hats
+    models: tuple[str, ...] = ()  # bundled names or card paths; each takes what it can eat
     positions: str | None = None  # a table of object_id -> ra/dec for inputs without any
     positions_id: str | None = None  # its ID column [default: found by name]
     layout_options: dict = field(default_factory=dict)  # sizes and thresholds (tests)
-    model: str | None = None
     engine: str = "auto"
     scheduler: str | None = None
+    cluster: ClusterSpec | None = None  # a job's [cluster] table
     workers: int | None = None
     partition_size: int = 256
     batch_size: int = 128
     exclude: tuple[str, ...] = ()
+    retention: int = 1  # versions kept in the store
+    retry_errors: bool = False  # recompute the latest version's parts that hold errors
     quiet: bool = False
     command: str = field(default_factory=lambda: shlex.join(["astrocat", *sys.argv[1:]]))
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.input,) if isinstance(self.input, str) else tuple(self.input)
 
 
 @dataclass
@@ -75,6 +87,10 @@ class RunSummary:
     failure_log: Path | None = None
     published: dict = field(default_factory=dict)  # what the layout wrote
     positions: dict | None = None  # rows placed from --positions, and unmatched
+    version: int | None = None  # the store's version now current
+    new_version: bool = True  # False: nothing changed, nothing published
+    changes: dict = field(default_factory=dict)  # inputs added/removed/changed
+    taken_over: dict | None = None  # a killed run's lock record, taken over
 
 
 #: Runs with at most this many items to compute use Dask's in-process cluster: spawning
@@ -86,14 +102,15 @@ def parts_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def build_routing(model: str | None) -> dict[Kind, ModelCard]:
-    """Kind -> model: bundled defaults, with ``--model`` taking every kind it can eat.
+def build_routing(models: tuple[str, ...] | str | None) -> dict[Kind, ModelCard]:
+    """Kind -> model: bundled defaults, each named model taking every kind it can eat
+    (later names win).
 
     Every card used is verified (weights sha256) and checked against its ONNX graph here,
     before a single input is read.
     """
     routing = {k: c for k in Kind if (c := zoo.default_for(k)) is not None}
-    if model:
+    for model in (models,) if isinstance(models, str) else (models or ()):
         card = zoo.resolve(model)
         for kind in Kind:
             if zoo.accepts(card, kind):
@@ -105,23 +122,34 @@ def build_routing(model: str | None) -> dict[Kind, ModelCard]:
 
 
 def infer(opts: InferOptions) -> RunSummary:
+    """Plan, compute what is missing, publish a version; one run per store at a time."""
     start = dt.datetime.now(dt.UTC)
     if opts.partition_size < 1 or opts.batch_size < 1:
         raise AstrocatError("--partition-size and --batch-size must be at least 1")
     layout = layouts.module(opts.layout)  # an unknown layout fails first
-    routing = build_routing(opts.model)  # a bad --model fails before any walking
+    routing = build_routing(opts.models)  # a bad model fails before any walking
     out = Path(os.path.abspath(opts.out))  # never resolved: it may be our own link
-    store = Store(parts_dir_for(out))
-    _check_out(out, store, opts.layout)
+    store = Store(out if opts.store else parts_dir_for(out))
+    if not opts.store:
+        _check_out(out, store, opts.layout)
+    with StoreLock(store.root).acquire(opts.command) as lock:
+        summary = _run(opts, start, layout, routing, out, store)
+        summary.taken_over = lock.taken_over
+    return summary
+
+
+def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, ModelCard],
+         out: Path, store: Store) -> RunSummary:
     placer = (positions.prepare(opts.positions, store.root, opts.positions_id)
               if opts.positions else None)  # a bad table fails before any input is read
-    root, files = resolve_inputs(opts.input, opts.exclude)
+    root, files = resolve_all(opts.inputs, opts.exclude)
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
 
-    units = [describe(p, root) for p in files if not _own_output(Path(p), out, store.root)]
+    units = [describe(p, root) for p in files
+             if not _own_output(Path(p), out, store.root)]
     if not units:
-        raise AstrocatError(f"no input files found under {opts.input}")
+        raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}")
     keys = {name: result_key(card, engines[name]) for name, card in cards.items()}
     if placer is not None:  # positions change ra/dec: part of every result's identity
         keys = {name: f"{key}+{placer.sha}" for name, key in keys.items()}
@@ -129,11 +157,17 @@ def infer(opts: InferOptions) -> RunSummary:
     del units
     store.root.mkdir(parents=True, exist_ok=True)
     part_path = {p.key: store.part(p.key) for p in plan}
+    latest = store.latest()
+    previous = store.manifest(latest) if latest is not None else None
+    redo = set()
+    if opts.retry_errors and previous is not None:
+        redo = {k for k, p in part_path.items() if p.name in previous.get("parts", ())
+                and p.is_file() and part_stats(p)["n_errors"]}
 
     todo: list[Partition] = []
     stats: dict[str, dict] = {}
     for p in plan:
-        if part_path[p.key].is_file():
+        if part_path[p.key].is_file() and p.key not in redo:
             try:
                 found = part_stats(part_path[p.key])
             except Exception:  # noqa: BLE001 - an unreadable leftover is redone
@@ -144,12 +178,19 @@ def infer(opts: InferOptions) -> RunSummary:
                     continue
         todo.append(p)
     n_reused = len(stats)
+    parts = [part_path[p.key].name for p in plan]
+    if (opts.store and previous is not None and not todo and previous["parts"] == parts
+            and previous.get("layout") == opts.layout):
+        return RunSummary(out, previous["rows"], previous["errors"], len(plan), n_reused,
+                          (dt.datetime.now(dt.UTC) - start).total_seconds(),
+                          {n: m["engine"] for n, m in previous.get("models", {}).items()},
+                          version=latest, new_version=False, published=previous["published"])
 
     total = sum(p.n_items for p in plan)
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     failures: Counter = Counter()
     with contextlib.ExitStack() as stack, RunProgress(total, enabled=not opts.quiet) as progress:
-        cluster = LazyCluster(stack, opts.scheduler, opts.workers)
+        cluster = LazyCluster(stack, opts.scheduler, opts.workers, opts.cluster)
         progress.advance(sum(s["n_rows"] for s in stats.values()),
                          sum(s["n_errors"] for s in stats.values()))
         if todo:
@@ -184,31 +225,56 @@ def infer(opts: InferOptions) -> RunSummary:
                if placer else {}),
         }
         pub = prepare([part_path[p.key] for p in plan],
-                      [o.name for n in used for o in cards[n].outputs], provenance)
+                      [o.name for n in used for o in cards[n].outputs], provenance,
+                      [stats[p.key] for p in plan])
         number, staged = store.staging()
+        artefact = (staged if opts.layout != "file" else
+                    staged / STORE_FILE if opts.store else out)
         ctx = PublishContext(store, lambda: cluster.get(None, total <= SMALL_RUN_ITEMS)[0],
                              dict(opts.layout_options))
-        published = layout.publish(pub, out if opts.layout == "file" else staged, ctx)
+        published = layout.publish(pub, artefact, ctx)
 
     n_errors = sum(s["n_errors"] for s in stats.values())
     placed = _sum_positions(stats.values()) if placer else None
+    changes = {"total": len({i[0] for s in stats.values() for i in s.get("inputs", [])}),
+               **store.input_changes(previous.get("parts", []) if previous else [], parts)}
+    seconds = (dt.datetime.now(dt.UTC) - start).total_seconds()
     manifest = {
-        **provenance, "version": number, "catalog": str(out), "rows": published["rows"],
-        "errors": n_errors, "parts": [part_path[p.key].name for p in plan],
-        "segments": published.pop("segments", []), "published": published,
-        "positions_placed": placed,
+        **provenance, "version": number,
+        "published_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "seconds": seconds, "catalog": str(out), "rows": published["rows"],
+        "errors": n_errors, "parts": parts, "segments": published.pop("segments", []),
+        "computed": len(todo), "reused": n_reused, "inputs": changes,
+        "published": published, "positions_placed": placed,
+        **({"file": STORE_FILE} if opts.layout == "file" and opts.store else {}),
         "workers": sorted({s.get("worker", "") for s in stats.values()} - {""}),
     }
     final = store.publish(number, staged, manifest)
-    if opts.layout != "file":
+    if opts.layout != "file" and not opts.store:
         point(out, final)  # the output path moves to the new version in one rename
-    store.prune_versions(keep=1)
-    store.prune_parts(set(manifest["parts"]) | set(manifest["segments"]))
+    store.prune_versions(keep=opts.retention if opts.store else 1)
+    store.prune_parts(set(parts) | set(manifest["segments"]))
     (store.root / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    seconds = (dt.datetime.now(dt.UTC) - start).total_seconds()
     return RunSummary(out, published["rows"], n_errors, len(plan), n_reused, seconds,
                       {n: engines[n] for n in used}, dict(failures),
-                      store.root / FAILURE_LOG if failures else None, published, placed)
+                      store.root / FAILURE_LOG if failures else None, published, placed,
+                      version=number, changes=changes)
+
+
+def resolve_all(specs: tuple[str, ...], exclude: tuple[str, ...]):
+    """Several input specs as one: their common root, each file once, in order."""
+    resolved = [resolve_inputs(s, exclude) for s in specs]
+    root = Path(os.path.commonpath([str(r) for r, _ in resolved]))
+
+    def files():
+        seen: set[str] = set()
+        for _, paths in resolved:
+            for p in paths:
+                if str(p) not in seen:
+                    seen.add(str(p))
+                    yield p
+
+    return root, files()
 
 
 def _sum_positions(stats) -> dict[str, int]:

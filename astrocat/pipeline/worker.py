@@ -317,6 +317,7 @@ def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: f
         "retry": len(rows.retry),  # rows the next run recomputes (the part is redone)
         "failure": failure,  # why the whole task failed, if it did
         "positions": positions,  # rows placed from --positions, and left unmatched
+        "inputs": sorted({(s.unit.source, s.unit.size, s.unit.mtime_ns) for s in part.slices}),
         "models": models,
         "string_lengths": {
             f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
@@ -326,8 +327,7 @@ def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: f
         "seconds": seconds,
         "worker": _worker_name(),
     }
-    write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
-    return stats
+    return write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
 
 
 def _worker_name() -> str:

@@ -84,3 +84,54 @@ def values(batch: pa.RecordBatch, name: str) -> np.ndarray:
 def equals(arr: pa.Array, value: str) -> np.ndarray:
     """Boolean mask of ``arr == value``."""
     return pc.equal(arr, value).to_numpy(zero_copy_only=False).astype(bool)
+
+
+@dataclass
+class CompareContext:
+    """What a task's comparison of two catalog versions may know before the first batch."""
+
+    names_a: frozenset[str]  # version A's columns
+    names_b: frozenset[str]
+    options: dict[str, Any]  # every task option, by name
+    examples: int = 10  # objects listed per kind of change
+
+
+class Comparison(Protocol):
+    """Folds joined batches of two versions (``Joined``) into a task's comparison."""
+
+    columns: list[str]  # catalog columns it reads from both versions (empty: absent)
+
+    def update(self, joined: Joined) -> None: ...
+
+    def finish(self, a: dict | None, b: dict | None) -> dict | None:
+        """The comparison, given each version's summary section of the task (or None)."""
+        ...
+
+
+@dataclass
+class Joined:
+    """One batch of rows of versions A and B matched on (source, hdu, row)."""
+
+    batch: pa.RecordBatch  # columns "a.<name>", "b.<name>", and the keys
+
+    def a(self, name: str) -> np.ndarray:
+        return values(self.batch, f"a.{name}")
+
+    def b(self, name: str) -> np.ndarray:
+        return values(self.batch, f"b.{name}")
+
+    def column(self, side: str, name: str) -> pa.Array:
+        return self.batch.column(f"{side}.{name}")
+
+    @property
+    def in_a(self) -> np.ndarray:
+        return self.batch.column("a.status").is_valid().to_numpy(zero_copy_only=False)
+
+    @property
+    def in_b(self) -> np.ndarray:
+        return self.batch.column("b.status").is_valid().to_numpy(zero_copy_only=False)
+
+    def ok_in_both(self) -> np.ndarray:
+        """Rows that are ok in both versions (the rows whose values can be compared)."""
+        return (equals(self.batch.column("a.status").fill_null(""), "ok")
+                & equals(self.batch.column("b.status").fill_null(""), "ok"))

@@ -59,9 +59,8 @@ def _section(s: Section, figs: list[FigureOut]) -> str:
     return "\n".join(parts)
 
 
-def to_html(report: dict, figures: list[FigureOut]) -> str:
-    """The whole page as a string."""
-    secs = sections(report)
+def page(title: str, meta: str, secs: list[Section], figures: list[FigureOut]) -> str:
+    """A whole self-contained page: the sections' tables, each followed by its figures."""
     by = {}
     for f in figures:
         if f.png:
@@ -72,22 +71,27 @@ def to_html(report: dict, figures: list[FigureOut]) -> str:
     leftover = [f for fs in by.values() for f in fs]  # figures of a section with no table
     if leftover:
         body += _section(Section("figures", "More figures"), leftover)
-    title = f"astrocat summary: {Path(report['catalog']).name}"
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class=\"meta\">{html.escape(report['catalog'])}"
-            f" &middot; {report['rows']} rows &middot; made by <code>astrocat summarize"
-            f"</code></p><nav>{nav}</nav>\n{body}\n</body></html>\n")
+            f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta}</p><nav>{nav}</nav>\n"
+            f"{body}\n</body></html>\n")
 
 
-def write_html(report: dict, figures: list[FigureOut], path: Path) -> Path:
-    """Write the page atomically (a half-written report is never left behind)."""
+def to_html(report: dict, figures: list[FigureOut]) -> str:
+    """The summary's page as a string."""
+    return page(f"astrocat summary: {Path(report['catalog']).name}",
+                f"{html.escape(report['catalog'])} &middot; {report['rows']} rows &middot; made "
+                "by <code>astrocat summarize</code>", sections(report), figures)
+
+
+def write_html(text: str, path: Path) -> Path:
+    """Write a page atomically (a half-written report is never left behind)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(to_html(report, figures), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -57,18 +57,18 @@ class Publication:
                 yield conform(batch, self.columns)
 
 
-def prepare(parts: Sequence[Path], output_names: Sequence[str], provenance: dict
-            ) -> Publication:
-    """Read the parts' footers (never their rows): columns, string lengths, row counts."""
-    columns = final_columns((pq.read_schema(p) for p in parts), output_names)
+def prepare(parts: Sequence[Path], output_names: Sequence[str], provenance: dict,
+            stats: Sequence[dict] | None = None) -> Publication:
+    """What a layout publishes, from the parts' statistics (read from their footers when
+    the caller does not already hold them): never from their rows."""
+    stats = list(stats) if stats is not None else [part_stats(p) for p in parts]
+    columns = final_columns((s["columns"] for s in stats), output_names)
     lengths: dict[str, int] = {}
-    rows = []
-    for p in parts:
-        stats = part_stats(p)
-        rows.append(int(stats["n_rows"]))
-        for name, n in stats.get("string_lengths", {}).items():
+    for s in stats:
+        for name, n in s.get("string_lengths", {}).items():
             lengths[name] = max(lengths.get(name, 1), n)
-    return Publication(list(parts), columns, dict(provenance), lengths, rows)
+    return Publication(list(parts), columns, dict(provenance), lengths,
+                       [int(s["n_rows"]) for s in stats])
 
 
 @dataclass
