@@ -252,6 +252,120 @@ def summarize(catalog, truth, as_json, plots_dir, report_html, images_root,
             click.echo(f"wrote {report_html}", err=True)
 
 
+@main.command(cls=_TaskOptionsCommand)
+@click.argument("a")
+@click.argument("b", required=False)
+@click.option("--truth", "truth", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="CSV", help="Truth in a published layout (repeatable, one per task).")
+@click.option("--tolerance", type=click.FloatRange(min=0), default=1e-4, show_default=True,
+              help="A value moved when |B - A| is larger than this.")
+@click.option("--json", "as_json", is_flag=True, help="Print every number as JSON.")
+@click.option("--report", "report_html", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="HTML", help="Write one self-contained HTML page.")
+@_friendly
+def diff(a, b, truth, tolerance, as_json, report_html, **task_options) -> None:
+    """Compare catalog B with catalog A: rows added and removed, status changes with their
+    reasons, how far every output moved, and each science task's own comparison (merger
+    fraction with both intervals, redshift metrics, lens candidates gained and lost,
+    Omega_m/sigma_8 shifts).
+
+    \b
+    A and B: catalogs of any layout, store versions (STORE@3 STORE@5), or one store
+    alone (its latest version against the one before).
+    """
+    import html
+
+    from astrocat.science.compare import CompareOptions, compare, resolve_pair, sections
+    from astrocat.science.summary import to_json
+
+    a, b = resolve_pair(a, b)
+    report = compare(a, b, CompareOptions(task=task_options, truth=tuple(truth),
+                                          tolerance=tolerance))
+    secs = sections(report)
+    if report_html is not None:
+        from astrocat.science.report import page, write_html
+
+        write_html(page(f"astrocat diff: {b} against {a}", f"{html.escape(a)} &rarr; "
+                        f"{html.escape(b)} &middot; made by <code>astrocat diff</code>", secs,
+                        []), report_html)
+        report["html_report"] = str(report_html)
+    if as_json:
+        click.echo(to_json(report))
+    else:
+        from astrocat.science.render import show
+
+        show(secs)
+
+
+@main.command()
+@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
+@_friendly
+def history(store, as_json) -> None:
+    """List a store's versions: time, rows, errors, inputs added/removed/changed, models
+    (version, sha256), duration, host and command."""
+    import json
+
+    from astrocat.catalog.store import Store
+
+    versions = Store(store).history()
+    if as_json:
+        click.echo(json.dumps(versions, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{store}: {len(versions)} versions (* latest; pruned ones are listed "
+                    "from history.jsonl)")
+    for h in ("version", "published (UTC)", "rows", "errors", "inputs +/-/~", "parts new",
+              "models", "seconds", "host", "command"):
+        t.add_column(h, justify="right" if h in ("rows", "errors", "seconds") else "left")
+    for v in versions:
+        i = v.get("inputs", {})
+        models = "; ".join(f"{n} {m.get('version', '')} {m.get('sha256', '')[:12]}"
+                           for n, m in v.get("models", {}).items())
+        t.add_row(f"{v['version']}{'*' if v.get('latest') else ''}"
+                  f"{'' if v.get('kept', True) else ' (pruned)'}",
+                  v.get("published_utc", ""), str(v.get("rows", "")), str(v.get("errors", "")),
+                  f"+{i.get('added', 0)} -{i.get('removed', 0)} ~{i.get('changed', 0)}",
+                  f"{v.get('computed', '')}/{len(v.get('parts', [])) or v.get('n_parts', '')}",
+                  models, f"{v.get('seconds', 0):.1f}", v.get("host", ""), v.get("command", ""))
+    Console().print(t)
+
+
+@main.command()
+@click.argument("job", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cron", "scheduler", flag_value="cron", help="A crontab line.")
+@click.option("--systemd", "scheduler", flag_value="systemd",
+              help="A systemd service and timer pair.")
+@click.option("--slurm", "scheduler", flag_value="slurm",
+              help="A Slurm batch script (--dependency=singleton) and scrontab entry.")
+@click.option("--write", "write_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="Also write the entries as files into DIR.")
+@_friendly
+def schedule(job, scheduler, write_dir) -> None:
+    """Print scheduler entries that run a job file: astrocat schedules nothing itself.
+
+    \b
+    The entries run `astrocat run JOB.toml`, whose exit codes they can act on:
+      0 ok; 1 finished, some inputs are error rows (published); 2 could not run;
+      3 another run holds the store (nothing done).
+    """
+    from astrocat.errors import AstrocatError
+    from astrocat.jobs.jobfile import load_job
+    from astrocat.jobs.schedule import SCHEDULERS
+
+    if scheduler is None:
+        raise AstrocatError("choose one of --cron, --systemd, --slurm")
+    spec = load_job(job)
+    for entry in SCHEDULERS[scheduler](spec):
+        click.echo(f"# ---- {entry.name}: {entry.install}")
+        click.echo(entry.text)
+        if write_dir is not None:
+            write_dir.mkdir(parents=True, exist_ok=True)
+            (write_dir / entry.name).write_text(entry.text)
+
+
 @main.command()
 @click.argument("kind", type=click.Choice(["galaxies", "spectra", "lenses", "fields", "sample"]))
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True)

@@ -78,6 +78,18 @@ def _toy_task() -> types.ModuleType:
     toy.section = lambda r: Section("toy", f"Toys: {r['n']}", [
         Table("Toy numbers", ["mean", "bright"], [[num(r["mean"]), str(r["n_bright"])]])])
     toy.figures = lambda d, r, images: []
+
+    class Cmp:
+        columns: list[str] = []
+
+        def update(self, joined) -> None: ...
+
+        def finish(self, a, b):
+            return None if a is None or b is None else {"mean_shift": b["mean"] - a["mean"]}
+
+    toy.compare = lambda ctx: Cmp()
+    toy.compare_section = lambda c: Section("toy", "Toys, A against B",
+                                            [f"mean shift {num(c['mean_shift'])}"])
     return toy
 
 

@@ -29,6 +29,7 @@ STORE_FILE = "catalog.parquet"  # the file layout's catalog inside a version
 VERSIONS = "versions"
 LATEST = "latest"
 SEGMENTS = "segments"
+HISTORY = "history.jsonl"  # one line per published version, kept after pruning
 
 
 def point(link: Path, target: Path) -> None:
@@ -86,7 +87,21 @@ class Store:
         final = self.version_dir(number)
         os.replace(staged, final)
         point(self.root / LATEST, final)
+        with open(self.root / HISTORY, "a", encoding="utf-8") as f:  # one write per line
+            f.write(json.dumps(_brief(manifest)) + "\n")
         return final
+
+    def history(self) -> list[dict]:
+        """Every published version, oldest first, marked ``kept`` and ``latest``."""
+        path = self.root / HISTORY
+        records = ([json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                   if path.is_file() else [])
+        kept, latest = set(self.versions()), self.latest()
+        seen = {r.get("version") for r in records}
+        records += [_brief(self.manifest(n)) for n in sorted(kept - seen)]
+        for r in records:
+            r["kept"], r["latest"] = r.get("version") in kept, r.get("version") == latest
+        return sorted(records, key=lambda r: r.get("version") or 0)
 
     def prune_versions(self, keep: int) -> list[int]:
         """Remove all but the ``keep`` newest versions (never ``latest``); returns those
@@ -132,3 +147,9 @@ class Store:
                 p.unlink(missing_ok=True)
         for p in [*self.root.glob(".part-*.tmp-*"), *self.segments.glob(".seg-*.tmp-*")]:
             p.unlink(missing_ok=True)
+
+
+def _brief(manifest: dict) -> dict:
+    """A manifest without its long lists: what ``history`` shows."""
+    return {**{k: v for k, v in manifest.items() if k not in ("parts", "segments", "workers")},
+            "n_parts": len(manifest.get("parts", []))}

@@ -70,7 +70,7 @@ def _write(store: Path, started: dt.datetime, record: dict) -> Path | None:
     d = store / RUNS
     try:
         d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{started.strftime('%Y%m%dT%H%M%SZ')}-{os.getpid()}.json"
+        path = d / f"{started:%Y%m%dT%H%M%S.%f}Z-{os.getpid()}.json"
         path.write_text(json.dumps(record, indent=1, default=str))
         return path
     except OSError:

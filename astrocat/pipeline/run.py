@@ -127,12 +127,12 @@ def infer(opts: InferOptions) -> RunSummary:
     if opts.partition_size < 1 or opts.batch_size < 1:
         raise AstrocatError("--partition-size and --batch-size must be at least 1")
     layout = layouts.module(opts.layout)  # an unknown layout fails first
-    routing = build_routing(opts.models)  # a bad model fails before any walking
     out = Path(os.path.abspath(opts.out))  # never resolved: it may be our own link
     store = Store(out if opts.store else parts_dir_for(out))
     if not opts.store:
         _check_out(out, store, opts.layout)
-    with StoreLock(store.root).acquire(opts.command) as lock:
+    with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
+        routing = build_routing(opts.models)  # a bad model fails before any walking
         summary = _run(opts, start, layout, routing, out, store)
         summary.taken_over = lock.taken_over
     return summary

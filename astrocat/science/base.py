@@ -75,6 +75,10 @@ class ScienceTask(Protocol):
 
     def figures(self, data: dict, report: dict, images: Images) -> list[FigureOut]: ...
 
+    def compare(self, ctx: CompareContext) -> Comparison: ...
+
+    def compare_section(self, result: dict) -> Section: ...
+
 
 def values(batch: pa.RecordBatch, name: str) -> np.ndarray:
     """One column of a batch as numpy (copying only when Arrow must)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from astrocat.science.base import Context, TaskOption, values
+from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
 from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png
 from astrocat.science.render import Section, Table, num
 from astrocat.science.truth import Truth, TruthLayout
@@ -180,3 +180,63 @@ def _prior_box():
 
     return Rectangle((0.1, 0.6), 0.4, 0.4, fill=False, ls=":", ec="0.5",
                      label="Quijote LH prior")
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+class _Comparison:
+    """How far Omega_m and sigma_8 moved, field by field, between two versions."""
+
+    def __init__(self, ctx: CompareContext) -> None:
+        here = set(COLUMNS) <= ctx.names_a and set(COLUMNS) <= ctx.names_b
+        self.columns = list(COLUMNS) if here else []
+        self.n = 0
+        self.sum = np.zeros(2)
+        self.sumsq = np.zeros(2)
+        self.max = np.zeros(2)
+
+    def update(self, j: Joined) -> None:
+        both = j.ok_in_both()
+        d = np.column_stack([j.b(c) - j.a(c) for c in COLUMNS])[both].astype(np.float64)
+        d = d[np.isfinite(d).all(axis=1)]
+        self.n += len(d)
+        self.sum += d.sum(axis=0)
+        self.sumsq += (d ** 2).sum(axis=0)
+        if len(d):
+            self.max = np.maximum(self.max, np.abs(d).max(axis=0))
+
+    def finish(self, a: dict | None, b: dict | None) -> dict | None:
+        if not (a and b):
+            return None
+        n = max(self.n, 1)
+        out: dict = {"n_fields_compared": self.n}
+        for j, key in enumerate(("omega_m", "sigma_8")):
+            out[key] = {"mean_a": a[f"{key}_mean"], "mean_b": b[f"{key}_mean"],
+                        "mean_shift": self.sum[j] / n if self.n else float("nan"),
+                        "rms_shift": float(np.sqrt(self.sumsq[j] / n)) if self.n
+                        else float("nan"),
+                        "max_abs_shift": float(self.max[j]) if self.n else float("nan")}
+            if "truth" in a and "truth" in b:
+                out[key]["rmse_a"] = a["truth"][key]["rmse"]
+                out[key]["rmse_b"] = b["truth"][key]["rmse"]
+        return out
+
+
+def compare(ctx: CompareContext) -> _Comparison:
+    return _Comparison(ctx)
+
+
+def compare_section(c: dict) -> Section:
+    """The comparison's terminal/HTML section."""
+    s = Section("cosmology", "Cosmology, A against B")
+    has_t = "rmse_a" in c["omega_m"]
+    s.items.append(Table(
+        f"Shifts B - A over {c['n_fields_compared']} fields ok in both",
+        ["parameter", "mean A", "mean B", "mean shift", "rms shift", "max |shift|"]
+        + (["RMSE A", "RMSE B"] if has_t else []),
+        [[name, num(x["mean_a"]), num(x["mean_b"]), num(x["mean_shift"], "+.4f"),
+          num(x["rms_shift"]), num(x["max_abs_shift"])]
+         + ([num(x["rmse_a"]), num(x["rmse_b"])] if has_t else [])
+         for name, x in (("Omega_m", c["omega_m"]), ("sigma_8", c["sigma_8"]))]))
+    return s

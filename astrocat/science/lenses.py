@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.science import stats
-from astrocat.science.base import Context, TaskOption, values
+from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
 from astrocat.science.figures import PALETTE, FigureOut, Images, mosaic, new_figure, png
 from astrocat.science.render import Section, Table, num
 from astrocat.science.streaming import TopK
@@ -271,3 +271,71 @@ def _lensmosaic(cands: list[dict], r: dict, images: Images) -> bytes:
     return mosaic([flat[i:i + 6] for i in range(0, len(flat), 6)],
                    f"Top {len(cands)} lens candidates by p_lens\n(ID, score, truth if known; "
                    "asinh stretch between the 1st and 99.5th percentile)", LENS_THUMB, font=8)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+class _Comparison:
+    """Lens candidates gained and lost at the threshold between two versions."""
+
+    def __init__(self, ctx: CompareContext) -> None:
+        here = "p_lens" in ctx.names_a and "p_lens" in ctx.names_b
+        self.columns = ["p_lens", "object_id"] if here else []
+        self.threshold = ctx.options["lens_threshold"]
+        self.gained, self.lost = TopK(ctx.examples, 1), TopK(ctx.examples, 1)
+        self.n = {"gained": 0, "lost": 0, "new_inputs": 0, "removed_inputs": 0}
+
+    def update(self, j: Joined) -> None:
+        pa_, pb = j.a("p_lens"), j.b("p_lens")
+        with np.errstate(invalid="ignore"):
+            ca, cb = pa_ >= self.threshold, pb >= self.threshold
+        both = j.ok_in_both()
+        in_a, in_b = j.in_a, j.in_b
+        gained, lost = both & cb & ~ca, both & ca & ~cb
+        self.n["gained"] += int(gained.sum())
+        self.n["lost"] += int(lost.sum())
+        self.n["new_inputs"] += int((cb & in_b & ~in_a).sum())
+        self.n["removed_inputs"] += int((ca & in_a & ~in_b).sum())
+        for mask, top, side, score in ((gained, self.gained, "b", pb),
+                                       (lost, self.lost, "a", pa_)):
+            sel = np.flatnonzero(mask)
+            if len(sel):
+                oid = j.column(side, "object_id").take(pa.array(sel))
+                top.update(score[sel, None], score[sel, None], oid, oid)
+
+    def finish(self, a: dict | None, b: dict | None) -> dict | None:
+        if not (a and b):
+            return None
+        out = {"threshold": self.threshold, "candidates_a": a["n_candidates"],
+               "candidates_b": b["n_candidates"], **self.n,
+               "examples_gained": [e["object_id"] for e in self.gained.column(0)],
+               "examples_lost": [e["object_id"] for e in self.lost.column(0)]}
+        if "truth" in a and "truth" in b:
+            out["metrics"] = {k: {"a": a["truth"][k], "b": b["truth"][k],
+                                  "change": b["truth"][k] - a["truth"][k]}
+                              for k in ("auroc", "tpr0", "tpr10")}
+        return out
+
+
+def compare(ctx: CompareContext) -> _Comparison:
+    return _Comparison(ctx)
+
+
+def compare_section(c: dict) -> Section:
+    """The comparison's terminal/HTML section."""
+    s = Section("lens", "Lens finding, A against B")
+    s.items.append(
+        f"Candidates with p_lens >= {c['threshold']}: {c['candidates_a']} in A, "
+        f"{c['candidates_b']} in B. Of the cut-outs in both, {c['gained']} became candidates "
+        f"and {c['lost']} stopped being candidates; {c['new_inputs']} candidates are new "
+        f"inputs, {c['removed_inputs']} were removed inputs.")
+    for what in ("gained", "lost"):
+        if c[f"examples_{what}"]:
+            s.items.append(f"{what.capitalize()} (largest p_lens first): "
+                           + ", ".join(c[f"examples_{what}"]))
+    if "metrics" in c:
+        s.items.append(Table("Against the labels", ["metric", "A", "B", "change"],
+                             [[k.upper(), num(m["a"], ".3f"), num(m["b"], ".3f"),
+                               num(m["change"], "+.3f")] for k, m in c["metrics"].items()]))
+    return s

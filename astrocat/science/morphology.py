@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from astrocat.kernels.gz_tree import galaxy_zoo2
 from astrocat.science import stats
-from astrocat.science.base import Context, TaskOption, equals, values
+from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
 from astrocat.science.figures import PALETTE, THUMB, FigureOut, Images, mosaic, new_figure, png
 from astrocat.science.render import Section, Table, num, pct
 from astrocat.science.streaming import Moments, TopK
@@ -570,3 +570,70 @@ def _merger_examples(tk: TopK, r: dict, images: Images) -> bytes:
                    f"{len(entries)} random galaxies with {MERGER_COLUMN} >= {r['threshold']}\n"
                    f"({r['k']} of {r['n']} qualify; central half of the image)", 2 * THUMB,
                    font=8)
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+class _Comparison:
+    """Galaxies that became, or stopped being, mergers between two versions."""
+
+    def __init__(self, ctx: CompareContext) -> None:
+        here = MERGER_COLUMN in ctx.names_a and MERGER_COLUMN in ctx.names_b
+        self.columns = [MERGER_COLUMN, "kind", "object_id"] if here else []
+        self.threshold = ctx.options["merger_threshold"]
+        self.confidence = ctx.options["confidence"]
+        self.became, self.stopped = TopK(ctx.examples, 1), TopK(ctx.examples, 1)
+        self.n_became = self.n_stopped = 0
+
+    def update(self, j: Joined) -> None:
+        both = j.ok_in_both() & equals(j.column("b", "kind").fill_null(""), "rgb_image")
+        ma, mb = j.a(MERGER_COLUMN), j.b(MERGER_COLUMN)
+        with np.errstate(invalid="ignore"):
+            ia, ib = both & (ma >= self.threshold), both & (mb >= self.threshold)
+        oid = j.column("b", "object_id")
+        for mask, top, score in ((ib & ~ia, self.became, mb), (ia & ~ib, self.stopped, ma)):
+            sel = np.flatnonzero(mask)
+            if len(sel):
+                take = pa.array(sel)
+                top.update(np.abs(mb - ma)[sel, None], score[sel, None], oid.take(take),
+                           oid.take(take))
+        self.n_became += int((ib & ~ia).sum())
+        self.n_stopped += int((ia & ~ib).sum())
+
+    def finish(self, a: dict | None, b: dict | None) -> dict | None:
+        if not (a and b and "merger" in a and "merger" in b):
+            return None
+        fa, fb = a["merger"], b["merger"]
+        p, same = stats.fractions_consistent(fa["k"], fa["n"], fb["k"], fb["n"])
+        side = ("fraction", "lower", "upper", "k", "n")
+        return {"threshold": self.threshold, "confidence": self.confidence,
+                "merger_a": {k: fa[k] for k in side}, "merger_b": {k: fb[k] for k in side},
+                "difference": fb["fraction"] - fa["fraction"], "fisher_p": p,
+                "consistent": same, "intervals_overlap": bool(
+                    fa["lower"] <= fb["upper"] and fb["lower"] <= fa["upper"]),
+                "became_mergers": self.n_became, "stopped_being_mergers": self.n_stopped,
+                "examples_became": self.became.column(0),
+                "examples_stopped": self.stopped.column(0)}
+
+
+def compare(ctx: CompareContext) -> _Comparison:
+    return _Comparison(ctx)
+
+
+def compare_section(c: dict) -> Section:
+    """The comparison's terminal/HTML section."""
+    s = Section("morphology", "Morphology: merger fraction, A against B")
+    pct_ = f"{100 * c['confidence']:.1f}%"
+    s.items.append(Table(
+        f"Merger fraction ({MERGER_COLUMN} >= {c['threshold']}) with its {pct_} Beta interval",
+        ["version", "mergers", "galaxies", "fraction", "lower", "upper"],
+        [[v, str(m["k"]), str(m["n"]), num(m["fraction"]), num(m["lower"]), num(m["upper"])]
+         for v, m in (("A", c["merger_a"]), ("B", c["merger_b"]))]))
+    verdict = "consistent" if c["consistent"] else "NOT consistent"
+    s.items.append(f"Change {num(c['difference'], '+.4f')}: {verdict} (Fisher exact p = "
+                   f"{num(c['fisher_p'], '.3g')}; intervals "
+                   f"{'overlap' if c['intervals_overlap'] else 'do not overlap'}). "
+                   f"{c['became_mergers']} galaxies became mergers, "
+                   f"{c['stopped_being_mergers']} stopped being mergers.")
+    return s

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from astrocat.errors import AstrocatError
 from astrocat.science import stats
-from astrocat.science.base import Context, TaskOption, equals, values
+from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
 from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png
 from astrocat.science.render import Section, Table, num, pct
 
@@ -200,3 +200,48 @@ def _z_bias(table: list[dict]) -> bytes:
     ax.legend(h1 + h2, l1 + l2, loc="lower left")
     ax.grid(alpha=0.3)
     return png(fig)
+
+
+# --------------------------------------------------------------------------- comparison
+
+METRICS = ("bias", "sigma_nmad", "outlier_fraction", "mae")
+
+
+class _Comparison:
+    """Redshift numbers of two versions side by side (the rows' own changes are in the
+    generic per-column part of the diff)."""
+
+    columns: list[str] = []
+
+    def update(self, j: Joined) -> None:
+        """Never called: no columns."""
+
+    def finish(self, a: dict | None, b: dict | None) -> dict | None:
+        if not (a and b):
+            return None
+        out: dict = {"n_a": a["n"], "n_b": b["n"],
+                     "z_pred_mean": {"a": a["z_pred_mean"], "b": b["z_pred_mean"]}}
+        if "metrics" in a and "metrics" in b:
+            out["truth_column"] = b.get("truth_column")
+            out["metrics"] = {k: {"a": a["metrics"][k], "b": b["metrics"][k],
+                                  "change": b["metrics"][k] - a["metrics"][k]}
+                              for k in METRICS}
+        return out
+
+
+def compare(ctx: CompareContext) -> _Comparison:
+    return _Comparison()
+
+
+def compare_section(c: dict) -> Section:
+    """The comparison's terminal/HTML section."""
+    s = Section("redshift", "Redshift, A against B")
+    s.items.append(f"{c['n_a']} spectra in A, {c['n_b']} in B; mean z_pred "
+                   f"{num(c['z_pred_mean']['a'])} -> {num(c['z_pred_mean']['b'])}")
+    if "metrics" in c:
+        names = {"bias": "bias dz/(1+z)", "sigma_nmad": "σ_NMAD",
+                 "outlier_fraction": "eta (|dz| > 0.15)", "mae": "MAE"}
+        s.items.append(Table(f"Against {c['truth_column']}", ["metric", "A", "B", "change"],
+                             [[names[k], num(m["a"]), num(m["b"]), num(m["change"], "+.4f")]
+                              for k, m in c["metrics"].items()]))
+    return s

@@ -67,9 +67,20 @@ def _overview(r: dict) -> Section:
 
 
 def render(report: dict, console: Console | None = None) -> None:
-    """The report as rich tables on the terminal."""
+    """The summary as rich tables on the terminal."""
     c = console or Console()
-    for sec in sections(report):
+    show(sections(report), c)
+    if report.get("figures"):
+        c.rule("[bold]Figures")
+        for f in report["figures"]:
+            c.print(f"{f.get('file') or f['name']}: {f['title']}", highlight=False,
+                    markup=False)
+
+
+def show(secs: list[Section], console: Console | None = None) -> None:
+    """Sections as rich tables on the terminal."""
+    c = console or Console()
+    for sec in secs:
         c.rule(f"[bold]{sec.title}")
         for item in sec.items:
             if isinstance(item, Table):
@@ -84,8 +95,3 @@ def render(report: dict, console: Console | None = None) -> None:
                 c.print(t)
             else:
                 c.print(item, highlight=False, markup=False)
-    if report.get("figures"):
-        c.rule("[bold]Figures")
-        for f in report["figures"]:
-            c.print(f"{f.get('file') or f['name']}: {f['title']}", highlight=False,
-                    markup=False)

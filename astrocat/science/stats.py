@@ -33,6 +33,15 @@ def beta_fraction(k: int, n: int, confidence: float = 0.683) -> Fraction:
     return Fraction(k, n, k / n, lo, hi, confidence)
 
 
+def fractions_consistent(k1: int, n1: int, k2: int, n2: int, alpha: float = 0.05
+                         ) -> tuple[float, bool]:
+    """Two-sided Fisher exact test of k1/n1 against k2/n2: (p-value, p >= alpha)."""
+    if min(n1, n2) <= 0:
+        return float("nan"), False
+    p = float(sps.fisher_exact([[k1, n1 - k1], [k2, n2 - k2]]).pvalue)
+    return p, p >= alpha
+
+
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((np.asarray(pred, float) - np.asarray(truth, float)) ** 2)))
 
