@@ -95,13 +95,18 @@ def main() -> None:
 @click.option("--partition-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="Files per partition (one Parquet part each); spectra tables are cut "
                    "into row ranges 16x this size.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Items per engine call [default: chosen per model from the memory "
+                   "budget, at most 128].")
+@click.option("--memory-budget", default=None, metavar="SIZE",
+              help="Memory each worker's batches may use, e.g. 4GB [default: half the "
+                   "machine's memory, shared by its workers].")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip inputs whose path relative to the input root matches (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
 def infer(input_, out, layout, positions, positions_id, model, engine, scheduler, workers,
-          partition_size, batch_size, exclude, quiet) -> None:
+          partition_size, batch_size, memory_budget, exclude, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -115,8 +120,21 @@ def infer(input_, out, layout, positions, positions_id, model, engine, scheduler
         input=input_, out=out, layout=layout, positions=positions, positions_id=positions_id,
         models=(model,) if model else (), engine=engine, scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
-        exclude=tuple(exclude), quiet=quiet))
+        memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet))
     sys.exit(_report(summary, quiet, positions))
+
+
+def _bytes(size: str | None) -> int | None:
+    """A size like 4GB or 512MiB, in bytes (Dask's parser: the units users know)."""
+    if size is None:
+        return None
+    from dask.utils import parse_bytes
+
+    try:
+        return int(parse_bytes(size))
+    except (ValueError, TypeError) as exc:
+        raise click.BadParameter(f"{size!r} is not a size like 4GB or 512MiB",
+                                 param_hint="--memory-budget") from exc
 
 
 def _report(summary, quiet: bool, positions: str | None = None) -> int:

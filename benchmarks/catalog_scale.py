@@ -71,7 +71,7 @@ def step(op: str, parts_dir: Path, out: Path) -> dict:
     result: dict = {"op": op, "prepare_s": t_prepare, "part_stats_s": t_stats}
     with contextlib.ExitStack() as stack:
         cluster = LazyCluster(stack, None, 2)
-        ctx = PublishContext(store, lambda: cluster.get(2, False)[0])
+        ctx = PublishContext(store, lambda: cluster.get()[0])
         t0 = time.perf_counter()
         if op == "file":
             got = file.publish(pub, out, ctx)
@@ -83,7 +83,7 @@ def step(op: str, parts_dir: Path, out: Path) -> dict:
         elif op == "dataset-compact":  # build the segments (what a first version pays)
             segs = dataset.plan_segments(pub)
             store.segments.mkdir(parents=True, exist_ok=True)
-            cluster.get(2, False)  # started before the clock matters
+            cluster.get()  # started before the clock matters
             t0 = time.perf_counter()
             dataset._build_all(pub, segs, ctx)
             got = {"rows": sum(s.rows for s in segs), "files": len(segs)}
@@ -99,7 +99,7 @@ def step(op: str, parts_dir: Path, out: Path) -> dict:
         elif op == "hats":
             from astrocat.catalog.layouts import hats
 
-            cluster.get(2, False)
+            cluster.get()
             t0 = time.perf_counter()
             n, staged = store.staging()
             ctx.options["hats_lsdb_max_rows"] = 0

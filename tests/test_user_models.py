@@ -93,16 +93,16 @@ def test_a_description_change_reuses_results(galaxies, tmp_path):
 def test_a_failed_partition_is_retried_and_then_succeeds(galaxies, tmp_path, monkeypatch):
     """A task that fails (here: the engine raises in the worker) leaves error rows whose
     advice is to re-run; the re-run recomputes them instead of reusing the failed part."""
-    from astrocat.pipeline import worker
+    from astrocat.pipeline import feed
 
     out = tmp_path / "c.parquet"
-    real = worker.open_engine
+    real = feed.open_engine
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated: the GPU fell off the bus")
 
-    monkeypatch.setattr(worker, "open_engine", broken)
-    worker._ENGINES.clear()
+    monkeypatch.setattr(feed, "open_engine", broken)
+    feed.reset()
     code, output = _run("infer", "--input", str(galaxies), "--out", str(out))
     assert code == 1, output
     assert "Traceback" not in output
@@ -111,7 +111,7 @@ def test_a_failed_partition_is_retried_and_then_succeeds(galaxies, tmp_path, mon
     msg = t.column("error").to_pylist()[0]
     assert "simulated: the GPU fell off the bus" in msg and "re-run" in msg
     assert "errors.log" in output  # details go to a log the message names
-    monkeypatch.setattr(worker, "open_engine", real)
+    monkeypatch.setattr(feed, "open_engine", real)
     code, output = _run("infer", "--input", str(galaxies), "--out", str(out))
     assert code == 0, output
     assert "(0 reused)" in output

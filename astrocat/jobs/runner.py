@@ -30,7 +30,7 @@ def options(job: JobSpec, retry_errors: bool = False, quiet: bool = False) -> In
         input=job.inputs, out=job.out, store=True, layout=job.layout, models=job.models,
         positions=job.positions, positions_id=job.positions_id, engine=job.engine,
         cluster=job.cluster if job.cluster.kind != "local" else None, workers=job.workers,
-        partition_size=job.partition_size, batch_size=job.batch_size or 128,
+        partition_size=job.partition_size, batch_size=job.batch_size,
         exclude=job.exclude, retention=job.retention, retry_errors=retry_errors, quiet=quiet,
         command=shlex.join(["astrocat", *sys.argv[1:]]) if sys.argv[1:] else
         f"astrocat run {job.path}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astrocat.errors import AstrocatError
+from astrocat.pipeline.feed import Feed
 
 #: Keep numeric libraries in each worker to the threads we give them.
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -49,18 +50,75 @@ def slurm_cluster(spec: ClusterSpec):
 class ClusterInfo:
     address: str
     n_workers: int
-    threads_per_engine: int
+    cores_per_worker: int  # 0: unknown (an external cluster: each worker decides)
     embedded: bool
     in_process: bool = False
+    gpus: int = 0  # one worker per GPU when > 0
 
     @property
     def description(self) -> str:
         """For the provenance record: where the partitions ran."""
         if not self.embedded:
             return f"{self.address}, {self.n_workers} workers"
+        if self.gpus:
+            return f"embedded LocalCUDACluster, {self.n_workers} workers, one per GPU"
         if self.in_process:
-            return "embedded LocalCluster, in-process (1 worker thread)"
+            return "embedded LocalCluster, in-process (1 worker, 2 task threads)"
         return f"embedded LocalCluster, {self.n_workers} workers"
+
+
+@dataclass(frozen=True)
+class GPU:
+    index: int
+    name: str
+    memory_mib: int
+
+
+def gpu_devices(smi: str | None = None) -> list[GPU]:
+    """The NVIDIA GPUs ``nvidia-smi`` lists (or that ``smi``, its CSV output, lists)."""
+    if smi is None:
+        import shutil
+        import subprocess
+
+        if shutil.which("nvidia-smi") is None:
+            return []
+        try:
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=index,name,memory.total",
+                                  "--format=csv,noheader,nounits"], capture_output=True,
+                                 text=True, timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            return []
+    out = []
+    for line in smi.splitlines():
+        parts = [x.strip() for x in line.split(",")]
+        if len(parts) == 3 and parts[0].isdigit():
+            out.append(GPU(int(parts[0]), parts[1], int(float(parts[2]))))
+    return out
+
+
+def cuda_cluster_kwargs(devices: list[GPU]) -> dict:
+    """``dask_cuda.LocalCUDACluster`` arguments: one worker per GPU (dask-cuda sets each
+    worker's ``CUDA_VISIBLE_DEVICES`` so that its GPU is device 0), two task threads each
+    (the next partition decodes while one finishes)."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(d.index) for d in devices),
+            "n_workers": len(devices), "threads_per_worker": 2}
+
+
+def feed_for(info: ClusterInfo, batch_size: int | None, memory_budget: int | None,
+             devices: list[GPU] | None = None) -> Feed:
+    """How each worker is fed. CPU: its decoders and its engine share its cores (the
+    engine and the decoders take turns; ONNX Runtime does not spin). GPU: one engine per
+    GPU, fed by the worker's share of the cores."""
+    import psutil
+
+    cores = info.cores_per_worker
+    budget = memory_budget or int(psutil.virtual_memory().total * 0.5 / max(1, info.n_workers))
+    if info.gpus and devices:
+        return Feed(decoders=max(1, cores), engine_threads=1, memory_budget=budget,
+                    batch_size=batch_size, device=0,
+                    device_memory=int(min(d.memory_mib for d in devices) * 0.5) << 20)
+    return Feed(decoders=cores, engine_threads=cores, memory_budget=budget,
+                batch_size=batch_size)
 
 
 def machine_cores() -> int:
@@ -72,8 +130,8 @@ def machine_cores() -> int:
 
 @contextlib.contextmanager
 def dask_client(
-    scheduler: str | None, workers: int | None, max_useful: int, in_process: bool = False,
-    spec: ClusterSpec | None = None,
+    scheduler: str | None, workers: int | None, in_process: bool = False,
+    spec: ClusterSpec | None = None, gpu: bool = False,
 ) -> Iterator[tuple[object, ClusterInfo]]:
     """A connected ``distributed.Client`` and what it offers, torn down on exit.
 
@@ -96,7 +154,7 @@ def dask_client(
             ) from exc
         with client:
             n = max(1, len(client.scheduler_info().get("workers", {})))
-            yield client, ClusterInfo(scheduler, n, 1, embedded=False)
+            yield client, ClusterInfo(scheduler, n, 0, embedded=False)
         return
     if spec is not None and spec.kind == "slurm":
         cluster = slurm_cluster(spec)
@@ -105,19 +163,36 @@ def dask_client(
             with Client(cluster) as client:
                 client.wait_for_workers(1, timeout=int(spec.options.get("start_timeout", 3600)))
                 n = max(1, len(client.scheduler_info().get("workers", {})))
-                yield client, ClusterInfo(cluster.scheduler_address, n, 1, embedded=False)
+                yield client, ClusterInfo(cluster.scheduler_address, n, 0, embedded=False)
         finally:
             cluster.close()
         return
 
     cores = machine_cores()
+    devices = gpu_devices() if gpu else []
+    if devices and workers is None:
+        try:
+            from dask_cuda import LocalCUDACluster
+        except ImportError as exc:
+            raise AstrocatError("this machine has GPUs: install dask-cuda (pip install "
+                                "'astrocat[gpu]') to place one worker on each") from exc
+        cluster = LocalCUDACluster(**cuda_cluster_kwargs(devices), silence_logs=logging.ERROR,
+                                   dashboard_address=":0")
+        try:
+            with Client(cluster) as client:
+                yield client, ClusterInfo(cluster.scheduler_address, len(devices),
+                                          max(1, cores // len(devices)), True,
+                                          gpus=len(devices))
+        finally:
+            cluster.close()
+        return
     in_process = in_process and workers is None
-    n_workers = 1 if in_process else max(1, min(workers or cores, max_useful))
+    n_workers = 1 if in_process else max(1, workers or 1)
     threads = max(1, cores // n_workers)
     env = {k: str(threads) for k in _THREAD_ENV}
     cluster = LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=1,
+        threads_per_worker=2,  # two partitions in flight: no drain between partitions
         processes=not in_process,
         dashboard_address=None if in_process else ":0",  # any free port: runs never clash
         silence_logs=logging.ERROR,
@@ -132,20 +207,21 @@ def dask_client(
 
 
 class LazyCluster:
-    """The run's Dask cluster, started on first use (partitions to compute, segments to
-    build, a HATS catalog to import) and torn down with the run's exit stack."""
+    """The run's Dask cluster, started on first use (tables to describe, partitions to
+    compute, segments to build, a HATS catalog to import) and torn down with the run's
+    exit stack."""
 
     def __init__(self, stack: contextlib.ExitStack, scheduler: str | None,
-                 workers: int | None, spec: ClusterSpec | None = None) -> None:
+                 workers: int | None, spec: ClusterSpec | None = None,
+                 in_process: bool = False, gpu: bool = False) -> None:
         self._stack, self._scheduler, self._workers = stack, scheduler, workers
-        self._spec = spec
+        self._spec, self._in_process, self._gpu = spec, in_process, gpu
         self._got: tuple[object, ClusterInfo] | None = None
 
-    def get(self, max_useful: int | None, in_process: bool) -> tuple[object, ClusterInfo]:
+    def get(self) -> tuple[object, ClusterInfo]:
         if self._got is None:
             self._got = self._stack.enter_context(dask_client(
-                self._scheduler, self._workers, max_useful or machine_cores(), in_process,
-                self._spec))
+                self._scheduler, self._workers, self._in_process, self._spec, self._gpu))
         return self._got
 
     @property

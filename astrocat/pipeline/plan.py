@@ -26,10 +26,49 @@ from astrocat.sources.units import InputUnit
 
 
 @dataclass(frozen=True, slots=True)
-class Slice:
-    """Items [start, stop) of one input unit, all for one model (or none, for errors)."""
+class FileRef:
+    """An input file as the driver knows it: listed and stat'ed, never opened. The worker
+    sniffs and describes it (what kind, which HDU, how many rows) where it reads it."""
 
-    unit: InputUnit
+    path: str
+    source: str
+    size: int
+    mtime_ns: int
+    family: str  # image | fits | table | other: a guess from the name, for grouping only
+
+    kind = None  # not known until the worker describes the file
+    n_items = 1
+    hdu = None
+    error = None
+    transient = False
+
+
+#: File-name suffixes -> family. A family only groups files into partitions (so that a
+#: changed model recomputes its own family's files); what a file *is* is decided from its
+#: content by the worker, whatever its name says.
+FAMILIES = {".jpg": "image", ".jpeg": "image", ".png": "image", ".fits": "fits",
+            ".fit": "fits", ".fts": "fits", ".fz": "fits", ".parquet": "table",
+            ".pq": "table", ".csv": "table", ".ecsv": "table", ".npy": "table"}
+#: The kinds each family's files may turn out to be.
+FAMILY_KINDS = {"image": (Kind.RGB_IMAGE,),
+                "fits": (Kind.MONO_IMAGE, Kind.DENSITY_FIELD, Kind.SPECTRUM),
+                "table": (Kind.SPECTRUM, Kind.DENSITY_FIELD), "other": tuple(Kind)}
+
+
+def family(name: str) -> str:
+    name = name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    dot = name.rfind(".")
+    return FAMILIES.get(name[dot:], "other") if dot >= 0 else "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """Items [start, stop) of one input, all for one model (or none, for errors); a
+    ``FileRef`` slice is one file the worker describes and routes itself."""
+
+    unit: InputUnit | FileRef
     start: int
     stop: int
     model: str | None  # card name; None when the unit is unusable or no model takes it
@@ -92,17 +131,22 @@ TABLE_ROWS_FACTOR = 16
 
 
 def plan_partitions(
-    units: Iterable[InputUnit], routing: Mapping[Kind, ModelCard], partition_size: int,
-    keys: Mapping[str, str] | None = None,
+    units: Iterable[InputUnit | FileRef], routing: Mapping[Kind, ModelCard],
+    partition_size: int, keys: Mapping[str, str] | None = None,
 ) -> Iterator[Partition]:
     """Stream partitions of at most ~2x ``partition_size`` files (``TABLE_ROWS_FACTOR`` x
-    that many rows for tables), one stream per model (and one for unusable inputs).
+    that many rows for tables), one stream per model or file family (and one for unusable
+    inputs).
 
     ``keys`` maps a model name to its ``result_key``; without it, the weights' sha256.
+    A file family's key joins the keys of every model its files may go to.
     """
     size = max(1, partition_size)
     rows = size * TABLE_ROWS_FACTOR
-    keys = keys or {c.name: c.fingerprint for c in routing.values()}
+    keys = dict(keys or {c.name: c.fingerprint for c in routing.values()})
+    for fam, kinds in FAMILY_KINDS.items():
+        keys[f"family:{fam}"] = "+".join(sorted({keys[routing[k].name] for k in kinds
+                                                if k in routing}))
     pending: dict[str | None, list[Slice]] = {}
 
     def flush(model: str | None) -> Partition:
@@ -110,6 +154,13 @@ def plan_partitions(
         return Partition(partition_key(slices, keys), tuple(slices))
 
     for unit in units:
+        if isinstance(unit, FileRef):
+            stream = pending.setdefault(f"family:{unit.family}", [])
+            stream.append(Slice(unit, 0, 1, f"family:{unit.family}"))
+            n = len(stream)
+            if (n >= size // 4 and _hash_int(unit.source) % size == 0) or n >= 2 * size:
+                yield flush(f"family:{unit.family}")
+            continue
         model, problem = route(unit, routing)
         if unit.n_items > 1 and unit.kind is not None:  # a table: own partitions, row ranges
             for start in range(0, unit.n_items, rows):

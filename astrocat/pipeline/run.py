@@ -29,8 +29,8 @@ from astrocat.kinds import Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
-from astrocat.pipeline.cluster import ClusterSpec, LazyCluster
-from astrocat.pipeline.plan import Partition, plan_partitions, result_key
+from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
+from astrocat.pipeline.plan import FileRef, Partition, family, plan_partitions, result_key
 from astrocat.pipeline.progress import RunProgress
 from astrocat.pipeline.worker import (
     FAILURE_LOG,
@@ -40,8 +40,10 @@ from astrocat.pipeline.worker import (
     write_failed_partition,
 )
 from astrocat.sources import positions
+from astrocat.sources.describe import _source as source_of
 from astrocat.sources.describe import describe
 from astrocat.sources.discover import resolve_inputs
+from astrocat.sources.units import InputUnit
 
 
 @dataclass
@@ -62,7 +64,8 @@ class InferOptions:
     cluster: ClusterSpec | None = None  # a job's [cluster] table
     workers: int | None = None
     partition_size: int = 256
-    batch_size: int = 128
+    batch_size: int | None = None  # None: chosen per model from the memory budget
+    memory_budget: int | None = None  # bytes per worker [default: half the RAM, shared]
     exclude: tuple[str, ...] = ()
     retention: int = 1  # versions kept in the store
     retry_errors: bool = False  # recompute the latest version's parts that hold errors
@@ -124,7 +127,7 @@ def build_routing(models: tuple[str, ...] | str | None) -> dict[Kind, ModelCard]
 def infer(opts: InferOptions) -> RunSummary:
     """Plan, compute what is missing, publish a version; one run per store at a time."""
     start = dt.datetime.now(dt.UTC)
-    if opts.partition_size < 1 or opts.batch_size < 1:
+    if opts.partition_size < 1 or (opts.batch_size is not None and opts.batch_size < 1):
         raise AstrocatError("--partition-size and --batch-size must be at least 1")
     layout = layouts.module(opts.layout)  # an unknown layout fails first
     out = Path(os.path.abspath(opts.out))  # never resolved: it may be our own link
@@ -143,68 +146,56 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     placer = (positions.prepare(opts.positions, store.root, opts.positions_id)
               if opts.positions else None)  # a bad table fails before any input is read
     root, files = resolve_all(opts.inputs, opts.exclude)
+    refs = list_inputs(files, root, out, store.root)
+    if not refs:
+        raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}")
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
-
-    units = [describe(p, root) for p in files
-             if not _own_output(Path(p), out, store.root)]
-    if not units:
-        raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}")
     keys = {name: result_key(card, engines[name]) for name, card in cards.items()}
     if placer is not None:  # positions change ra/dec: part of every result's identity
         keys = {name: f"{key}+{placer.sha}" for name, key in keys.items()}
-    plan = list(plan_partitions(units, routing, opts.partition_size, keys))
-    del units
     store.root.mkdir(parents=True, exist_ok=True)
-    part_path = {p.key: store.part(p.key) for p in plan}
-    latest = store.latest()
-    previous = store.manifest(latest) if latest is not None else None
-    redo = set()
-    if opts.retry_errors and previous is not None:
-        redo = {k for k, p in part_path.items() if p.name in previous.get("parts", ())
-                and p.is_file() and part_stats(p)["n_errors"]}
-
-    todo: list[Partition] = []
-    stats: dict[str, dict] = {}
-    for p in plan:
-        if part_path[p.key].is_file() and p.key not in redo:
-            try:
-                found = part_stats(part_path[p.key])
-            except Exception:  # noqa: BLE001 - an unreadable leftover is redone
-                part_path[p.key].unlink(missing_ok=True)
-            else:
-                if not found.get("retry"):  # failed work is recomputed, never reused
-                    stats[p.key] = found
-                    continue
-        todo.append(p)
-    n_reused = len(stats)
-    parts = [part_path[p.key].name for p in plan]
-    if (opts.store and previous is not None and not todo and previous["parts"] == parts
-            and previous.get("layout") == opts.layout):
-        return RunSummary(out, previous["rows"], previous["errors"], len(plan), n_reused,
-                          (dt.datetime.now(dt.UTC) - start).total_seconds(),
-                          {n: m["engine"] for n, m in previous.get("models", {}).items()},
-                          version=latest, new_version=False, published=previous["published"])
-
-    total = sum(p.n_items for p in plan)
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     failures: Counter = Counter()
-    with contextlib.ExitStack() as stack, RunProgress(total, enabled=not opts.quiet) as progress:
-        cluster = LazyCluster(stack, opts.scheduler, opts.workers, opts.cluster)
-        progress.advance(sum(s["n_rows"] for s in stats.values()),
-                         sum(s["n_errors"] for s in stats.values()))
-        if todo:
-            client, info = cluster.get(len(todo), sum(p.n_items for p in todo) <= SMALL_RUN_ITEMS)
-            job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
-                      threads=info.threads_per_engine, batch_size=opts.batch_size,
-                      output_order=order, positions=placer)
-            for p, result in _run_windowed(client, todo, job, 2 * info.n_workers + 2):
-                if isinstance(result, BaseException):  # the worker itself died
-                    result = write_failed_partition(p, job, result, log_failure(job, p, result))
-                stats[p.key] = result
-                if result.get("failure"):
-                    failures[result["failure"]] += 1
-                progress.advance(result["n_rows"], result["n_errors"])
+    with contextlib.ExitStack() as stack:
+        cluster = LazyCluster(stack, opts.scheduler, opts.workers, opts.cluster,
+                              in_process=looks_small(refs),
+                              gpu="tensorrt" in engines.values())
+        units = _describe_tables(refs, root, cluster)
+        plan = list(plan_partitions(units, routing, opts.partition_size, keys))
+        del units, refs
+        part_path = {p.key: store.part(p.key) for p in plan}
+        latest = store.latest()
+        previous = store.manifest(latest) if latest is not None else None
+        todo, stats = _todo(plan, part_path, previous if opts.retry_errors else None)
+        n_reused = len(stats)
+        parts = [part_path[p.key].name for p in plan]
+        if (opts.store and previous is not None and not todo and previous["parts"] == parts
+                and previous.get("layout") == opts.layout):
+            return RunSummary(out, previous["rows"], previous["errors"], len(plan), n_reused,
+                              (dt.datetime.now(dt.UTC) - start).total_seconds(),
+                              {n: m["engine"] for n, m in previous.get("models", {}).items()},
+                              version=latest, new_version=False,
+                              published=previous["published"])
+        total = sum(p.n_items for p in plan)
+        with RunProgress(total, enabled=not opts.quiet) as progress:
+            progress.advance(sum(s["n_rows"] for s in stats.values()),
+                             sum(s["n_errors"] for s in stats.values()))
+            if todo:
+                client, info = cluster.get()
+                job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
+                          feed=feed_for(info, opts.batch_size, opts.memory_budget,
+                                        gpu_devices() if info.gpus else None),
+                          output_order=order, positions=placer,
+                          routing={k: c.name for k, c in routing.items()}, root=str(root))
+                for p, result in _run_windowed(client, todo, job, 2 * info.n_workers + 2):
+                    if isinstance(result, BaseException):  # the worker itself died
+                        result = write_failed_partition(p, job, result,
+                                                        log_failure(job, p, result))
+                    stats[p.key] = result
+                    if result.get("failure"):
+                        failures[result["failure"]] += 1
+                    progress.advance(result["n_rows"], result["n_errors"])
 
         used = [n for n in order if any(n in s["models"] for s in stats.values())]
         provenance = {
@@ -230,8 +221,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         number, staged = store.staging()
         artefact = (staged if opts.layout != "file" else
                     staged / STORE_FILE if opts.store else out)
-        ctx = PublishContext(store, lambda: cluster.get(None, total <= SMALL_RUN_ITEMS)[0],
-                             dict(opts.layout_options))
+        ctx = PublishContext(store, lambda: cluster.get()[0], dict(opts.layout_options))
         published = layout.publish(pub, artefact, ctx)
 
     n_errors = sum(s["n_errors"] for s in stats.values())
@@ -259,6 +249,73 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                       {n: engines[n] for n in used}, dict(failures),
                       store.root / FAILURE_LOG if failures else None, published, placed,
                       version=number, changes=changes)
+
+
+def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]:
+    """Every input as the driver knows it: listed and stat'ed, never opened."""
+    refs = []
+    for p in files:
+        p = Path(p)
+        if _own_output(p, out, store_root):
+            continue
+        try:
+            st = os.stat(p)
+            size, mtime = st.st_size, st.st_mtime_ns
+        except OSError:  # vanished or unreadable: the worker's describe says which
+            size = mtime = 0
+        refs.append(FileRef(os.path.abspath(p), source_of(Path(os.path.abspath(p)), root),
+                            size, mtime, family(p.name)))
+    return refs
+
+
+#: Table files larger than this in all make a run "large" (worker processes).
+SMALL_TABLE_BYTES = 64 << 20
+
+
+def looks_small(refs: list[FileRef]) -> bool:
+    """Whether a run is small enough for Dask's in-process cluster, from names and sizes."""
+    tables = sum(r.size for r in refs if r.family == "table")
+    return len(refs) <= SMALL_RUN_ITEMS and tables <= SMALL_TABLE_BYTES
+
+
+def _describe_tables(refs: list[FileRef], root: Path, cluster: LazyCluster
+                     ) -> list[InputUnit | FileRef]:
+    """Table files are described on the workers (their row counts plan the row ranges);
+    every other file is described where it is read."""
+    tables = [i for i, r in enumerate(refs) if r.family == "table"]
+    if not tables:
+        return list(refs)
+    client, _ = cluster.get()
+    futures = client.map(describe, [Path(refs[i].path) for i in tables],
+                         [root] * len(tables), pure=False)
+    units: list[InputUnit | FileRef] = list(refs)
+    for i, unit in zip(tables, client.gather(futures), strict=True):
+        units[i] = unit
+    return units
+
+
+def _todo(plan: list[Partition], part_path: dict[str, Path], retry_from: dict | None
+          ) -> tuple[list[Partition], dict[str, dict]]:
+    """Partitions to compute, and the statistics of those whose finished parts are reused
+    (failed work, and with ``retry_from`` that version's parts holding errors, is redone)."""
+    redo = set()
+    if retry_from is not None:
+        redo = {k for k, p in part_path.items() if p.name in retry_from.get("parts", ())
+                and p.is_file() and part_stats(p)["n_errors"]}
+    todo: list[Partition] = []
+    stats: dict[str, dict] = {}
+    for p in plan:
+        if part_path[p.key].is_file() and p.key not in redo:
+            try:
+                found = part_stats(part_path[p.key])
+            except Exception:  # noqa: BLE001 - an unreadable leftover is redone
+                part_path[p.key].unlink(missing_ok=True)
+            else:
+                if not found.get("retry"):  # failed work is recomputed, never reused
+                    stats[p.key] = found
+                    continue
+        todo.append(p)
+    return todo, stats
 
 
 def resolve_all(specs: tuple[str, ...], exclude: tuple[str, ...]):

@@ -1,39 +1,40 @@
-"""What runs inside a Dask worker: read a partition, predict, write its Parquet part.
+"""What runs inside a Dask worker: describe, read and decode a partition's inputs, predict
+in batches, write its Parquet part.
 
-Engines are cached per worker process (``_ENGINES``) and loaded on first use: a model is
-loaded once per worker, never per task, and never pickled. Only the small plan and job
-description travel to workers; only a few statistics travel back.
+The partition's files are described, routed and decoded on the worker's decoder threads
+(``feed.decoders``), a bounded window ahead of the task thread, which keeps the rows in
+input order and hands full batches to each model's engine thread (``feed.engine``); the
+next batch decodes while the previous one runs. Only the small plan and job description
+travel to workers; only a few statistics travel back.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections import defaultdict
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from astrocat.catalog.schema import (
-    BASE_COLUMNS,
-    CARRIED_INTO_BASE,
-    Column,
-    carried_name,
-    output_columns,
-    to_field,
-)
+from astrocat.catalog.schema import CARRIED_INTO_BASE, carried_name
 from astrocat.catalog.writer import write_part
-from astrocat.engines.base import Engine, open_engine
 from astrocat.errors import InputError, TransientInputError
 from astrocat.kernels.preprocess import centre_crop_plane, prepare
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
-from astrocat.pipeline.plan import Partition, Slice
+from astrocat.pipeline import feed as feeding
+from astrocat.pipeline.feed import Feed
+from astrocat.pipeline.plan import FileRef, Partition, Slice, route
+from astrocat.pipeline.rows import Rows
 from astrocat.sources import positions, readers
+from astrocat.sources.describe import describe
 from astrocat.sources.positions import Positions
+from astrocat.sources.units import InputUnit
 
 #: Where tracebacks of failed tasks go, beside the parts (the error rows name it).
 FAILURE_LOG = "errors.log"
@@ -48,20 +49,18 @@ class Job:
     cards: dict[str, ModelCard]  # by name
     engines: dict[str, str]  # card name -> resolved engine
     parts_dir: str
-    threads: int = 1
-    batch_size: int = 128
+    feed: Feed = field(default_factory=Feed)
     output_order: tuple[str, ...] = field(default=())  # card names, in catalog order
     positions: Positions | None = None  # --positions: ra/dec for inputs that carry none
+    routing: dict[Kind, str] = field(default_factory=dict)  # kind -> card name
+    root: str = "/"  # the input root, for describing FileRefs
 
+    @cached_property
+    def route_cards(self) -> dict[Kind, ModelCard]:
+        return {k: self.cards[n] for k, n in self.routing.items()}
 
-_ENGINES: dict[tuple[str, str, int], Engine] = {}
-
-
-def engine_for(card: ModelCard, engine: str, threads: int) -> Engine:
-    key = (card.fingerprint, engine, threads)
-    if key not in _ENGINES:
-        _ENGINES[key] = open_engine(card, engine, threads)
-    return _ENGINES[key]
+    def batch(self, card: ModelCard) -> int:
+        return feeding.choose_batch(card, self.feed.memory_budget, self.feed.batch_size)
 
 
 @lru_cache(maxsize=16)
@@ -84,96 +83,187 @@ def _message(exc: BaseException, unit) -> str:
     return f"could not read {unit.fmt} input: {type(exc).__name__}: {exc}"
 
 
-class _Rows:
-    """Column-wise accumulation of one part's rows."""
-
-    def __init__(self, job: Job) -> None:
-        self.base: dict[str, list] = {c.name: [] for c in BASE_COLUMNS}
-        self.outputs: list[Column] = []
-        seen: set[str] = set()
-        for name in job.output_order:
-            for col in output_columns(job.cards[name]):
-                if col.name not in seen:
-                    self.outputs.append(col)
-                    seen.add(col.name)
-        self.values = {c.name: [] for c in self.outputs}
-        self.carried: dict[str, tuple[pa.DataType, list]] = {}
-        self.retry: set[int] = set()
-        self.n = 0
-
-    def add(self, **base) -> int:
-        for name, values in self.base.items():
-            values.append(base.get(name, _DEFAULTS[name]))
-        for values in self.values.values():
-            values.append(np.nan)
-        for _, values in self.carried.values():
-            values.append(None)
-        self.n += 1
-        return self.n - 1
-
-    def carry(self, index: int, name: str, type_: pa.DataType, value) -> None:
-        if name not in self.carried:
-            self.carried[name] = (type_, [None] * self.n)
-        self.carried[name][1][index] = value
-
-    def fail(self, index: int, message: str, retry: bool = False) -> None:
-        """Make row ``index`` an error row; ``retry``: the next run recomputes it."""
-        self.base["status"][index] = "error"
-        self.base["error"][index] = message
-        if retry:
-            self.retry.add(index)
-        for values in self.values.values():
-            values[index] = np.nan
-
-    def table(self) -> pa.Table:
-        from astrocat.catalog.schema import sentinel
-
-        fields, arrays = [], []
-        for col in BASE_COLUMNS:
-            fields.append(to_field(col))
-            arrays.append(pa.array(self.base[col.name], type=col.type))
-        for col in self.outputs:
-            fields.append(to_field(col))
-            arrays.append(pa.array(np.asarray(self.values[col.name], dtype=np.float32)))
-        for name, (type_, values) in self.carried.items():
-            fill = sentinel(type_)
-            fields.append(pa.field(name, type_, nullable=False, metadata={b"carried": b"1"}))
-            arrays.append(pa.array([fill if v is None else v for v in values], type=type_))
-        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, TransientInputError)
 
 
-_DEFAULTS = {
-    "object_id": "",
-    "source": "",
-    "hdu": -1,
-    "row": -1,
-    "kind": "",
-    "model": "",
-    "ra": float("nan"),
-    "dec": float("nan"),
-    "status": "ok",
-    "error": "",
-}
+def _hdu(u) -> int:
+    return -1 if u.hdu is None else int(u.hdu)
 
 
-def _read_item(s: Slice, card: ModelCard) -> tuple[np.ndarray, float, float]:
+# --------------------------------------------------------------------------- decoding
+
+
+@dataclass
+class Loaded:
+    """One slice after the decoder thread: its unit, where it goes, and its pixels."""
+
+    slice: Slice
+    unit: InputUnit
+    model: str | None
+    problem: str | None = None
+    data: np.ndarray | None = None
+    ra: float = np.nan
+    dec: float = np.nan
+    error: BaseException | None = None
+
+    @property
+    def table(self) -> bool:
+        return self.model is not None and self.unit.kind == Kind.SPECTRUM
+
+
+def _read_item(unit: InputUnit, card: ModelCard) -> tuple[np.ndarray, float, float]:
     """Raw array of a single-item unit, shaped for stacking, with its sky position."""
-    u, spec = s.unit, card.input
-    if u.kind == Kind.RGB_IMAGE:
-        return readers.read_rgb(u.path, spec.image_size[0], spec.crop_fraction, spec.zoom,
+    spec = card.input
+    if unit.kind == Kind.RGB_IMAGE:
+        return readers.read_rgb(unit.path, spec.image_size[0], spec.crop_fraction, spec.zoom,
                                 spec.resize_filter, spec.antialias), np.nan, np.nan
-    plane = readers.read_plane(u.path, u.fmt, u.hdu)
+    plane = readers.read_plane(unit.path, unit.fmt, unit.hdu)
     return centre_crop_plane(plane.data, *spec.image_size), plane.ra, plane.dec
 
 
-def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
-    u = s.unit
+def _load(s: Slice, job: Job) -> Loaded:
+    """Describe (if the driver did not), route and decode one slice: on a decoder thread."""
+    if isinstance(s.unit, FileRef):
+        unit = describe(Path(s.unit.path), Path(job.root))
+        model, problem = route(unit, job.route_cards)
+    else:
+        unit, model, problem = s.unit, s.model, s.problem
+    got = Loaded(s, unit, model, problem)
+    if model is not None and unit.kind != Kind.SPECTRUM:
+        try:
+            got.data, got.ra, got.dec = _read_item(unit, job.cards[model])
+        except Exception as exc:  # noqa: BLE001 - the input's own error row
+            got.error = exc
+    return got
+
+
+def _loaded(part: Partition, job: Job, window: int) -> Iterator[Loaded]:
+    """Every slice loaded, in order, with at most ``window`` decoding ahead."""
+    pool = feeding.decoders(job.feed.decoders)
+    slices = iter(part.slices)
+    ahead: deque = deque()
+    for s in slices:
+        ahead.append(pool.submit(_load, s, job))
+        if len(ahead) >= window:
+            break
+    while ahead:
+        got = ahead.popleft().result()
+        nxt = next(slices, None)
+        if nxt is not None:
+            ahead.append(pool.submit(_load, nxt, job))
+        yield got
+
+
+# --------------------------------------------------------------------------- batching
+
+
+class _Batches:
+    """Items waiting for one model's engine, and its batches in flight (bounded)."""
+
+    def __init__(self, card: ModelCard, job: Job, rows: Rows) -> None:
+        self.card, self.rows = card, rows
+        self.size = job.batch(card)
+        self.engine = feeding.engine(card, job.engines[card.name], job.feed)
+        self.items: list[tuple[int, np.ndarray]] = []
+        self.flying: deque = deque()
+
+    def add(self, index: int, data: np.ndarray) -> None:
+        self.items.append((index, data))
+        if len(self.items) >= self.size:
+            self.dispatch()
+
+    def dispatch(self) -> None:
+        if self.items:
+            index = np.array([i for i, _ in self.items])
+            x = prepare(np.stack([a for _, a in self.items]), self.card.input)
+            self.items = []
+            bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+            for i in index[bad]:
+                self.rows.fail(int(i), "input has non-finite values after preprocessing")
+            self.flying.append((index, self.engine.submit(x)))
+        while len(self.flying) >= feeding.IN_FLIGHT:
+            self.collect()
+
+    def collect(self) -> None:
+        index, fut = self.flying.popleft()
+        y = np.asarray(fut.result(), np.float32).reshape(len(index), -1)
+        if y.shape[1] != len(self.card.outputs):
+            raise RuntimeError(f"model '{self.card.name}' gave {y.shape[1]} values per item, "
+                               f"its card lists {len(self.card.outputs)}")
+        self.rows.results(self.card, index, y)
+
+    def finish(self) -> None:
+        self.dispatch()
+        while self.flying:
+            self.collect()
+
+
+def run_partition(part: Partition, job: Job) -> dict:
+    """Process one partition end to end; return its statistics (what the driver keeps).
+
+    Never raises: a failure of the task itself (an engine that cannot load, a bug) makes
+    every item an error row to be retried by the next run, with the traceback written to
+    ``errors.log`` beside the parts instead of into the user's terminal.
+    """
+    try:
+        return _run_partition(part, job)
+    except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
+        return write_failed_partition(part, job, exc, log_failure(job, part, exc))
+
+
+def _run_partition(part: Partition, job: Job) -> dict:
+    t0 = time.perf_counter()
+    rows = Rows(job.cards, job.output_order)
+    batches: dict[str, _Batches] = {}
+
+    def feed_to(card: ModelCard) -> _Batches:
+        if card.name not in batches:
+            batches[card.name] = _Batches(card, job, rows)
+        return batches[card.name]
+
+    window = feeding.IN_FLIGHT * max(job.batch(c) for c in job.cards.values()) if job.cards \
+        else 64
+    for got in _loaded(part, job, window):
+        s, u = got.slice, got.unit
+        if got.model is None:
+            _error_rows(rows, s, u, got.problem or "input could not be used", u.transient)
+        elif got.table:
+            whole = isinstance(s.unit, FileRef)  # a table met only now: all its rows
+            _spectra(u, 0 if whole else s.start, u.n_items if whole else s.stop, rows,
+                     feed_to(job.cards[got.model]))
+        else:
+            i = rows.add(object_id=_stem(u.source), source=u.source, hdu=_hdu(u),
+                         kind=u.kind.value, model=got.model)
+            if got.error is not None:
+                rows.fail(i, _message(got.error, u), _transient(got.error))
+            else:
+                rows.base["ra"][i], rows.base["dec"][i] = got.ra, got.dec
+                feed_to(job.cards[got.model]).add(i, got.data)
+    for b in batches.values():
+        b.finish()
+    placed = _place(rows, job.positions) if job.positions is not None else None
+    models = sorted({m for m in rows.base["model"] if m})
+    return _write(part, job, rows, models, time.perf_counter() - t0, positions=placed)
+
+
+#: Table rows read at once: a whole FITS table met in a file partition is read in chunks.
+TABLE_CHUNK = 65_536
+
+
+def _spectra(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Batches) -> None:
+    for a in range(start, stop, TABLE_CHUNK):
+        _spectra_chunk(u, a, min(stop, a + TABLE_CHUNK), rows, batches)
+
+
+def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Batches) -> None:
+    card = batches.card
     stem = _stem(u.source)
     try:
         info = _table_info(u.path, u.fmt, u.hdu, u.mtime_ns)
-        flux, carried = readers.read_spectra(u.path, u.fmt, u.hdu, s.start, s.stop, info)
-    except Exception as exc:  # the whole slice is unreadable: one error row per row
-        for r in range(s.start, s.stop):
+        flux, carried = readers.read_spectra(u.path, u.fmt, u.hdu, start, stop, info)
+    except Exception as exc:  # noqa: BLE001 - the whole range is unreadable: a row each
+        for r in range(start, stop):
             i = rows.add(object_id=f"{stem}:{r}", source=u.source, hdu=_hdu(u), row=r,
                          kind=u.kind.value, model=card.name)
             rows.fail(i, _message(exc, u), _transient(exc))
@@ -183,7 +273,7 @@ def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     data = {name: carried.column(name).to_pylist() for name in carried.column_names}
     for k in range(len(flux)):
-        r = s.start + k
+        r = start + k
         oid = data[id_col][k] if id_col else None
         i = rows.add(
             object_id=str(oid) if oid is not None else f"{stem}:{r}",
@@ -203,7 +293,7 @@ def _spectra(s: Slice, rows: _Rows, pending: dict, card: ModelCard) -> None:
         elif np.ptp(flux[k]) == 0:
             rows.fail(i, f"flux is constant (table row {r}): there is no spectrum to measure")
         else:
-            pending[card.name].append((i, flux[k]))
+            batches.add(i, flux[k])
 
 
 def _float(data: dict, cols: dict, name: str, k: int) -> float:
@@ -217,84 +307,21 @@ def _float(data: dict, cols: dict, name: str, k: int) -> float:
         return float("nan")
 
 
-def _hdu(u) -> int:
-    return -1 if u.hdu is None else int(u.hdu)
-
-
-def _error_rows(rows: _Rows, s: Slice, message: str, retry: bool = False) -> None:
+def _error_rows(rows: Rows, s: Slice, u, message: str, retry: bool = False) -> None:
     """One error row per item of a slice (per table row for a usable table)."""
-    u = s.unit
     table = u.kind == Kind.SPECTRUM and u.n_items > 1
-    for r in range(s.start, s.stop):
+    start, stop = (0, max(1, u.n_items)) if isinstance(s.unit, FileRef) else (s.start, s.stop)
+    for r in range(start, stop):
         i = rows.add(
             object_id=f"{_stem(u.source)}:{r}" if table else _stem(u.source),
             source=u.source, hdu=_hdu(u), row=r if table else -1,
-            kind=u.kind.value if u.kind else "", model=s.model or "",
+            kind=u.kind.value if u.kind else "",
+            model=s.model if s.model and not s.model.startswith("family:") else "",
         )
         rows.fail(i, message, retry)
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, TransientInputError)
-
-
-def run_partition(part: Partition, job: Job) -> dict:
-    """Process one partition end to end; return its statistics (what the driver keeps).
-
-    Never raises: a failure of the task itself (an engine that cannot load, a bug) makes
-    every item an error row to be retried by the next run, with the traceback written to
-    ``errors.log`` beside the parts instead of into the user's terminal.
-    """
-    try:
-        return _run_partition(part, job)
-    except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
-        return write_failed_partition(part, job, exc, log_failure(job, part, exc))
-
-
-def _run_partition(part: Partition, job: Job) -> dict:
-    t0 = time.perf_counter()
-    rows = _Rows(job)
-    pending: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for s in part.slices:
-        u = s.unit
-        if s.model is None:
-            _error_rows(rows, s, s.problem or "input could not be used", u.transient)
-            continue
-        card = job.cards[s.model]
-        if u.kind == Kind.SPECTRUM:
-            _spectra(s, rows, pending, card)
-            continue
-        i = rows.add(object_id=_stem(u.source), source=u.source, hdu=_hdu(u),
-                     kind=u.kind.value, model=card.name)
-        try:
-            data, ra, dec = _read_item(s, card)
-        except Exception as exc:  # noqa: BLE001 - the input's own error row
-            rows.fail(i, _message(exc, u), _transient(exc))
-            continue
-        rows.base["ra"][i], rows.base["dec"][i] = ra, dec
-        pending[card.name].append((i, data))
-
-    for name, items in pending.items():
-        card = job.cards[name]
-        engine = engine_for(card, job.engines[name], job.threads)
-        for b in range(0, len(items), job.batch_size):
-            chunk = items[b : b + job.batch_size]
-            x = prepare(np.stack([a for _, a in chunk]), card.input)
-            bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-            y = engine.predict(x)
-            for (i, _), out, is_bad in zip(chunk, y, bad, strict=True):
-                if is_bad:
-                    rows.fail(i, "input has non-finite values after preprocessing")
-                    continue
-                for col, value in zip(card.outputs, out, strict=True):
-                    rows.values[col.name][i] = float(value)
-
-    placed = _place(rows, job.positions) if job.positions is not None else None
-    models = sorted({m for m in rows.base["model"] if m})
-    return _write(part, job, rows, models, time.perf_counter() - t0, positions=placed)
-
-
-def _place(rows: _Rows, table: Positions) -> dict[str, int]:
+def _place(rows: Rows, table: Positions) -> dict[str, int]:
     """Fill ra/dec of ok rows that carry none from the positions table; count both."""
     need = [i for i in range(rows.n) if rows.base["status"][i] == "ok"
             and not np.isfinite(rows.base["ra"][i])]
@@ -306,14 +333,14 @@ def _place(rows: _Rows, table: Positions) -> dict[str, int]:
     return {"placed": placed, "unmatched": len(need) - placed}
 
 
-def _write(part: Partition, job: Job, rows: _Rows, models: list[str], seconds: float,
+def _write(part: Partition, job: Job, rows: Rows, models: list[str], seconds: float,
            failure: str | None = None, positions: dict | None = None) -> dict:
     """Write the part with the statistics the driver and a resumed run need."""
     table = rows.table()
     stats = {
         "key": part.key,
         "n_rows": table.num_rows,
-        "n_errors": sum(1 for v in rows.base["status"] if v == "error"),
+        "n_errors": rows.n_errors,
         "retry": len(rows.retry),  # rows the next run recomputes (the part is redone)
         "failure": failure,  # why the whole task failed, if it did
         "positions": positions,  # rows placed from --positions, and left unmatched
@@ -366,7 +393,7 @@ def write_failed_partition(part: Partition, job: Job, exc: BaseException,
                            log: Path | None = None) -> dict:
     """Account for a partition whose task failed or whose worker died: one error row per
     item, every one retried by the next run."""
-    rows = _Rows(job)
+    rows = Rows(job.cards, job.output_order)
     for s in part.slices:
-        _error_rows(rows, s, failure_message(exc, log), retry=True)
+        _error_rows(rows, s, s.unit, failure_message(exc, log), retry=True)
     return _write(part, job, rows, [], 0.0, failure=f"{type(exc).__name__}: {exc}")

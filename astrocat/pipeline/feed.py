@@ -1,0 +1,125 @@
+"""Feeding the engines inside a worker process: decoder threads and one engine thread per
+model and device, with bounded prefetch.
+
+Decoding (Pillow, fitsio, astropy, pyarrow) and inference (ONNX Runtime, TensorRT) release
+the GIL, so one process overlaps them with threads: a pool of decoder threads reads and
+decodes items ahead of the engine, and each engine runs in its own thread (a TensorRT
+execution context, or a CUDA context, then belongs to exactly one thread). Prefetch is
+bounded, so memory stays flat however long the partition. Engines and the pool are per
+worker process, loaded once, never pickled.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import queue
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from astrocat.engines.base import Engine, open_engine
+from astrocat.models.card import ModelCard
+
+#: Largest batch chosen automatically; ``--batch-size`` may ask for more.
+MAX_BATCH = 128
+#: Batches a model may have decoded, queued or running at once (bounded prefetch).
+IN_FLIGHT = 3
+#: Per-item memory of a network's activations, as a multiple of its input's bytes, when
+#: no measurement is at hand (deep CNNs at full resolution reach this).
+ACTIVATION_FACTOR = 24
+
+
+@dataclass(frozen=True)
+class Feed:
+    """How a worker process is fed: decoder threads, engine threads, memory budget."""
+
+    decoders: int = 1  # threads reading and decoding items
+    engine_threads: int = 1  # intra-op threads of each engine
+    memory_budget: int = 2 << 30  # bytes this worker's batches may take
+    batch_size: int | None = None  # --batch-size: overrides the memory-aware choice
+    device: int = 0  # GPU index as this worker sees it (CUDA_VISIBLE_DEVICES applied)
+    device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
+
+
+def item_bytes(card: ModelCard) -> int:
+    """Estimated peak bytes one item costs through a batch: the raw and prepared input
+    and the network's activations (``ACTIVATION_FACTOR`` x the float32 input)."""
+    n = int(np.prod(card.input.shape))
+    return n * 4 * (2 + ACTIVATION_FACTOR) + n  # float32 input twice, activations, raw
+
+
+def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
+                 limit: int = MAX_BATCH) -> int:
+    """The batch size for ``card``: ``requested`` if given, else the largest that keeps
+    ``IN_FLIGHT`` batches within ``budget`` bytes (at most ``limit``, at least 1)."""
+    if requested:
+        return requested
+    return int(max(1, min(limit, budget // (IN_FLIGHT * item_bytes(card)))))
+
+
+class EngineThread:
+    """One engine, opened and used only in its own thread; ``submit`` queues a batch."""
+
+    def __init__(self, card: ModelCard, engine: str, threads: int, device: int) -> None:
+        self._jobs: queue.Queue = queue.Queue()
+        self._ready = cf.Future()
+        self.name = f"astrocat-engine-{card.name}"
+        threading.Thread(target=self._run, args=(card, engine, threads, device), daemon=True,
+                         name=self.name).start()
+
+    def _run(self, card: ModelCard, engine: str, threads: int, device: int) -> None:
+        try:
+            model: Engine = open_engine(card, engine, threads, device)
+        except BaseException as exc:  # noqa: BLE001 - reported to every batch submitted
+            self._ready.set_exception(exc)
+            return
+        self._ready.set_result(model)
+        while True:
+            x, fut = self._jobs.get()
+            if fut.set_running_or_notify_cancel():
+                try:
+                    fut.set_result(model.predict(x))
+                except BaseException as exc:  # noqa: BLE001 - the batch's own failure
+                    fut.set_exception(exc)
+
+    @property
+    def failed(self) -> bool:
+        """The engine could not be opened (the next use tries again)."""
+        return self._ready.done() and self._ready.exception() is not None
+
+    def submit(self, x: np.ndarray) -> cf.Future:
+        self._ready.result()  # raises if the engine could not be opened
+        fut: cf.Future = cf.Future()
+        self._jobs.put((x, fut))
+        return fut
+
+
+_ENGINES: dict[tuple, EngineThread] = {}
+_POOL: list[cf.ThreadPoolExecutor] = []
+_LOCK = threading.Lock()
+
+
+def engine(card: ModelCard, name: str, feed: Feed) -> EngineThread:
+    """This process's engine thread for ``card`` (one per model, engine and device)."""
+    key = (card.fingerprint, name, feed.engine_threads, feed.device)
+    with _LOCK:
+        if key not in _ENGINES or _ENGINES[key].failed:
+            _ENGINES[key] = EngineThread(card, name, feed.engine_threads, feed.device)
+        return _ENGINES[key]
+
+
+def decoders(n: int) -> cf.ThreadPoolExecutor:
+    """This process's decoder pool (``n`` threads, made once)."""
+    with _LOCK:
+        if not _POOL or _POOL[0]._max_workers != n:  # noqa: SLF001 - resize on a new feed
+            if _POOL:
+                _POOL.pop().shutdown(wait=False)
+            _POOL.append(cf.ThreadPoolExecutor(max(1, n), thread_name_prefix="astrocat-decode"))
+        return _POOL[0]
+
+
+def reset() -> None:
+    """Forget this process's engines (their threads idle out with the process)."""
+    with _LOCK:
+        _ENGINES.clear()
