@@ -1,0 +1,212 @@
+"""The pipelined worker: decoder threads and engine threads keep the rows in input order,
+account for every bad input, keep memory flat, size batches from a memory budget, and
+place one worker per GPU (tested with a fake device list: no GPU here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from astrocat.kinds import Kind
+from astrocat.models.card import InputSpec
+from astrocat.models.zoo import bundled
+from astrocat.pipeline import feed
+from astrocat.pipeline.cluster import (
+    ClusterInfo,
+    cuda_cluster_kwargs,
+    feed_for,
+    gpu_devices,
+)
+from astrocat.pipeline.feed import Feed, choose_batch
+from astrocat.pipeline.plan import FileRef, family, plan_partitions
+from astrocat.pipeline.worker import Job, run_partition
+
+
+def _survey(d: Path, n: int, bad_every: int = 0) -> list[FileRef]:
+    rng = np.random.default_rng(0)
+    d.mkdir(parents=True, exist_ok=True)
+    refs = []
+    for i in range(n):
+        p = d / f"{100000 + i}.png"
+        if bad_every and i % bad_every == bad_every - 1:
+            p.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))  # a broken PNG
+        else:
+            Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(p)
+        st = p.stat()
+        refs.append(FileRef(str(p), p.name, st.st_size, st.st_mtime_ns, family(p.name)))
+    return refs
+
+
+def _job(tmp: Path, parts: str, **feed_kw) -> Job:
+    card = bundled()["gz2-cnn"]
+    return Job(cards={card.name: card}, engines={card.name: "onnxruntime"},
+               parts_dir=str(tmp / parts), feed=Feed(**feed_kw), output_order=(card.name,),
+               routing={Kind.RGB_IMAGE: card.name}, root=str(tmp / "in"))
+
+
+def test_rows_keep_input_order_errors_and_match_a_sequential_run(tmp_path):
+    refs = _survey(tmp_path / "in", 300, bad_every=37)
+    card = bundled()["gz2-cnn"]
+    (part,) = list(plan_partitions(refs, {Kind.RGB_IMAGE: card}, 1000))
+    fast = _job(tmp_path, "a", decoders=4, engine_threads=2, batch_size=32)
+    slow = _job(tmp_path, "b", decoders=1, engine_threads=1, batch_size=7)
+    for job in (fast, slow):
+        Path(job.parts_dir).mkdir()
+        stats = run_partition(part, job)
+        assert stats["n_rows"] == 300 and stats["n_errors"] == 300 // 37
+    a = pq.read_table(next((tmp_path / "a").glob("part-*.parquet"))).to_pandas()
+    b = pq.read_table(next((tmp_path / "b").glob("part-*.parquet"))).to_pandas()
+    assert list(a["source"]) == [r.source for r in refs]  # input order, whatever finished first
+    bad = a["status"] == "error"
+    assert list(bad[bad].index) == [i for i in range(300) if i % 37 == 36]
+    assert all("PNG" in e or "image" in e for e in a.loc[bad, "error"])
+    assert np.isnan(a.loc[bad, "gz_smooth"]).all()
+    cols = [c for c in a.columns if c.startswith("gz_")]
+    assert np.allclose(a[cols].to_numpy(), b[cols].to_numpy(), atol=1e-5, equal_nan=True)
+
+
+def test_memory_stays_flat_on_a_long_partition(tmp_path):
+    _survey(tmp_path / "in", 1200)
+    code = textwrap.dedent(f"""
+        import json, resource, sys
+        from pathlib import Path
+        from astrocat.kinds import Kind
+        from astrocat.models.zoo import bundled
+        from astrocat.pipeline.feed import Feed
+        from astrocat.pipeline.plan import FileRef, family, plan_partitions
+        from astrocat.pipeline.worker import Job, run_partition
+        n = int(sys.argv[1])
+        files = sorted(Path({str(tmp_path / 'in')!r}).glob('*.png'))[:n]
+        refs = [FileRef(str(p), p.name, p.stat().st_size, p.stat().st_mtime_ns, family(p.name))
+                for p in files]
+        card = bundled()['gz2-cnn']
+        job = Job(cards={{card.name: card}}, engines={{card.name: 'onnxruntime'}},
+                  parts_dir=sys.argv[2], feed=Feed(decoders=2, engine_threads=2),
+                  output_order=(card.name,), routing={{Kind.RGB_IMAGE: card.name}},
+                  root={str(tmp_path / 'in')!r})
+        (part,) = list(plan_partitions(refs, {{Kind.RGB_IMAGE: card}}, 100000))
+        run_partition(part, job)
+        print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    """)
+    peaks = {}
+    for n in (300, 1200):
+        out = tmp_path / f"p{n}"
+        out.mkdir()
+        r = subprocess.run([sys.executable, "-c", code, str(n), str(out)], capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        peaks[n] = json.loads(r.stdout.strip().splitlines()[-1]) / 1024  # MiB
+    # four times the items, the same bounded prefetch: the peak grows by a few MB at most
+    assert peaks[1200] - peaks[300] < 40, peaks
+
+
+def test_batch_size_follows_the_memory_budget():
+    gz2 = bundled()["gz2-cnn"]
+    assert choose_batch(gz2, 2 << 30) == feed.MAX_BATCH
+    assert choose_batch(gz2, 2 << 30, requested=500) == 500  # --batch-size wins
+    big = InputSpec(Kind.RGB_IMAGE, (224, 224, 3), "scale_255")
+
+    class Card:  # enough of a card for the estimate
+        input = big
+
+    per_item = feed.item_bytes(Card)
+    assert per_item > 224 * 224 * 3 * 4 * 10  # activations dominate
+    b = choose_batch(Card, 256 << 20)
+    assert 1 <= b < 16 and b * feed.IN_FLIGHT * per_item <= 256 << 20
+    assert choose_batch(Card, 1 << 10) == 1  # never zero
+
+
+FAKE_SMI = """0, NVIDIA H100 80GB HBM3, 81559
+1, NVIDIA H100 80GB HBM3, 81559
+2, NVIDIA H100 80GB HBM3, 81559
+3, NVIDIA H100 80GB HBM3, 81559
+"""
+
+
+def test_one_worker_per_gpu_fed_by_its_share_of_the_cores():
+    devices = gpu_devices(FAKE_SMI)
+    assert [d.index for d in devices] == [0, 1, 2, 3] and devices[0].memory_mib == 81559
+    assert cuda_cluster_kwargs(devices) == {"CUDA_VISIBLE_DEVICES": "0,1,2,3",
+                                            "n_workers": 4, "threads_per_worker": 2}
+    info = ClusterInfo("tcp://x", 4, 64 // 4, True, gpus=4)
+    f = feed_for(info, None, 8 << 30, devices)
+    assert (f.decoders, f.engine_threads, f.device) == (16, 1, 0)
+    assert f.device_memory == int(81559 * 0.5) << 20
+    cpu = feed_for(ClusterInfo("tcp://x", 1, 2, True, in_process=True), None, 1 << 30)
+    assert (cpu.decoders, cpu.engine_threads, cpu.device_memory) == (2, 2, 0)
+    assert gpu_devices("") == []
+
+
+def test_dask_client_places_workers_with_dask_cuda(monkeypatch):
+    """The GPU path hands dask-cuda one worker per device (a stand-in LocalCUDACluster
+    records the call; it runs in-process threads since there is no GPU here)."""
+    import types
+
+    import distributed
+
+    from astrocat.pipeline import cluster as cl
+
+    seen = {}
+
+    def fake_cuda_cluster(**kwargs):
+        seen.update(kwargs)
+        return distributed.LocalCluster(n_workers=kwargs["n_workers"], processes=False,
+                                        threads_per_worker=1, dashboard_address=None)
+
+    monkeypatch.setitem(sys.modules, "dask_cuda",
+                        types.SimpleNamespace(LocalCUDACluster=fake_cuda_cluster))
+    monkeypatch.setattr(cl, "gpu_devices", lambda: gpu_devices(FAKE_SMI[:60]))
+    with cl.dask_client(None, None, gpu=True) as (client, info):
+        assert info.gpus == 2 and info.n_workers == 2
+        assert len(client.scheduler_info()["workers"]) == 2
+    assert seen["CUDA_VISIBLE_DEVICES"] == "0,1"
+    with pytest.raises(Exception, match="dask-cuda"):
+        monkeypatch.setitem(sys.modules, "dask_cuda", None)
+        with cl.dask_client(None, None, gpu=True):
+            pass
+
+
+def test_a_224_px_network_stays_within_the_memory_budget(tmp_path):
+    """Peak RSS of a whole run with a 224-px CNN: with --memory-budget 256MB the batches
+    add less than the budget to what one item at a time costs (batch 128 would add GBs)."""
+    from onnx_graphs import conv_image_graph
+
+    model = tmp_path / "m" / "model.onnx"
+    model.parent.mkdir()
+    conv_image_graph(model, 224, 5)
+    subprocess.run([sys.executable, "-m", "astrocat.cli", "models", "init", str(model)],
+                   check=True, capture_output=True)
+    card = model.parent / "card.toml"
+    rng = np.random.default_rng(1)
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    for i in range(24):
+        Image.fromarray(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8)).save(
+            imgs / f"{i}.png")
+    code = textwrap.dedent("""
+        import json, resource, sys
+        from click.testing import CliRunner
+        from astrocat.cli import main
+        r = CliRunner().invoke(main, ["infer", "-q", "--input", sys.argv[1], "--out",
+                                      sys.argv[2], "--model", sys.argv[3], *sys.argv[4:]])
+        assert r.exit_code == 0, r.output
+        print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+    """)
+    peaks = {}
+    for label, extra in (("one", ["--batch-size", "1"]), ("budget", ["--memory-budget",
+                                                                     "256MB"])):
+        r = subprocess.run([sys.executable, "-c", code, str(imgs), str(tmp_path / f"{label}"
+                            ".parquet"), str(card), *extra], capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        peaks[label] = json.loads(r.stdout.strip().splitlines()[-1]) * 1024  # bytes
+    print({k: f"{v / 2**20:.0f} MiB" for k, v in peaks.items()})
+    assert 0 < peaks["budget"] - peaks["one"] < 256 << 20, peaks
