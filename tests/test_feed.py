@@ -122,6 +122,9 @@ def test_batch_size_follows_the_memory_budget():
     b = choose_batch(Card, 256 << 20)
     assert 1 <= b < 16 and b * feed.IN_FLIGHT * per_item <= 256 << 20
     assert choose_batch(Card, 1 << 10) == 1  # never zero
+    # on a GPU: bigger batches, bounded by the device's memory too
+    assert choose_batch(gz2, 64 << 30, device_memory=40 << 30) == feed.MAX_GPU_BATCH
+    assert choose_batch(Card, 64 << 30, device_memory=1 << 30) == (1 << 30) // per_item
 
 
 FAKE_SMI = """0, NVIDIA H100 80GB HBM3, 81559

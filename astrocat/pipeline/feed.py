@@ -21,8 +21,10 @@ import numpy as np
 from astrocat.engines.base import Engine, open_engine
 from astrocat.models.card import ModelCard
 
-#: Largest batch chosen automatically; ``--batch-size`` may ask for more.
+#: Largest batch chosen automatically on CPU (larger gained nothing here) and on a GPU
+#: (which wants big batches); ``--batch-size`` may ask for more.
 MAX_BATCH = 128
+MAX_GPU_BATCH = 1024
 #: Batches a model may have decoded, queued or running at once (bounded prefetch).
 IN_FLIGHT = 3
 #: Per-item memory of a network's activations, as a multiple of its input's bytes, when
@@ -50,12 +52,20 @@ def item_bytes(card: ModelCard) -> int:
 
 
 def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
-                 limit: int = MAX_BATCH) -> int:
+                 device_memory: int = 0) -> int:
     """The batch size for ``card``: ``requested`` if given, else the largest that keeps
-    ``IN_FLIGHT`` batches within ``budget`` bytes (at most ``limit``, at least 1)."""
+    ``IN_FLIGHT`` batches within ``budget`` bytes of host memory and, on a GPU, one batch's
+    activations within ``device_memory`` (at most ``MAX_BATCH``, or ``MAX_GPU_BATCH`` on a
+    GPU, at least 1)."""
     if requested:
         return requested
-    return int(max(1, min(limit, budget // (IN_FLIGHT * item_bytes(card)))))
+    per_item = item_bytes(card)
+    batch = budget // (IN_FLIGHT * per_item)
+    if device_memory:
+        batch = min(batch, MAX_GPU_BATCH, device_memory // per_item)
+    else:
+        batch = min(batch, MAX_BATCH)
+    return int(max(1, batch))
 
 
 class EngineThread:

@@ -60,7 +60,8 @@ class Job:
         return {k: self.cards[n] for k, n in self.routing.items()}
 
     def batch(self, card: ModelCard) -> int:
-        return feeding.choose_batch(card, self.feed.memory_budget, self.feed.batch_size)
+        return feeding.choose_batch(card, self.feed.memory_budget, self.feed.batch_size,
+                                    self.feed.device_memory)
 
 
 @lru_cache(maxsize=16)
