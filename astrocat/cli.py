@@ -88,6 +88,10 @@ def main() -> None:
               help="Bundled model name or a model card path; takes every input it can eat.")
 @click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
               default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32",
+              show_default=True,
+              help="int8: each model's bundled INT8 variant that passed its science gates "
+                   "(astrocat models lists them); models without one stay FP32.")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on an existing Dask cluster (tcp://host:8786) instead of a local one.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -105,8 +109,8 @@ def main() -> None:
               help="Skip inputs whose path relative to the input root matches (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
-def infer(input_, out, layout, positions, positions_id, model, engine, scheduler, workers,
-          partition_size, batch_size, memory_budget, exclude, quiet) -> None:
+def infer(input_, out, layout, positions, positions_id, model, engine, precision, scheduler,
+          workers, partition_size, batch_size, memory_budget, exclude, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -118,23 +122,22 @@ def infer(input_, out, layout, positions, positions_id, model, engine, scheduler
 
     summary = run_infer(InferOptions(
         input=input_, out=out, layout=layout, positions=positions, positions_id=positions_id,
-        models=(model,) if model else (), engine=engine, scheduler=scheduler,
+        models=(model,) if model else (), engine=engine, precision=precision,
+        scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet))
     sys.exit(_report(summary, quiet, positions))
 
 
 def _bytes(size: str | None) -> int | None:
-    """A size like 4GB or 512MiB, in bytes (Dask's parser: the units users know)."""
     if size is None:
         return None
-    from dask.utils import parse_bytes
+    from astrocat.pipeline.feed import parse_size
 
     try:
-        return int(parse_bytes(size))
-    except (ValueError, TypeError) as exc:
-        raise click.BadParameter(f"{size!r} is not a size like 4GB or 512MiB",
-                                 param_hint="--memory-budget") from exc
+        return parse_size(size)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--memory-budget") from exc
 
 
 def _report(summary, quiet: bool, positions: str | None = None) -> int:

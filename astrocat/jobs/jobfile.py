@@ -60,6 +60,8 @@ JOB_FIELDS: Fields = {
     "layout": (False, one_of(("file", "dataset", "hats"))),
     "models": (False, typed(_strs, "a bundled model name or card path, or a list of them")),
     "engine": (False, one_of(("auto", "onnxruntime", "tensorflow", "tensorrt"))),
+    "precision": (False, one_of(("fp32", "int8"))),
+    "memory_budget": (False, _TEXT),
     "workers": (False, _int_at_least(1)),
     "partition_size": (False, _int_at_least(1)),
     "batch_size": (False, _int_at_least(1)),
@@ -104,6 +106,8 @@ class JobSpec:
     layout: str = "file"
     models: tuple[str, ...] = ()
     engine: str = "auto"
+    precision: str = "fp32"
+    memory_budget: str | None = None  # e.g. "4GB"
     workers: int | None = None
     partition_size: int = 256
     batch_size: int | None = None
@@ -152,6 +156,7 @@ def load_job(path: str | Path) -> JobSpec:
         path=path, name=job["name"], inputs=tuple(_anchor(i, base) for i in _list(job["input"])),
         out=Path(_anchor(job["out"], base)), exclude=_list(job.get("exclude", ())),
         layout=job.get("layout", "file"), models=models, engine=job.get("engine", "auto"),
+        precision=job.get("precision", "fp32"), memory_budget=job.get("memory_budget"),
         workers=job.get("workers"), partition_size=job.get("partition_size", 256),
         batch_size=job.get("batch_size"),
         positions=_anchor(job["positions"], base) if "positions" in job else None,

@@ -29,11 +29,22 @@ def options(job: JobSpec, retry_errors: bool = False, quiet: bool = False) -> In
     return InferOptions(
         input=job.inputs, out=job.out, store=True, layout=job.layout, models=job.models,
         positions=job.positions, positions_id=job.positions_id, engine=job.engine,
+        precision=job.precision, memory_budget=_bytes(job.memory_budget),
         cluster=job.cluster if job.cluster.kind != "local" else None, workers=job.workers,
         partition_size=job.partition_size, batch_size=job.batch_size,
         exclude=job.exclude, retention=job.retention, retry_errors=retry_errors, quiet=quiet,
         command=shlex.join(["astrocat", *sys.argv[1:]]) if sys.argv[1:] else
         f"astrocat run {job.path}")
+
+
+def _bytes(size: str | None) -> int | None:
+    from astrocat.jobs.jobfile import JobError
+    from astrocat.pipeline.feed import parse_size
+
+    try:
+        return None if size is None else parse_size(size)
+    except ValueError as exc:
+        raise JobError(f"[job] memory_budget: {exc}") from exc
 
 
 def run_job(path: str | Path, retry_errors: bool = False, quiet: bool = False) -> RunSummary:

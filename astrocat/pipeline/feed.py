@@ -44,6 +44,19 @@ class Feed:
     device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
 
 
+def parse_size(size: str) -> int:
+    """A memory size as people write it (4GB, 512MiB), in bytes; ValueError if it is not."""
+    from dask.utils import parse_bytes
+
+    try:
+        n = int(parse_bytes(size))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{size!r} is not a size like 4GB or 512MiB") from exc
+    if n <= 0:
+        raise ValueError(f"{size!r} is not a positive size")
+    return n
+
+
 def item_bytes(card: ModelCard) -> int:
     """Estimated peak bytes one item costs through a batch: the raw and prepared input
     and the network's activations (``ACTIVATION_FACTOR`` x the float32 input)."""

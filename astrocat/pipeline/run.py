@@ -60,6 +60,7 @@ class InferOptions:
     positions_id: str | None = None  # its ID column [default: found by name]
     layout_options: dict = field(default_factory=dict)  # sizes and thresholds (tests)
     engine: str = "auto"
+    precision: str = "fp32"  # fp32 | int8 (the bundled INT8 variants that passed their gates)
     scheduler: str | None = None
     cluster: ClusterSpec | None = None  # a job's [cluster] table
     workers: int | None = None
@@ -105,9 +106,11 @@ def parts_dir_for(out: Path) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def build_routing(models: tuple[str, ...] | str | None) -> dict[Kind, ModelCard]:
+def build_routing(models: tuple[str, ...] | str | None, precision: str = "fp32"
+                  ) -> dict[Kind, ModelCard]:
     """Kind -> model: bundled defaults, each named model taking every kind it can eat
-    (later names win).
+    (later names win); with ``precision`` int8, each model's validated INT8 variant where
+    one is bundled (the others stay FP32: see the run's provenance).
 
     Every card used is verified (weights sha256) and checked against its ONNX graph here,
     before a single input is read.
@@ -118,6 +121,7 @@ def build_routing(models: tuple[str, ...] | str | None) -> dict[Kind, ModelCard]
         for kind in Kind:
             if zoo.accepts(card, kind):
                 routing[kind] = card
+    routing = {k: zoo.variant(c, precision) or c for k, c in routing.items()}
     for card in {c.name: c for c in routing.values()}.values():
         card.verify()
         check_graph(card)
@@ -135,7 +139,7 @@ def infer(opts: InferOptions) -> RunSummary:
     if not opts.store:
         _check_out(out, store, opts.layout)
     with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
-        routing = build_routing(opts.models)  # a bad model fails before any walking
+        routing = build_routing(opts.models, opts.precision)  # a bad model fails first
         summary = _run(opts, start, layout, routing, out, store)
         summary.taken_over = lock.taken_over
     return summary

@@ -58,3 +58,11 @@ def accepts(card: ModelCard, kind: Kind) -> bool:
     if card.input.kind == kind:
         return True
     return card.input.kind in PLANE_KINDS and kind in PLANE_KINDS
+
+
+def variant(card: ModelCard, precision: str) -> ModelCard | None:
+    """The bundled ``precision`` variant of a model (``gz2-cnn`` -> ``gz2-cnn-int8``):
+    ``None`` when there is none (no variant passed its validation gates)."""
+    if precision == "fp32":
+        return card
+    return bundled().get(f"{card.name}-{precision}")
