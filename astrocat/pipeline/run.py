@@ -40,8 +40,7 @@ from astrocat.pipeline.worker import (
     write_failed_partition,
 )
 from astrocat.sources import positions
-from astrocat.sources.describe import _source as source_of
-from astrocat.sources.describe import describe
+from astrocat.sources.describe import describe, source_of
 from astrocat.sources.discover import resolve_inputs
 from astrocat.sources.units import InputUnit
 

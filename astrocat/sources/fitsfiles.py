@@ -1,21 +1,28 @@
-"""FITS pixels and FITS table rows, read through astropy's memory map.
+"""FITS pixels and FITS table rows.
 
 Header-only rules shared with ``describe`` (which HDU is the image, its shape) live in
 :mod:`._fits`; this module adds what needs the data: the plane, its sky centre from the
 WCS or RA/DEC keywords, and the rows of a binary table.
+
+A plane is read through cfitsio (``fitsio``) where that gives astropy's answer exactly:
+the same pixels, and a plain TAN WCS's centre computed directly (astropy builds a full
+``WCS`` per file, most of its cost); any other file is read by astropy, the reference.
+Tables are always read by astropy: one file holds many spectra, so per-file cost is moot.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from astrocat.errors import InputError
 from astrocat.sources import _fits
+from astrocat.sources._fits import Declined
 from astrocat.sources.common import (
     Col,
     TableInfo,
@@ -28,7 +35,24 @@ from astrocat.sources.common import (
 # --------------------------------------------------------------------------- 2-D planes
 
 
+class Plane(NamedTuple):
+    """A plane as read, with the HDU it came from (the tests compare the two paths)."""
+
+    hdu: int
+    data: np.ndarray  # float32, 2-D
+    ra: float
+    dec: float
+
+
 def fits_plane(path: str, hdu: int | None) -> tuple[np.ndarray, float, float]:
+    plane = _fits.fast_or_reference(
+        lambda: fitsio_plane(path, hdu), lambda: astropy_plane(path, hdu)
+    )
+    return plane.data, plane.ra, plane.dec
+
+
+def astropy_plane(path: str, hdu: int | None) -> Plane:
+    """The reference reader: astropy's memory map and a full astropy ``WCS``."""
     with _fits.open_fits(path) as hdul:
         index = hdu if hdu is not None else _first_plane_hdu(hdul)
         try:
@@ -53,7 +77,29 @@ def fits_plane(path: str, hdu: int | None) -> tuple[np.ndarray, float, float]:
         ra, dec = _sky_centre(header, shape)
         if math.isnan(ra) and index != 0:
             ra, dec = _sky_keywords(hdul[0].header)
-    return data, ra, dec
+    return Plane(index, data, ra, dec)
+
+
+def fitsio_plane(path: str, hdu: int | None) -> Plane:
+    """:func:`astropy_plane`'s answer through cfitsio, or :class:`Declined` (failures
+    included: astropy words the errors)."""
+    with _fits.FastFits(path) as f:
+        index = f.first_plane() if hdu is None else hdu
+        if not f.is_image(index):
+            raise Declined(f"HDU {index} is not an image")
+        header = f.header(index)
+        shape = _fits.plane_shape(_fits.header_shape(header))
+        if shape is None:
+            raise Declined(f"HDU {index} holds no 2-D plane")
+        _check_unscaled(header)
+        ra, dec = _fitsio_centre(header, shape)  # before the pixels: it may decline
+        if math.isnan(ra) and index != 0:
+            ra, dec = _sky_keywords(f.header(0))
+        raw = f.pixels(index)
+    if raw.size != shape[0] * shape[1]:
+        raise Declined("cfitsio's image size differs from the header's")
+    # astropy's conversion of the same stored values; the array is ours, no copy needed
+    return Plane(index, raw.astype(np.float32, copy=False).reshape(shape), ra, dec)
 
 
 def _first_plane_hdu(hdul: Any) -> int:
@@ -61,6 +107,23 @@ def _first_plane_hdu(hdul: Any) -> int:
         if _fits.is_image_hdu(h) and _fits.plane_shape(_fits.header_shape(h.header)):
             return i
     raise InputError("no HDU holds a 2-D image")
+
+
+def _check_unscaled(header: _fits.HeaderLike) -> None:
+    """Declined unless cfitsio's stored values are astropy's ``data`` to the bit.
+
+    Scaled images (BSCALE/BZERO, the unsigned-integer convention included) and integer
+    images with BLANK are left to astropy, which scales in other arithmetic than cfitsio,
+    turns BLANK into NaN, and through a memory map refuses them all.
+    """
+    bitpix = header.get("BITPIX")
+    bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
+    if not (isinstance(bitpix, int) and _is_number(bscale) and _is_number(bzero)):
+        raise Declined("BITPIX, BSCALE or BZERO is not a plain number")
+    if bscale != 1 or bzero != 0:
+        raise Declined("scaled pixels")
+    if bitpix > 0 and (header.get("BLANK") is not None or header.get("ZBLANK") is not None):
+        raise Declined("integer pixels with a BLANK value")
 
 
 def _sky_centre(header: Any, shape: tuple[int, int]) -> tuple[float, float]:
@@ -82,6 +145,101 @@ def _sky_centre(header: Any, shape: tuple[int, int]) -> tuple[float, float]:
     except Exception:  # noqa: BLE001 -- a broken WCS just means "position unknown"
         pass
     return _sky_keywords(header)
+
+
+#: A primary WCS axis type: without one astropy's WCS has no celestial axes.
+_CTYPE = re.compile(r"CTYPE\d+")
+
+
+def _fitsio_centre(header: _fits.Cards, shape: tuple[int, int]) -> tuple[float, float]:
+    """:func:`_sky_centre`'s answer without astropy's WCS: computed for a plain TAN
+    WCS, the RA/DEC keywords when there is no WCS at all, Declined for any other."""
+    centre = _tan_centre(header, shape)
+    if centre is not None:
+        return centre
+    if any(_CTYPE.fullmatch(key) for key in header.keys()):
+        raise Declined("a WCS other than plain TAN: astropy's WCS decides")
+    return _sky_keywords(header)
+
+
+#: Keywords that bend or redefine a TAN WCS (SIP polynomials, projection parameters,
+#: distortion tables, other ways to give the rotation, a third axis): astropy decides.
+_NOT_PLAIN_TAN = re.compile(
+    r"(?:A|B|AP|BP)_\w+|P[VS]\d+_\d+\w?|PROJP\d+"
+    r"|D[PQ]\d+|C[PQ](?:DIS|ERR)\d+\w?|D2IM\w+|AXISCORR"
+    r"|CROTA\d+|(?:PC|CD)\d{6}"
+    r"|(?:CTYPE|CRPIX|CRVAL|CDELT|CUNIT)(?:[03-9]|\d\d+)"
+    r"|(?:PC|CD)(?:[03-9]|\d\d+)_\d+|(?:PC|CD)\d+_(?:[03-9]|\d\d+)"
+)
+_MATRIX = ("1_1", "1_2", "2_1", "2_2")
+
+
+def _tan_centre(header: _fits.Cards, shape: tuple[int, int]) -> tuple[float, float] | None:
+    """RA/Dec (deg) of the centre pixel (the one :func:`_sky_centre` asks astropy for)
+    of a plain gnomonic WCS: RA---TAN/DEC--TAN in degrees, a CD matrix or CDELT with an
+    optional PC, LONPOLE 180. None for any other header."""
+    if (header.get("CTYPE1"), header.get("CTYPE2")) != ("RA---TAN", "DEC--TAN"):
+        return None
+    if header.get("NAXIS") != 2 or header.get("WCSAXES", 2) != 2:
+        return None
+    if header.get("LONPOLE", 180) != 180 or any(
+        header.get(f"CUNIT{i}", "deg") != "deg" for i in (1, 2)
+    ):
+        return None
+    if any(_NOT_PLAIN_TAN.fullmatch(key) for key in header.keys()):
+        return None
+    crpix = header.get("CRPIX1"), header.get("CRPIX2")
+    ra0, dec0 = header.get("CRVAL1"), header.get("CRVAL2")
+    matrix = _linear_matrix(header)
+    if matrix is None or not all(_is_number(v) for v in (*crpix, ra0, dec0)):
+        return None
+    if abs(dec0) >= 90:  # at the pole the default LONPOLE is 0, not 180
+        return None
+    ny, nx = shape
+    # astropy's 0-based centre ((nx - 1) / 2, (ny - 1) / 2) is FITS pixel (nx + 1) / 2
+    dx, dy = (nx + 1) / 2 - crpix[0], (ny + 1) / 2 - crpix[1]
+    a, b, c, d = matrix
+    ra, dec = gnomonic_to_sky(ra0, dec0, a * dx + b * dy, c * dx + d * dy)
+    if not (math.isfinite(ra) and math.isfinite(dec)):
+        return None
+    return ra % 360.0, dec
+
+
+def _linear_matrix(header: _fits.Cards) -> tuple[float, float, float, float] | None:
+    """Pixel offsets -> intermediate world coordinates (deg), as wcslib reads them: the
+    CD matrix (missing elements 0), else CDELT times PC (missing PC: the identity)."""
+    cd = [header.get(f"CD{ij}") for ij in _MATRIX]
+    pc = [header.get(f"PC{ij}") for ij in _MATRIX]
+    if not all(v is None or _is_number(v) for v in (*cd, *pc)):
+        return None
+    if any(v is not None for v in cd):
+        if any(v is not None for v in pc):  # both given: wcslib's precedence rules decide
+            return None
+        m = [0.0 if v is None else v for v in cd]
+    else:
+        s1, s2 = header.get("CDELT1"), header.get("CDELT2")
+        if not (_is_number(s1) and _is_number(s2)):
+            return None
+        p = [unit if v is None else v for v, unit in zip(pc, (1, 0, 0, 1), strict=True)]
+        m = [s1 * p[0], s1 * p[1], s2 * p[2], s2 * p[3]]
+    if m[0] * m[3] - m[1] * m[2] == 0:  # singular: wcslib refuses or "fixes" it
+        return None
+    return m[0], m[1], m[2], m[3]
+
+
+def gnomonic_to_sky(ra0: float, dec0: float, x: float, y: float) -> tuple[float, float]:
+    """Inverse gnomonic (TAN) projection about (ra0, dec0), native pole at LONPOLE 180:
+    intermediate world coordinates (x, y) in degrees -> (RA, Dec) in degrees.
+
+    Written with atan2 throughout, so it stays accurate at the tangent point, near the
+    celestial poles and far from the axis (Calabretta & Greisen 2002, eqs. 2, 54).
+    """
+    d0 = math.radians(dec0)
+    xi, eta = math.radians(x), math.radians(y)
+    across = math.cos(d0) - eta * math.sin(d0)
+    ra = ra0 + math.degrees(math.atan2(xi, across))
+    dec = math.degrees(math.atan2(math.sin(d0) + eta * math.cos(d0), math.hypot(xi, across)))
+    return ra, dec
 
 
 def _sky_keywords(header: Any) -> tuple[float, float]:
