@@ -541,8 +541,10 @@ def models_check(model, input_, engine) -> None:
               help="Where to write model.onnx [default: beside the card].")
 @click.option("--tensorrt/--no-tensorrt", default=None,
               help="Also build a TensorRT engine [default: when a GPU is present].")
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32",
-              show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32",
+              show_default=True,
+              help="int8: a calibrated ONNX Runtime variant <model>-int8, refused unless "
+                   "it passes the task's science gates.")
 @click.option("--max-batch", type=click.IntRange(min=1), default=256, show_default=True)
 @_friendly
 def compile_(model, out, tensorrt, precision, max_batch) -> None:

@@ -39,6 +39,7 @@ class Size:
     scaling: int  # section 5: images for 1 vs 2 workers and the existing scheduler
     seed_images: int  # images through the seed-style Keras pipeline
     seed_spectra: int  # spectra through the seed-style Keras pipeline
+    seed_fits: int  # FITS cut-outs through the seed-style astropy + Keras pipeline
     sample: int  # items timed one by one for the component limits
     profile_parts: int  # partitions profiled in-process per stage
     min_seconds: float = 1.0  # each model timing pass lasts at least this long
@@ -50,13 +51,15 @@ class Size:
 
 SIZES = {
     "tiny": Size("tiny", images=24, spectra=600, fits=16, mem_n=12, scaling=24,
-                 seed_images=24, seed_spectra=600, sample=16, profile_parts=1,
+                 seed_images=24, seed_spectra=600, seed_fits=16, sample=16, profile_parts=1,
                  min_seconds=0.05),
     "quick": Size("quick", images=2_000, spectra=52_000, fits=2_000, mem_n=2_000,
-                  scaling=2_000, seed_images=2_000, seed_spectra=52_000, sample=400,
+                  scaling=2_000, seed_images=2_000, seed_spectra=52_000, seed_fits=2_000,
+                  sample=400,
                   profile_parts=2),
     "full": Size("full", images=20_000, spectra=520_000, fits=20_000, mem_n=2_000,
-                 scaling=20_000, seed_images=20_000, seed_spectra=520_000, sample=1_000,
+                 scaling=20_000, seed_images=20_000, seed_spectra=520_000, seed_fits=20_000,
+                 sample=1_000,
                  profile_parts=4),
 }
 
@@ -322,7 +325,10 @@ def measure(task: str, *args: str, timeout: float | None = None) -> dict:
     r = timed_run(cmd, env=env, timeout=timeout)
     if r.returncode != 0:
         raise RuntimeError(f"measure {task} failed ({r.returncode}):\n{r.stderr[-3000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    if isinstance(out, dict):  # the whole process, imports and model load included
+        out["process_seconds"] = r.seconds
+    return out
 
 
 def _pythonpath() -> str:

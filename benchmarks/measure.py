@@ -157,6 +157,44 @@ def seed_images(args) -> dict:
             "batch": batch, "model_load_seconds": t_load, "model": card.name}
 
 
+def seed_fits(args) -> dict:
+    """Seed 004's reading: astropy ``fits.getdata`` per cut-out, standardise with the
+    training mean and sigma, Keras ``predict`` over a generator of batches."""
+    import warnings
+
+    from astropy.io import fits
+
+    from astrocat.engines.tf import load_keras
+
+    card = _card(Kind.MONO_IMAGE)
+    paths = _paths(args.list, args.n)
+    h, w = card.input.shape[0], card.input.shape[1]
+    mean, std = float(card.input.mean), float(card.input.std)
+    t_load = time.perf_counter()
+    model = load_keras(card.weights("keras"))
+    t_load = time.perf_counter() - t_load
+    batch = args.batch
+
+    def read(p: str) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = np.asarray(fits.getdata(p), np.float32)
+        top, left = (data.shape[0] - h) // 2, (data.shape[1] - w) // 2
+        return ((data[top:top + h, left:left + w] - mean) / std)[..., None]
+
+    def generator():
+        for b in range(0, len(paths), batch):
+            yield (np.stack([read(p) for p in paths[b : b + batch]]),)
+
+    model.predict(next(generator())[0], verbose=0)  # tracing is not charged
+    t0 = time.perf_counter()
+    y = model.predict(generator(), steps=math.ceil(len(paths) / batch), verbose=0)
+    seconds = time.perf_counter() - t0
+    assert len(y) == len(paths), (len(y), len(paths))
+    return {"n": len(paths), "seconds": seconds, "rate": len(paths) / seconds,
+            "batch": batch, "model_load_seconds": t_load, "model": card.name}
+
+
 def seed_spectra(args) -> dict:
     from astrocat.engines.tf import load_keras
 
@@ -226,14 +264,30 @@ def components_images(args) -> dict:
     t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
                               args.min_seconds)
     cores = _cores()
+    # the work no pipeline can skip: describe (what is it), decode, prepare, the model
+    each = t_describe + t_decode + t_prep
     return {
         "model": card.name, "sample": len(paths), "cores": cores, "batch": args.batch,
         "macs_per_item": macs_per_item(card.weights("onnx")),
         "describe_header_s": t_header,
         "describe_s": t_describe, "decode_s": t_decode, "seed_decode_s": t_seed_decode,
         "preprocess_s": t_prep, "model_s": t_model,
-        "limit_rate": cores / (t_decode + t_model),
+        "limit_rate": cores / (each + t_model),
+        **_int8(card, x, args.batch, args.min_seconds, cores, each),
     }
+
+
+def _int8(card, x: np.ndarray, batch: int, min_seconds: float, cores: int, each: float
+          ) -> dict:
+    """The same limit with the model's INT8 variant, when one passed its gates."""
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.models.zoo import variant
+
+    v = variant(card, "int8")
+    if v is None:
+        return {}
+    t = _model_per_item(OnnxRuntimeEngine(v, threads=1), x, batch, min_seconds)
+    return {"int8_model": v.name, "int8_model_s": t, "int8_limit_rate": cores / (each + t)}
 
 
 def components_spectra(args) -> dict:
@@ -274,87 +328,11 @@ def components_spectra(args) -> dict:
         "rate_by_batch": {str(k): v for k, v in rates.items()},
         "model_1thread_s": t_model_1, "read_s": t_read, "preprocess_s": t_prep,
         "limit_rate": cores / (t_read + t_prep + t_model_1),
+        **_int8(card, x, 128, args.min_seconds, cores, t_read + t_prep),
     }
 
 
-def _raw_fits(path: str) -> tuple[np.ndarray, float, float]:
-    """A minimal reader for plain single-HDU FITS images: header cards parsed by hand,
-    pixels with ``np.frombuffer``; RA/DEC from keywords (no WCS)."""
-    data, cards, _ = _raw_parse(path)
-    ra = float(cards["RA"]) if "RA" in cards else math.nan
-    dec = float(cards["DEC"]) if "DEC" in cards else math.nan
-    return data, ra, dec
-
-
-#: Keywords whose presence means the sky position at CRPIX may not be CRVAL (distortions).
-_DISTORTION = ("A_ORDER", "B_ORDER", "PV1_0", "PV2_0", "DP1", "DQ1", "CPDIS1", "D2IMDIS1")
-
-
-def _proposed_fits(path: str) -> tuple[np.ndarray, float, float]:
-    """The reader proposed for ``read_plane`` on plain FITS: pixels as :func:`_raw_fits`;
-    the image centre's RA/Dec is CRVAL when the centre pixel *is* the reference pixel of
-    an undistorted RA/Dec WCS (true by definition of every FITS projection), else the
-    full astropy WCS as today."""
-    data, cards, header_end = _raw_parse(path)
-    ny, nx = data.shape
-    c1, c2 = cards.get("CTYPE1", "").strip("'\" "), cards.get("CTYPE2", "").strip("'\" ")
-    simple = (
-        c1.startswith("RA--") and c2.startswith("DEC-")
-        and not c1.endswith(("-SIP", "-TPV", "-TPD", "-DSS")) and not c2.endswith("-SIP")
-        and not any(k in cards for k in _DISTORTION)
-        and "CRPIX1" in cards and "CRPIX2" in cards
-        and float(cards["CRPIX1"]) == (nx + 1) / 2 and float(cards["CRPIX2"]) == (ny + 1) / 2
-    )
-    if simple:
-        return data, float(cards["CRVAL1"]) % 360.0, float(cards["CRVAL2"])
-    from astropy.io import fits
-
-    from astrocat.sources import fitsfiles
-
-    with open(path, "rb") as fh:
-        header = fits.Header.fromstring(fh.read(header_end).decode("ascii"))
-    ra, dec = fitsfiles._sky_centre(header, (ny, nx))
-    return data, ra, dec
-
-
-def _raw_parse(path: str) -> tuple[np.ndarray, dict[str, str], int]:
-    with open(path, "rb") as fh:
-        blob = fh.read()
-    cards: dict[str, str] = {}
-    pos = 0
-    while True:
-        block = blob[pos : pos + 2880]
-        if len(block) < 2880:
-            raise ValueError("truncated header")
-        pos += 2880
-        done = False
-        for i in range(0, 2880, 80):
-            card = block[i : i + 80].decode("ascii", "replace")
-            key = card[:8].strip()
-            if key == "END":
-                done = True
-                break
-            if card[8:10] == "= ":
-                cards[key] = card[10:].split("/", 1)[0].strip()
-        if done:
-            break
-    bitpix = int(cards["BITPIX"])
-    shape = tuple(int(cards[f"NAXIS{k}"]) for k in range(int(cards["NAXIS"]), 0, -1))
-    dtype = {8: ">u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}[bitpix]
-    n = math.prod(shape)
-    data = np.frombuffer(blob, dtype=dtype, count=n, offset=pos).reshape(shape)
-    data = data.astype(np.float32)
-    if "BSCALE" in cards or "BZERO" in cards:
-        data = data * np.float32(float(cards.get("BSCALE", 1))) + np.float32(
-            float(cards.get("BZERO", 0)))
-    return data, cards, pos
-
-
 def components_fits(args) -> dict:
-    import warnings
-
-    from astropy.io import fits
-
     from astrocat.engines.onnx import OnnxRuntimeEngine
     from astrocat.kernels.preprocess import centre_crop_plane, prepare
     from astrocat.sources import fitsfiles, readers
@@ -365,49 +343,30 @@ def components_fits(args) -> dict:
     root = Path(paths[0]).parent
     unit = describe(Path(paths[0]), root)
     t_describe = _per_item(lambda p: describe(Path(p), root), paths)
-    readers_s = {}
-    readers_s["astrocat read_plane (astropy memmap + WCS centre)"] = _per_item(
-        lambda p: readers.read_plane(p, unit.fmt, unit.hdu), paths)
-
-    def astropy_getdata(p):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            data, header = fits.getdata(p, header=True, memmap=False)
-        return np.asarray(data, np.float32), header.get("RA"), header.get("DEC")
-
-    readers_s["astropy getdata (no memmap, keywords, no WCS)"] = _per_item(astropy_getdata, paths)
-
-    def wcs_only(p):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            header = fits.getheader(p)
-        fitsfiles._sky_centre(header, (header["NAXIS2"], header["NAXIS1"]))
-
-    readers_s["of which: header + WCS centre alone"] = _per_item(wcs_only, paths)
-    readers_s["raw numpy (hand-parsed header, frombuffer, keywords, no WCS)"] = _per_item(
-        _raw_fits, paths)
-    readers_s["proposed: raw numpy + CRVAL when centre = CRPIX, else WCS"] = _per_item(
-        _proposed_fits, paths)
-    # the proposed reader must give exactly what read_plane gives: pixels and position
-    same = True
-    for p in paths:
-        a = readers.read_plane(p, unit.fmt, unit.hdu)
-        data, ra, dec = _proposed_fits(p)
-        same &= bool(np.array_equal(a.data, data)) and abs(a.ra - ra) < 1e-9 and abs(
-            a.dec - dec) < 1e-9
-    h, w = card.input.shape[0], card.input.shape[1]
+    ours = "astrocat read_plane (fitsio + plain-TAN centre, astropy fallback)"
+    readers_s = {
+        ours: _per_item(lambda p: readers.read_plane(p, unit.fmt, unit.hdu), paths),
+        "astropy reference (memmap + astropy WCS centre)": _per_item(
+            lambda p: fitsfiles.astropy_plane(p, unit.hdu), paths),
+    }
+    same = all(np.array_equal(readers.read_plane(p, unit.fmt, unit.hdu).data,
+                              fitsfiles.astropy_plane(p, unit.hdu).data) for p in paths)
+    h, w = card.input.image_size
     raw = np.stack([centre_crop_plane(readers.read_plane(p, unit.fmt, unit.hdu).data, h, w)
                     for p in paths[: min(len(paths), 128)]])
     x = prepare(raw, card.input)
     t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
                               args.min_seconds)
     cores = _cores()
-    t_read = readers_s["astrocat read_plane (astropy memmap + WCS centre)"]
+    t_prep = _per_item(lambda b: prepare(b, card.input), [raw], passes=5) / len(raw)
+    each = t_describe + readers_s[ours] + t_prep
     return {
         "model": card.name, "sample": len(paths), "cores": cores, "describe_s": t_describe,
         "macs_per_item": macs_per_item(card.weights("onnx")),
-        "readers_s": readers_s, "proposed_matches_read_plane": same, "model_s": t_model,
-        "limit_rate": cores / (t_read + t_model),
+        "readers_s": readers_s, "fitsio_matches_astropy": same, "model_s": t_model,
+        "read_s": readers_s[ours], "preprocess_s": t_prep,
+        "limit_rate": cores / (each + t_model),
+        **_int8(card, x, args.batch, args.min_seconds, cores, each),
     }
 
 
@@ -445,7 +404,7 @@ def profile(args) -> dict:
     from astrocat.catalog.layouts.file import commit
     from astrocat.engines.base import choose_engine
     from astrocat.engines.onnx import OnnxRuntimeEngine
-    from astrocat.pipeline import worker
+    from astrocat.pipeline import feed, rows, worker
     from astrocat.pipeline.plan import plan_partitions
     from astrocat.pipeline.run import build_routing
     from astrocat.sources import readers, tables
@@ -464,11 +423,14 @@ def profile(args) -> dict:
     engines = {n: choose_engine("auto", cards[n]) for n in cards}
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     tmp = Path(tempfile.mkdtemp(prefix="astrocat-profile-", dir=args.work))
-    job = worker.Job(cards=cards, engines=engines, parts_dir=str(tmp), threads=1,
-                     batch_size=args.batch_size, output_order=order)
+    job = worker.Job(cards=cards, engines=engines, parts_dir=str(tmp),
+                     feed=feed.Feed(decoders=1, engine_threads=1, batch_size=args.batch_size),
+                     output_order=order, routing={k: c.name for k, c in routing.items()},
+                     root=str(root))
     t0 = time.perf_counter()
     for n in used:
-        worker.engine_for(cards[n], engines[n], 1)
+        feed.engine(cards[n], engines[n], job.feed).submit(
+            np.zeros((1, *cards[n].input.shape), np.float32)).result()
     t_load = time.perf_counter() - t0
     warm, timed = (plan[:1], plan[1 : 1 + args.parts]) if len(plan) > 1 else (plan, plan)
     timers = _Timers()
@@ -496,7 +458,7 @@ def profile(args) -> dict:
     timers.wrap(worker, "prepare", "preprocess")
     timers.wrap(worker, "centre_crop_plane", "preprocess")
     timers.wrap(OnnxRuntimeEngine, "predict", "model")
-    timers.wrap(worker._Rows, "table", "Arrow table")
+    timers.wrap(rows.Rows, "table", "Arrow table")
     timers.wrap(worker, "write_part", "Parquet write")
     total = one_pass()
     timers.undo()
@@ -560,7 +522,7 @@ _IMPORT_DRIVER = "import astrocat.cli, astrocat.pipeline.run"
 _IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime, distributed"
 _CLUSTER = """
 from astrocat.pipeline.cluster import dask_client
-with dask_client(None, None, 2) as (client, info):
+with dask_client(None, 2) as (client, info):
     client.run(lambda: 1)
     t_up = time.perf_counter() - t0
 t_down = time.perf_counter() - t0 - t_up
@@ -597,15 +559,18 @@ def startup_breakdown(args) -> dict:
     routing = min(_timed_python("from astrocat.pipeline.run import build_routing\n"
                                 "t0 = time.perf_counter()\nbuild_routing(None)")
                   for _ in range(3))
+    in_process = min((_timed_python(_CLUSTER.replace("dask_client(None, 2)",
+                                                     "dask_client(None, None, True)"))
+                      for _ in range(2)), key=lambda t: t[0] + t[1])
     return {"interpreter_s": bare, "driver_imports_s": driver, "worker_imports_s": worker,
             "cluster_up_s": cluster[0], "cluster_down_s": cluster[1],
-            "routing_verify_s": routing}
+            "in_process_cluster_up_s": in_process[0],
+            "in_process_cluster_down_s": in_process[1], "routing_verify_s": routing}
 
 
 def startup_timeline(args) -> dict:
     """``astrocat.pipeline.run.infer`` with the driver in this process and a timestamp at
     each step: where the fixed cost of a small run goes, in order."""
-    import contextlib
 
     t0 = time.perf_counter()
     from astrocat.pipeline import run
@@ -625,45 +590,35 @@ def startup_timeline(args) -> dict:
             return out
         return wrapped
 
-    run.build_routing = after(run.build_routing, "model cards read and verified (sha256)")
-    orig_resolve, orig_plan = run.resolve_inputs, run.plan_partitions
+    run.build_routing = after(run.build_routing, "model cards read, verified (sha256) and "
+                              "checked against their graphs")
+    run.list_inputs = after(run.list_inputs, "inputs listed and stat'ed (no file opened)")
+    orig_plan = run.plan_partitions
+    run.plan_partitions = after(lambda *a, **k: list(orig_plan(*a, **k)), "partitions planned")
+    orig_get = run.LazyCluster.get
 
-    def resolve(*a, **k):
-        root, files = orig_resolve(*a, **k)
-        files = list(files)
-        mark("inputs listed")
-        return root, files
+    def get(self):
+        first = self._got is None
+        got = orig_get(self)
+        if first:
+            mark(f"Dask cluster up ({got[1].description})")
+        return got
 
-    def plan(*a, **k):
-        mark("every input described (driver)")
-        parts = list(orig_plan(*a, **k))
-        mark("partitions planned")
-        return iter(parts)
-
-    run.resolve_inputs, run.plan_partitions = resolve, plan
-    orig_client = run.dask_client
-
-    @contextlib.contextmanager
-    def client(*a, **k):
-        with orig_client(*a, **k) as got:
-            mark("embedded cluster up (workers spawned and connected)")
-            yield got
-            mark("last partition back")
-        mark("cluster torn down")
-
-    run.dask_client = client
+    run.LazyCluster.get = get
     orig_windowed = run._run_windowed
 
     def windowed(*a, **k):
         first = True
         for item in orig_windowed(*a, **k):
             if first:
-                mark("first partition back (worker imports, model load, the partition)")
+                mark("first partition back (model load, describe, read, predict, part)")
                 first = False
             yield item
+        mark("last partition back")
 
     run._run_windowed = windowed
-    run.commit = after(run.commit, "catalog committed")
+    file_layout = run.layouts.module("file")
+    file_layout.publish = after(file_layout.publish, "catalog published (file layout)")
     out = Path(args.work) / "timeline" / "catalog.parquet"
     import shutil
 
@@ -672,7 +627,7 @@ def startup_timeline(args) -> dict:
     marks = [(marks[0][0], marks[0][1])]
     start[0] -= marks[0][1]
     run.infer(run.InferOptions(input=args.input, out=out, quiet=True))
-    mark("manifest written, infer returned")
+    mark("version sealed, cluster torn down, infer returned")
     shutil.rmtree(out.parent, ignore_errors=True)
     steps, prev = [], 0.0
     for name, at in marks:
@@ -685,6 +640,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.measure")
     sub = ap.add_subparsers(dest="task", required=True)
     p = sub.add_parser("seed-images")
+    p.add_argument("--list", required=True)
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--batch", type=int, default=128)
+    p = sub.add_parser("seed-fits")
     p.add_argument("--list", required=True)
     p.add_argument("--n", type=int, default=None)
     p.add_argument("--batch", type=int, default=128)
@@ -721,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--work", default=None)
     args = ap.parse_args(argv)
-    fn = {"seed-images": seed_images, "seed-spectra": seed_spectra,
+    fn = {"seed-images": seed_images, "seed-spectra": seed_spectra, "seed-fits": seed_fits,
           "components-images": components_images, "components-spectra": components_spectra,
           "components-fits": components_fits, "profile": profile,
           "startup-breakdown": startup_breakdown, "commit": commit_time,

@@ -80,31 +80,31 @@ class Bench:
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
               f"{comp['model_s'] * 1e3:.2f} ms -> limit {comp['limit_rate']:.0f}/s")
+        int8 = (self.infer("images-int8", spec, s.images, "--precision", "int8")
+                if "int8_model" in comp else None)
         H.log(f"seed-style Keras pipeline on {s.seed_images} images")
         seed = H.measure("seed-images", "--list", self.images_spec(s.seed_images)[1:],
                          "--n", str(s.seed_images))
-        H.log(f"  seed-style: {seed['rate']:.0f}/s")
-        self.results["images"] = {"run": run.to_dict(), "components": comp, "seed": seed}
+        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process {seed['process_seconds']:.1f}s")
+        self.results["images"] = {"run": run.to_dict(), "components": comp, "seed": seed,
+                                  **({"int8": int8.to_dict()} if int8 else {})}
 
     # -- 2. spectra
     def spectra(self) -> None:
         s = self.size
         table = str(self.data.spectra)
         run = self.infer("spectra", table, s.spectra, time_commit=True)
-        tuned = None
-        if SPECTRA_PARTITION:
-            tuned = self.infer(f"spectra-p{SPECTRA_PARTITION}", table, s.spectra,
-                               "--partition-size", str(SPECTRA_PARTITION), time_commit=True)
         comp = H.measure("components-spectra", "--table", table,
                          "--sample", str(min(s.spectra, 16384)),
                          "--min-seconds", str(s.min_seconds))
-        H.log(f"  model-only: {comp['model_only_rate']:.0f}/s")
+        H.log(f"  model-only: {comp['model_only_rate']:.0f}/s, limit {comp['limit_rate']:.0f}/s")
+        int8 = (self.infer("spectra-int8", table, s.spectra, "--precision", "int8")
+                if "int8_model" in comp else None)
         H.log(f"seed-style Keras pipeline on {s.seed_spectra} spectra")
         seed = H.measure("seed-spectra", "--table", table, "--n", str(s.seed_spectra))
         H.log(f"  seed-style: {seed['rate']:.0f}/s")
-        self.results["spectra"] = {"run": run.to_dict(), "components": comp, "seed": seed}
-        if tuned is not None:
-            self.results["spectra"]["tuned"] = tuned.to_dict()
+        self.results["spectra"] = {"run": run.to_dict(), "components": comp, "seed": seed,
+                                   **({"int8": int8.to_dict()} if int8 else {})}
 
     # -- 3. FITS
     def fits(self) -> None:
@@ -113,7 +113,15 @@ class Bench:
         run = self.infer("fits", spec, s.fits, time_commit=True)
         comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
-        self.results["fits"] = {"run": run.to_dict(), "components": comp}
+        H.log(f"  components: limit {comp['limit_rate']:.0f}/s")
+        int8 = (self.infer("fits-int8", spec, s.fits, "--precision", "int8")
+                if "int8_model" in comp else None)
+        H.log(f"seed-style astropy + Keras pipeline on {s.seed_fits} cut-outs")
+        seed = H.measure("seed-fits", "--list", self.fits_spec(s.seed_fits)[1:],
+                         "--n", str(s.seed_fits))
+        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process {seed['process_seconds']:.1f}s")
+        self.results["fits"] = {"run": run.to_dict(), "components": comp, "seed": seed,
+                                **({"int8": int8.to_dict()} if int8 else {})}
 
     # -- 4. memory
     def memory(self) -> None:
@@ -126,8 +134,8 @@ class Bench:
     def scaling(self) -> None:
         n = self.size.scaling
         spec = self.images_spec(n)
-        one = self.infer(f"images-{n}-w1", spec, n, "--workers", "1")
-        two = self.infer(f"images-{n}", spec, n)  # the default: one worker per core
+        one = self.infer(f"images-{n}", spec, n)  # the default: one worker, threads
+        two = self.infer(f"images-{n}-w2", spec, n, "--workers", "2")
         sched = self.existing_scheduler(spec, n)
         self.results["scaling"] = {"w1": one.to_dict(), "w2": two.to_dict(),
                                    "scheduler": sched}
@@ -156,7 +164,7 @@ class Bench:
                 time.sleep(0.1)
             address = json.loads(sched_file.read_text())["address"]
             for i in range(2):
-                start("worker", address, "--nworkers", "1", "--nthreads", "1",
+                start("worker", address, "--nworkers", "1", "--nthreads", "2",
                       "--no-dashboard", "--host", "127.0.0.1", "--name", f"bench-w{i}",
                       log=f"worker{i}.log")
             from distributed import Client

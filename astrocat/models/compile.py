@@ -1,7 +1,8 @@
-"""``astrocat compile``: Keras -> ONNX, and ONNX -> TensorRT where a GPU exists.
+"""``astrocat compile``: Keras -> ONNX, ONNX -> TensorRT where a GPU exists, and
+``--precision int8``: a static INT8 variant for ONNX Runtime (``models.quantize``).
 
-Every compiled artefact is checked on a validation batch against the reference
-(Keras for ONNX, ONNX Runtime for TensorRT); one beyond tolerance is refused.
+Every compiled artefact is checked against the reference (Keras for ONNX, ONNX Runtime
+for TensorRT, the FP32 model's science figures for INT8); one beyond tolerance is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ def validation_batch(shape: tuple[int, ...], n: int = 16, seed: int = 0) -> np.n
 
 def compile_model(model: str, out: Path | None, tensorrt: bool | None, precision: str,
                   max_batch: int) -> Iterator[str]:
+    """Progress lines of the compile; raises ``AstrocatError`` when a result is refused."""
+    if precision == "int8":
+        if tensorrt:
+            raise AstrocatError("--precision int8 makes an ONNX Runtime variant "
+                                "(<model>-int8); TensorRT INT8 is not built here")
+        from astrocat.models.quantize import quantize_steps
+
+        yield from quantize_steps(model, out)
+        return
     card = resolve(model)
     card.verify()
     x = validation_batch(card.input.shape)

@@ -21,6 +21,8 @@ import numpy as np
 
 from astrocat.errors import AstrocatError
 from astrocat.kernels.gz_tree import galaxy_zoo2
+from astrocat.kernels.preprocess import centre_crop_plane
+from astrocat.models.card import InputSpec
 from astrocat.sources import readers
 from astrocat.sources.sniff import sniff
 
@@ -45,7 +47,8 @@ def _parallel(fn, items, workers: int = 4) -> list:
 
 
 def load_galaxy_zoo(
-    data: Path, size: int, crop_fraction: float, limit: int | None = None, seed: int = 0
+    data: Path, size: int, crop_fraction: float, limit: int | None = None, seed: int = 0,
+    zoom: float = 1.0, resize_filter: str = "bilinear", antialias: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images (n, size, size, 3) uint8 and the 37 vote fractions in tree order."""
     data = Path(data)
@@ -63,8 +66,8 @@ def load_galaxy_zoo(
     rows = [rows[i] for i in _limit(len(rows), limit, seed)]
     ids = [r["GalaxyID"] for r in rows]
     y = np.array([[float(r[c]) for c in cols] for r in rows], dtype=np.float32)
-    x = np.stack(_parallel(lambda i: readers.read_rgb(str(folder / f"{i}.jpg"), size,
-                                                      crop_fraction), ids))
+    x = np.stack(_parallel(lambda i: readers.read_rgb(
+        str(folder / f"{i}.jpg"), size, crop_fraction, zoom, resize_filter, antialias), ids))
     return x, y, ids
 
 
@@ -148,3 +151,34 @@ def load_fields(
     y = np.array([[float(truth[i]["omega_m"]), float(truth[i]["sigma_8"])] for i in ids],
                  dtype=np.float32)
     return x, y, ids
+
+
+def load_task(
+    task: str, spec: InputSpec, data: Path, limit: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A task's raw items, read and cropped for ``spec`` as ``infer`` reads them, and its
+    truth as (n, n_outputs) float32.
+
+    Training and INT8 calibration/validation both load here, so a model is fitted and
+    scored on the arrays ``infer`` would give it (``kernels.preprocess.prepare`` then
+    scales them).
+    """
+    data = Path(data)
+    if task == "morphology":
+        x, y, _ = load_galaxy_zoo(data, spec.image_size[0], spec.crop_fraction, limit, seed,
+                                  spec.zoom, spec.resize_filter, spec.antialias)
+        return x, y
+    if task == "redshift":
+        x, z = load_spectra(data, limit, seed)
+        if x.shape[1] != int(np.prod(spec.shape)):
+            raise AstrocatError(f"spectra have {x.shape[1]} samples; the model needs "
+                                f"{int(np.prod(spec.shape))}")
+        return x, z[:, None]
+    if task == "lens":
+        x, y, _ = load_lenses(data, limit, seed)
+        y = y[:, None]
+    elif task == "cosmology":
+        x, y, _ = load_fields(data, limit, seed)
+    else:
+        raise AstrocatError(f"unknown task '{task}'")
+    return np.stack([centre_crop_plane(plane, *spec.image_size) for plane in x]), y

@@ -101,33 +101,6 @@ def outputs_for(task: str) -> list[dict[str, str]]:
     }[task]
 
 
-def _load(recipe: Recipe, data: Path, limit: int | None, seed: int):
-    spec = recipe.spec
-    if recipe.task == "morphology":
-        x, y, _ = datasets.load_galaxy_zoo(data, spec.shape[0], spec.crop_fraction, limit, seed)
-        return x, y
-    if recipe.task == "redshift":
-        x, z = datasets.load_spectra(data, limit, seed)
-        if x.shape[1] != spec.shape[0]:
-            raise AstrocatError(
-                f"spectra have {x.shape[1]} samples; the recipe needs {spec.shape[0]}"
-            )
-        return x, z[:, None]
-    if recipe.task == "lens":
-        x, y, _ = datasets.load_lenses(data, limit, seed)
-        return _crop(x, spec), y[:, None]
-    x, y, _ = datasets.load_fields(data, limit, seed)
-    return _crop(x, spec), y
-
-
-def _crop(x: np.ndarray, spec: InputSpec) -> np.ndarray:
-    h, w = spec.shape[:2]
-    top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
-    if top < 0 or left < 0:
-        raise AstrocatError(f"images are {x.shape[1:]} but the recipe needs {h}x{w}")
-    return x[:, top : top + h, left : left + w]
-
-
 def _fit_spec(recipe: Recipe, x_train: np.ndarray) -> InputSpec:
     """Preprocessing constants come from the training split only."""
     spec = recipe.spec
@@ -211,7 +184,7 @@ def train(
         )
     keras.utils.set_random_seed(seed)
     t0 = time.time()
-    x, y = _load(recipe, Path(data), limit, seed)
+    x, y = datasets.load_task(recipe.task, recipe.spec, Path(data), limit, seed)
     n = len(x)
     if n < 10:
         raise AstrocatError(f"only {n} training examples found in {data}")
@@ -221,7 +194,7 @@ def train(
     spec = _fit_spec(recipe, x[tr])
     if arch == "gz_vgg6":
         spec = replace(spec, shape=(128, 128, 3))
-        x, y = _load(replace(recipe, spec=spec), Path(data), limit, seed)
+        x, y = datasets.load_task(recipe.task, spec, Path(data), limit, seed)
     xp = prepare(x, spec)
     del x
     log(f"{recipe.name}: {n} examples ({len(tr)} train / {len(va)} val / {len(te)} test), "

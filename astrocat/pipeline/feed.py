@@ -43,6 +43,23 @@ class Feed:
     device: int = 0  # GPU index as this worker sees it (CUDA_VISIBLE_DEVICES applied)
     device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
 
+    def resolved(self) -> Feed:
+        """Zero decoders or engine threads (a worker of an external cluster, which the
+        driver cannot see): as many as the Dask worker has threads."""
+        if self.decoders > 0 and self.engine_threads > 0:
+            return self
+        import dataclasses
+        import os
+
+        try:
+            from distributed import get_worker
+
+            n = int(get_worker().state.nthreads)
+        except (ImportError, ValueError, AttributeError):
+            n = os.cpu_count() or 1
+        return dataclasses.replace(self, decoders=self.decoders or n,
+                                   engine_threads=self.engine_threads or n)
+
 
 def parse_size(size: str) -> int:
     """A memory size as people write it (4GB, 512MiB), in bytes; ValueError if it is not."""

@@ -10,6 +10,7 @@ travel to workers; only a few statistics travel back.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
@@ -215,6 +216,8 @@ def run_partition(part: Partition, job: Job) -> dict:
 
 def _run_partition(part: Partition, job: Job) -> dict:
     t0 = time.perf_counter()
+    if job.feed.decoders <= 0 or job.feed.engine_threads <= 0:
+        job = dataclasses.replace(job, feed=job.feed.resolved())
     rows = Rows(job.cards, job.output_order)
     batches: dict[str, _Batches] = {}
 

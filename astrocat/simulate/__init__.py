@@ -13,6 +13,8 @@ from typing import Any
 KINDS = ("galaxies", "spectra", "lenses", "fields", "sample")
 TRAINING_SEED = 0
 SAMPLE_SEED = 2026
+#: The fresh surveys the bundled models are evaluated on (scripts/evaluate_zoo.sh).
+EVALUATION_SEED = 99
 
 
 def simulate(
@@ -50,4 +52,4 @@ def simulate(
     return mod.simulate(n, Path(out), seed, progress=progress, workers=workers, **options)
 
 
-__all__ = ["KINDS", "SAMPLE_SEED", "TRAINING_SEED", "simulate"]
+__all__ = ["EVALUATION_SEED", "KINDS", "SAMPLE_SEED", "TRAINING_SEED", "simulate"]

@@ -1,0 +1,118 @@
+"""INT8 variants (``astrocat compile MODEL --precision int8``): the shipped ones are valid
+cards that agree with FP32 as recorded, and a variant that fails its science gates is
+refused without writing anything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from astrocat.engines.base import open_engine
+from astrocat.errors import AstrocatError
+from astrocat.kinds import Kind
+from astrocat.models import quantize as q
+from astrocat.models.graph import check_graph
+from astrocat.models.zoo import bundled, default_for
+
+FP32 = ("gz2-cnn", "redshift-cnn1d", "lens-lastro", "cosmo-cnn")
+#: Inputs for these tests only: neither the calibration nor the validation seed.
+TEST_SEED = 11
+
+
+@pytest.mark.parametrize("name", FP32)
+def test_shipped_int8_card_is_valid_and_never_a_default(name):
+    card = bundled()[f"{name}-int8"]
+    card.verify()
+    check_graph(card)
+    assert card.files == {"onnx": "model.onnx"} and card.default_for == ()
+    assert card.task == bundled()[name].task
+    quant = card.raw["quantization"]
+    assert quant["source_model"] == name
+    assert quant["source_sha256"] == bundled()[name].fingerprint
+    assert quant["calibration"]["seed"] == q.CALIBRATION_SEED
+    assert quant["validation"]["seed"] == q.CALIBRATION_SEED + 1
+    assert {g["metric"] for g in quant["gates"]} == {g.metric for g in q.GATES[card.task]}
+    assert all(g["passed"] for g in quant["gates"])
+    assert quant["bytes"]["int8"] < quant["bytes"]["fp32"]
+    assert "SIMULATED" in card.training["data"]
+
+
+def test_defaults_stay_fp32():
+    for kind, name in [(Kind.RGB_IMAGE, "gz2-cnn"), (Kind.SPECTRUM, "redshift-cnn1d"),
+                       (Kind.MONO_IMAGE, "lens-lastro"), (Kind.DENSITY_FIELD, "cosmo-cnn")]:
+        assert default_for(kind).name == name
+
+
+@pytest.mark.parametrize("name", FP32)
+def test_int8_agrees_with_fp32_within_recorded_deviation(name, tmp_path):
+    fp32, int8 = bundled()[name], bundled()[f"{name}-int8"]
+    x, _ = q.survey_inputs(fp32, 12, TEST_SEED, tmp_path)
+    a = open_engine(fp32, "onnxruntime").predict(x)
+    b = open_engine(int8, "onnxruntime").predict(x)
+    assert np.isfinite(b).all() and b.shape == a.shape
+    assert np.abs(b - a).max() <= int8.raw["quantization"]["deviation"]["max_abs"]
+
+
+def test_gates_as_data():
+    rmse, merger = q.GATES["morphology"]
+    fp32 = {"rmse": 0.080, "merger_fraction": 0.048, "merger_fraction_lower": 0.044,
+            "merger_fraction_upper": 0.052}
+    assert rmse.passed(fp32, {**fp32, "rmse": 0.0849})
+    assert not rmse.passed(fp32, {**fp32, "rmse": 0.0851})
+    assert not merger.passed(fp32, {**fp32, "merger_fraction": 0.053})
+    (bias_gate,) = [g for g in q.GATES["redshift"] if g.rule == "abs"]
+    assert not bias_gate.passed({"bias": 0.0}, {"bias": -0.0021})
+    (auroc,) = q.GATES["lens"]
+    assert auroc.passed({"auroc": 0.97}, {"auroc": 0.966})
+    assert not auroc.passed({"auroc": 0.97}, {"auroc": 0.964})
+
+
+@pytest.fixture(scope="module")
+def cosmo_inputs(tmp_path_factory) -> np.ndarray:
+    x, _ = q.survey_inputs(bundled()["cosmo-cnn"], 64, TEST_SEED,
+                           tmp_path_factory.mktemp("cosmo"))
+    return x
+
+
+def test_absurd_calibration_is_refused_naming_the_gate(tmp_path, cosmo_inputs):
+    out = tmp_path / "cosmo-int8"
+    with pytest.raises(AstrocatError, match=r"gate 'rmse_omega_m rises by <= 0\.003' failed "
+                                            r"\(FP32 0\.0\d+, INT8 0\.\d+"):
+        q.quantize("cosmo-cnn", out, validation_n=200, calibration_inputs=cosmo_inputs * 1e3)
+    assert not out.exists()
+
+
+def test_constant_calibration_is_refused(tmp_path, cosmo_inputs):
+    out = tmp_path / "cosmo-int8"
+    with pytest.raises(AstrocatError, match="cannot calibrate"):
+        q.quantize("cosmo-cnn", out, calibration_inputs=np.full_like(cosmo_inputs, 0.5))
+    assert not out.exists()
+
+
+def test_reserved_seeds_are_refused(tmp_path):
+    for seed in (0, 98, 99, 2026):  # training, evaluation (98 + 1), sample
+        with pytest.raises(AstrocatError, match="need surveys of their own"):
+            q.quantize("cosmo-cnn", tmp_path / "x", seed=seed)
+    assert not (tmp_path / "x").exists()
+
+
+def test_compile_int8_writes_a_checked_variant(tmp_path, monkeypatch):
+    """The whole path, through the generator `astrocat compile` prints (a smaller
+    validation survey, to stay quick)."""
+    from astrocat.models.card import load_card
+    from astrocat.models.compile import compile_model
+
+    monkeypatch.setitem(q.SURVEYS, "cosmology", q.Survey("fields", 200))
+    out = tmp_path / "cosmo-int8"
+    with pytest.raises(AstrocatError, match="TensorRT INT8"):
+        list(compile_model("cosmo-cnn", out, True, "int8", 256))
+    lines = list(compile_model("cosmo-cnn", out, None, "int8", 256))
+    assert any("rmse_omega_m rises by <= 0.003" in line and "pass" in line for line in lines)
+    assert lines[-1] == f"card: {out / 'card.toml'}"
+    card = load_card(out)
+    card.verify()
+    check_graph(card)
+    assert card.name == "cosmo-cnn-int8" and card.default_for == ()
+    assert card.raw["quantization"]["validation"]["n"] == 200
+    assert card.raw["quantization"]["speed"]["threads"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["card.toml", "model.onnx"]
