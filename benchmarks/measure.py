@@ -590,33 +590,25 @@ def startup_timeline(args) -> dict:
             return out
         return wrapped
 
-    run.build_routing = after(run.build_routing, "model cards read, verified (sha256) and "
-                              "checked against their graphs")
+    run.build_routing = after(run.build_routing, "model cards read (named ones verified)")
     run.list_inputs = after(run.list_inputs, "inputs listed and stat'ed (no file opened)")
     orig_plan = run.plan_partitions
     run.plan_partitions = after(lambda *a, **k: list(orig_plan(*a, **k)), "partitions planned")
-    orig_get = run.LazyCluster.get
+    run.verify_used = after(run.verify_used, "cards the plan uses verified (sha256) and "
+                            "checked against their graphs")
+    orig_completed = run.LazyCluster.completed
 
-    def get(self):
-        first = self._got is None
-        got = orig_get(self)
-        if first:
-            mark(f"Dask cluster up ({got[1].description})")
-        return got
-
-    run.LazyCluster.get = get
-    orig_windowed = run._run_windowed
-
-    def windowed(*a, **k):
+    def completed(self, *a, **k):
         first = True
-        for item in orig_windowed(*a, **k):
+        for item in orig_completed(self, *a, **k):
             if first:
-                mark("first partition back (model load, describe, read, predict, part)")
+                mark(f"first partition back on {self.description} (model load, describe, "
+                     "read, predict, part)")
                 first = False
             yield item
         mark("last partition back")
 
-    run._run_windowed = windowed
+    run.LazyCluster.completed = completed
     file_layout = run.layouts.module("file")
     file_layout.publish = after(file_layout.publish, "catalog published (file layout)")
     out = Path(args.work) / "timeline" / "catalog.parquet"

@@ -83,3 +83,28 @@ def test_unused_model_outputs_are_dropped(tmp_path):
     out = tmp_path / "cat.parquet"
     commit(out, [a], ["z_pred"], {})
     assert "p_lens" not in pq.read_schema(out).names
+
+
+def test_astropy_header_reads_back_as_astropys_own(tmp_path):
+    """The header astrocat writes without importing astropy.table is, to astropy's reader,
+    the one astropy's own writer makes for the same columns and provenance."""
+    from astropy.table import meta as table_meta
+
+    from astrocat.catalog.schema import astropy_metadata
+
+    cols = [*BASE_COLUMNS, Column("z_pred", pa.float32(), "", "Predicted redshift: it's 'z'"),
+            Column("mag", pa.float64(), "mag", "A -> B"), Column("flag", pa.bool_()),
+            Column("n", pa.int16())]
+    provenance = {"astrocat_version": "0.2.0", "created_utc": "2026-11-24T02:56:10+00:00",
+                  "models": {"m": {"sha256": "ab" * 32, "version": "1.0"}},
+                  "inputs": ["a: b", "c"], "positions": None, "seconds": 1.5, "n": 3}
+    ours = astropy_metadata(cols, provenance, {})[b"table_meta_yaml"].decode()
+    reference = Table(meta={"astrocat": provenance})
+    for c in cols:
+        dtype = {pa.string(): "U1", pa.bool_(): bool}.get(c.type) or c.type.to_pandas_dtype()
+        reference[c.name] = np.zeros(0, dtype=dtype)
+        reference[c.name].unit = c.unit or None
+        reference[c.name].description = c.description or None
+    theirs = "\n".join(table_meta.get_yaml_from_table(reference))
+    assert (table_meta.get_header_from_yaml(ours.splitlines())
+            == table_meta.get_header_from_yaml(theirs.splitlines()))

@@ -109,30 +109,49 @@ def columns_of(schema: pa.Schema) -> list[Column]:
     return out
 
 
+#: astropy's ``datatype`` names (its ECSV/Parquet header) for the arrow types used here.
+_ASTROPY_DATATYPE = {pa.string(): "string", pa.bool_(): "bool"}
+
+
 def astropy_metadata(
     columns: list[Column], provenance: Mapping[str, object], string_lengths: Mapping[str, int]
 ) -> dict[bytes, bytes]:
-    """Key-value metadata that makes ``Table.read`` show units, descriptions and provenance."""
-    import numpy as np
-    from astropy.table import Table
-    from astropy.table import meta as table_meta
+    """Key-value metadata that makes ``Table.read`` show units, descriptions and provenance.
 
-    numpy_types = {
-        pa.string(): "U1",
-        pa.bool_(): bool,
-    }
-    empty = Table(meta={"astrocat": dict(provenance)})
+    ``table_meta_yaml`` is astropy's table header (the ECSV header's YAML, as astropy's
+    Parquet writer stores it), written with PyYAML: importing ``astropy.table`` to make it
+    would cost a small run a third of a second. A test checks that astropy reads it back
+    exactly as it reads the header its own writer makes.
+    """
+    import yaml
+
+    datatype = []
     for col in columns:
-        dtype = numpy_types.get(col.type) or col.type.to_pandas_dtype()
-        empty[col.name] = np.zeros(0, dtype=dtype)
+        entry: dict[str, str] = {"name": col.name}
         if col.unit:
-            empty[col.name].unit = col.unit
+            entry["unit"] = col.unit
+        entry["datatype"] = (_ASTROPY_DATATYPE.get(col.type)
+                             or col.type.to_pandas_dtype().__name__)
         if col.description:
-            empty[col.name].description = col.description
-    yaml = "\n".join(table_meta.get_yaml_from_table(empty))
-    meta = {b"table_meta_yaml": yaml.encode()}
+            entry["description"] = col.description
+        datatype.append(entry)
+    header = {"datatype": datatype, "meta": {"astrocat": _plain(provenance)}}
+    text = yaml.dump(header, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+                     sort_keys=False, default_flow_style=None, allow_unicode=True, width=130)
+    meta = {b"table_meta_yaml": text.rstrip("\n").encode()}
     for col in columns:
         if col.type == pa.string():
             length = max(1, int(string_lengths.get(col.name, 1)))
             meta[f"table::len::{col.name}".encode()] = str(length).encode()
     return meta
+
+
+def _plain(value: object) -> object:
+    """Provenance as YAML's plain types (tuples become lists, anything else a string)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)

@@ -1,15 +1,18 @@
-"""Where the work runs: an embedded ``distributed.LocalCluster`` sized to this machine
-(worker processes, or Dask's in-process cluster for runs too small to pay for spawning
-them), an existing Dask cluster by address, or Slurm jobs started by ``dask-jobqueue``.
-Never a home-made scheduler.
+"""Where the work runs: Dask's threaded scheduler in this process for runs too small to
+pay for a cluster, an embedded ``distributed.LocalCluster`` sized to this machine, an
+existing Dask cluster by address, Slurm jobs started by ``dask-jobqueue``, or one worker
+per GPU from ``dask-cuda``. Never a home-made scheduler.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +49,12 @@ def slurm_cluster(spec: ClusterSpec):
     return SLURMCluster(**kwargs)
 
 
+#: Partitions in flight per worker: the next one decodes while one finishes (no drain).
+TASK_THREADS = 2
+#: ``ClusterInfo.address`` of Dask's threaded scheduler (no ``distributed`` at all).
+THREADED = "dask-threads"
+
+
 @dataclass(frozen=True)
 class ClusterInfo:
     address: str
@@ -62,8 +71,10 @@ class ClusterInfo:
             return f"{self.address}, {self.n_workers} workers"
         if self.gpus:
             return f"embedded LocalCUDACluster, {self.n_workers} workers, one per GPU"
+        if self.address == THREADED:
+            return f"Dask threaded scheduler, in-process ({TASK_THREADS} task threads)"
         if self.in_process:
-            return "embedded LocalCluster, in-process (1 worker, 2 task threads)"
+            return f"embedded LocalCluster, in-process (1 worker, {TASK_THREADS} task threads)"
         return f"embedded LocalCluster, {self.n_workers} workers"
 
 
@@ -101,7 +112,7 @@ def cuda_cluster_kwargs(devices: list[GPU]) -> dict:
     worker's ``CUDA_VISIBLE_DEVICES`` so that its GPU is device 0), two task threads each
     (the next partition decodes while one finishes)."""
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(d.index) for d in devices),
-            "n_workers": len(devices), "threads_per_worker": 2}
+            "n_workers": len(devices), "threads_per_worker": TASK_THREADS}
 
 
 def feed_for(info: ClusterInfo, batch_size: int | None, memory_budget: int | None,
@@ -192,7 +203,7 @@ def dask_client(
     env = {k: str(threads) for k in _THREAD_ENV}
     cluster = LocalCluster(
         n_workers=n_workers,
-        threads_per_worker=2,  # two partitions in flight: no drain between partitions
+        threads_per_worker=TASK_THREADS,
         processes=not in_process,
         dashboard_address=None if in_process else ":0",  # any free port: runs never clash
         silence_logs=logging.ERROR,
@@ -207,9 +218,15 @@ def dask_client(
 
 
 class LazyCluster:
-    """The run's Dask cluster, started on first use (tables to describe, partitions to
+    """The run's Dask execution, started on first use (tables to describe, partitions to
     compute, segments to build, a HATS catalog to import) and torn down with the run's
-    exit stack."""
+    exit stack.
+
+    A small run on this machine (``in_process``, nothing else asked for) uses Dask's
+    threaded scheduler: no ``distributed`` import, no cluster to start, which is most of
+    the fixed cost of a ten-file run. Anything that needs a ``distributed.Client`` (a HATS
+    import) still gets one from :meth:`get`.
+    """
 
     def __init__(self, stack: contextlib.ExitStack, scheduler: str | None,
                  workers: int | None, spec: ClusterSpec | None = None,
@@ -217,13 +234,123 @@ class LazyCluster:
         self._stack, self._scheduler, self._workers = stack, scheduler, workers
         self._spec, self._in_process, self._gpu = spec, in_process, gpu
         self._got: tuple[object, ClusterInfo] | None = None
+        self.threaded = (in_process and not gpu and scheduler is None and workers is None
+                         and (spec is None or spec.kind == "local"))
+        self._used = False
 
     def get(self) -> tuple[object, ClusterInfo]:
+        """A ``distributed.Client`` and what it offers (started here on first call)."""
         if self._got is None:
             self._got = self._stack.enter_context(dask_client(
                 self._scheduler, self._workers, self._in_process, self._spec, self._gpu))
+        self._used = True
         return self._got
 
     @property
+    def info(self) -> ClusterInfo:
+        if self.threaded:
+            self._used = True
+            return ClusterInfo(THREADED, 1, machine_cores(), embedded=True, in_process=True)
+        return self.get()[1]
+
+    def map(self, fn: Callable, items: list, *args) -> list:
+        """``[fn(item, *args) for item in items]``, run on the cluster; exceptions raise."""
+        if not items:
+            return []
+        if self.threaded:
+            import dask
+
+            self._used = True
+            tasks = [dask.delayed(functools.partial(fn, item, *args), pure=False)()
+                     for item in items]
+            return list(dask.compute(*tasks, scheduler=_threaded_get(),
+                                     num_workers=TASK_THREADS))
+        client, _ = self.get()
+        futures = client.map(fn, items, *([a] * len(items) for a in args), pure=False)
+        return client.gather(futures)
+
+    def completed(self, fn: Callable, items: list, *args, key: Callable[[object], str],
+                  window: int | None = None) -> Iterator[tuple[object, object]]:
+        """``(item, fn(item, *args))`` as each finishes, an exception in place of a result
+        that raised; at most ``window`` tasks in flight on a cluster."""
+        if self.threaded:
+            yield from _threaded_completed(fn, items, args)
+            return
+        from distributed import as_completed
+
+        client, info = self.get()
+        pending = iter(items)
+        by_key = {}
+
+        def submit(item):
+            fut = client.submit(fn, item, *args, key=key(item), pure=False)
+            by_key[fut.key] = item
+            return fut
+
+        first = [submit(p) for _, p in zip(range(window or 2 * info.n_workers + 2), pending,
+                                           strict=False)]
+        done = as_completed(first, with_results=False)
+        for fut in done:
+            item = by_key.pop(fut.key)
+            try:
+                yield item, fut.result()
+            except Exception as exc:  # noqa: BLE001 - the caller accounts for it
+                yield item, exc
+            nxt = next(pending, None)
+            if nxt is not None:
+                done.add(submit(nxt))
+
+    @property
     def description(self) -> str:
-        return self._got[1].description if self._got else "none (all parts reused)"
+        if self._got:
+            return self._got[1].description
+        return self.info.description if self._used else "none (all parts reused)"
+
+
+def _threaded_get() -> Callable:
+    """Dask's threaded scheduler, named by its function: the name "threads" would make
+    Dask import ``distributed`` to look for a client first (a quarter of a second)."""
+    import dask.threaded
+
+    return dask.threaded.get
+
+
+def _guarded(fn: Callable, item, args: tuple):
+    try:
+        return fn(item, *args)
+    except Exception as exc:  # noqa: BLE001 - handed back as the item's result
+        return exc
+
+
+def _threaded_completed(fn: Callable, items: Iterable, args: tuple
+                        ) -> Iterator[tuple[object, object]]:
+    """Dask's threaded scheduler, results handed over as each task finishes (its
+    ``posttask`` callback), so progress moves while the rest still run."""
+    import dask
+    from dask.callbacks import Callback
+
+    items = list(items)
+    done: queue.Queue = queue.Queue()
+    keys = {f"astrocat-{i}": item for i, item in enumerate(items)}
+    tasks = [dask.delayed(functools.partial(_guarded, fn, item, args), pure=False)(
+        dask_key_name=k) for k, item in keys.items()]
+
+    def posttask(key, result, dsk, state, worker_id) -> None:
+        if key in keys:
+            done.put((keys[key], result))
+
+    def compute() -> None:
+        try:
+            dask.compute(*tasks, scheduler=_threaded_get(), num_workers=TASK_THREADS,
+                         callbacks=[Callback(posttask=posttask)._callback])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            done.put(exc)
+        done.put(None)
+
+    thread = threading.Thread(target=compute, name="astrocat-dask-threads", daemon=True)
+    thread.start()
+    while (got := done.get()) is not None:
+        if isinstance(got, BaseException):
+            raise got
+        yield got
+    thread.join()

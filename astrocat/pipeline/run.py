@@ -30,7 +30,14 @@ from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
 from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
-from astrocat.pipeline.plan import FileRef, Partition, family, plan_partitions, result_key
+from astrocat.pipeline.plan import (
+    FAMILY_KINDS,
+    FileRef,
+    Partition,
+    family,
+    plan_partitions,
+    result_key,
+)
 from astrocat.pipeline.progress import RunProgress
 from astrocat.pipeline.worker import (
     FAILURE_LOG,
@@ -111,20 +118,40 @@ def build_routing(models: tuple[str, ...] | str | None, precision: str = "fp32"
     (later names win); with ``precision`` int8, each model's validated INT8 variant where
     one is bundled (the others stay FP32: see the run's provenance).
 
-    Every card used is verified (weights sha256) and checked against its ONNX graph here,
-    before a single input is read.
+    A model named here is verified (weights sha256) and checked against its ONNX graph at
+    once; the others when the plan needs them (:func:`verify_used`), before anything is
+    computed.
     """
     routing = {k: c for k in Kind if (c := zoo.default_for(k)) is not None}
+    named = []
     for model in (models,) if isinstance(models, str) else (models or ()):
         card = zoo.resolve(model)
+        named.append(card)
         for kind in Kind:
             if zoo.accepts(card, kind):
                 routing[kind] = card
     routing = {k: zoo.variant(c, precision) or c for k, c in routing.items()}
-    for card in {c.name: c for c in routing.values()}.values():
+    _verify({c.name: zoo.variant(c, precision) or c for c in named}.values())
+    return routing
+
+
+def _verify(cards) -> None:
+    for card in cards:
         card.verify()
         check_graph(card)
-    return routing
+
+
+def verify_used(todo: list[Partition], routing: dict[Kind, ModelCard]) -> None:
+    """Verify the cards the partitions to compute may load: a file not yet described may
+    go to any model of its family's kinds."""
+    names = set()
+    for p in todo:
+        for s in p.slices:
+            if s.model and s.model.startswith("family:"):
+                names |= {routing[k].name for k in FAMILY_KINDS[s.model[7:]] if k in routing}
+            elif s.model:
+                names.add(s.model)
+    _verify(c for c in {c.name: c for c in routing.values()}.values() if c.name in names)
 
 
 def infer(opts: InferOptions) -> RunSummary:
@@ -171,6 +198,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         latest = store.latest()
         previous = store.manifest(latest) if latest is not None else None
         todo, stats = _todo(plan, part_path, previous if opts.retry_errors else None)
+        verify_used(todo, routing)  # a damaged model fails before anything is computed
         n_reused = len(stats)
         parts = [part_path[p.key].name for p in plan]
         if (opts.store and previous is not None and not todo and previous["parts"] == parts
@@ -185,13 +213,14 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             progress.advance(sum(s["n_rows"] for s in stats.values()),
                              sum(s["n_errors"] for s in stats.values()))
             if todo:
-                client, info = cluster.get()
+                info = cluster.info
                 job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
                           feed=feed_for(info, opts.batch_size, opts.memory_budget,
                                         gpu_devices() if info.gpus else None),
                           output_order=order, positions=placer,
                           routing={k: c.name for k, c in routing.items()}, root=str(root))
-                for p, result in _run_windowed(client, todo, job, 2 * info.n_workers + 2):
+                for p, result in cluster.completed(run_partition, todo, job,
+                                                   key=lambda p: f"astrocat-part-{p.key}"):
                     if isinstance(result, BaseException):  # the worker itself died
                         result = write_failed_partition(p, job, result,
                                                         log_failure(job, p, result))
@@ -288,11 +317,9 @@ def _describe_tables(refs: list[FileRef], root: Path, cluster: LazyCluster
     tables = [i for i, r in enumerate(refs) if r.family == "table"]
     if not tables:
         return list(refs)
-    client, _ = cluster.get()
-    futures = client.map(describe, [Path(refs[i].path) for i in tables],
-                         [root] * len(tables), pure=False)
     units: list[InputUnit | FileRef] = list(refs)
-    for i, unit in zip(tables, client.gather(futures), strict=True):
+    described = cluster.map(describe, [Path(refs[i].path) for i in tables], root)
+    for i, unit in zip(tables, described, strict=True):
         units[i] = unit
     return units
 
@@ -361,28 +388,3 @@ def _own_output(path: Path, out: Path, parts_dir: Path) -> bool:
     path = path.resolve()
     return (path == out or parts_dir in path.parents
             or path.name.startswith(f".{out.name}.tmp-"))
-
-
-def _run_windowed(client, todo: list[Partition], job: Job, window: int):
-    """Yield (partition, stats or exception) keeping at most ``window`` tasks in flight."""
-    from distributed import as_completed
-
-    pending = iter(todo)
-    by_key = {}
-
-    def submit(p: Partition):
-        fut = client.submit(run_partition, p, job, key=f"astrocat-part-{p.key}", pure=False)
-        by_key[fut.key] = p
-        return fut
-
-    first = [submit(p) for _, p in zip(range(window), pending, strict=False)]
-    queue = as_completed(first, with_results=False)
-    for fut in queue:
-        p = by_key.pop(fut.key)
-        try:
-            yield p, fut.result()
-        except Exception as exc:  # noqa: BLE001 - accounted for as error rows
-            yield p, exc
-        nxt = next(pending, None)
-        if nxt is not None:
-            queue.add(submit(nxt))

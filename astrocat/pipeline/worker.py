@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -363,6 +364,8 @@ def _write(part: Partition, job: Job, rows: Rows, models: list[str], seconds: fl
 
 def _worker_name() -> str:
     """Which Dask worker ran a part (provenance, and proof the cluster was used)."""
+    if "distributed" not in sys.modules:  # Dask's threaded scheduler: no worker to ask
+        return f"pid:{os.getpid()}"
     try:
         from distributed import get_worker
 

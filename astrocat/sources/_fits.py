@@ -15,11 +15,13 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Protocol, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
-from astropy.io import fits
-from astropy.utils.exceptions import AstropyWarning
+
+if TYPE_CHECKING:
+    from astropy.io import fits
 
 try:  # optional: without it astropy reads every file, only more slowly
     import fitsio
@@ -29,10 +31,20 @@ except ImportError:  # pragma: no cover - exercised only where fitsio is missing
 #: False sends every FITS file through astropy, the reference (the tests compare both).
 USE_FITSIO = True
 
-#: Image HDU classes (CompImageHDU is an ImageHDU subclass in astropy >= 6, listed for
-#: older versions' sake).
-IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
-TABLE_HDUS = (fits.BinTableHDU, fits.TableHDU)
+
+@cache
+def astropy_fits():
+    """``astropy.io.fits``, imported on first use: 0.3 s a run without FITS never pays."""
+    from astropy.io import fits
+
+    return fits
+
+
+def _image_hdus() -> tuple[type, ...]:
+    """Image HDU classes (CompImageHDU is an ImageHDU subclass in astropy >= 6, listed for
+    older versions' sake)."""
+    fits = astropy_fits()
+    return (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 
 T = TypeVar("T")
 
@@ -50,22 +62,26 @@ def open_fits(path: str) -> Iterator[fits.HDUList]:
     Survey headers are routinely non-standard; the warnings would flood the log for
     every file and say nothing the astronomer can act on.
     """
+    from astropy.utils.exceptions import AstropyWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
-        with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        with astropy_fits().open(path, memmap=True, lazy_load_hdus=True) as hdul:
             yield hdul
 
 
 def is_image_hdu(hdu: fits.hdu.base._BaseHDU) -> bool:
-    return isinstance(hdu, IMAGE_HDUS)
+    return isinstance(hdu, _image_hdus())
 
 
 def is_table_hdu(hdu: fits.hdu.base._BaseHDU) -> bool:
-    return isinstance(hdu, TABLE_HDUS) and not isinstance(hdu, fits.CompImageHDU)
+    fits = astropy_fits()
+    return (isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))
+            and not isinstance(hdu, fits.CompImageHDU))
 
 
 def is_compressed_image(hdu: fits.hdu.base._BaseHDU) -> bool:
-    return isinstance(hdu, fits.CompImageHDU)
+    return isinstance(hdu, astropy_fits().CompImageHDU)
 
 
 def header_shape(header: HeaderLike) -> tuple[int, ...]:
