@@ -424,7 +424,7 @@ def profile(args) -> dict:
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     tmp = Path(tempfile.mkdtemp(prefix="astrocat-profile-", dir=args.work))
     job = worker.Job(cards=cards, engines=engines, parts_dir=str(tmp),
-                     feed=feed.Feed(decoders=1, engine_threads=1, batch_size=args.batch_size),
+                     feed=feed.Feed(decoders=1, engines=1, batch_size=args.batch_size),
                      output_order=order, routing={k: c.name for k, c in routing.items()},
                      root=str(root))
     t0 = time.perf_counter()
@@ -519,7 +519,8 @@ def commit_time(args) -> dict:
 # ---------------------------------------------------------------- start-up breakdown
 
 _IMPORT_DRIVER = "import astrocat.cli, astrocat.pipeline.run"
-_IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime, distributed"
+#: What the first partition imports (pandas: pyarrow's ``pa.array`` looks for it).
+_IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime, pandas"
 _CLUSTER = """
 from astrocat.pipeline.cluster import dask_client
 with dask_client(None, 2) as (client, info):
@@ -556,16 +557,15 @@ def startup_breakdown(args) -> dict:
     driver = min(_timed_python(_IMPORT_DRIVER) for _ in range(3))
     worker = min(_timed_python(_IMPORT_WORKER) for _ in range(3))
     cluster = min((_timed_python(_CLUSTER) for _ in range(2)), key=lambda t: t[0] + t[1])
-    routing = min(_timed_python("from astrocat.pipeline.run import build_routing\n"
-                                "t0 = time.perf_counter()\nbuild_routing(None)")
-                  for _ in range(3))
-    in_process = min((_timed_python(_CLUSTER.replace("dask_client(None, 2)",
-                                                     "dask_client(None, None, True)"))
-                      for _ in range(2)), key=lambda t: t[0] + t[1])
+    verify = min(_timed_python("from astrocat.models import zoo\n"
+                               "from astrocat.pipeline.run import _verify\n"
+                               "card = zoo.resolve('gz2-cnn')\n"
+                               "t0 = time.perf_counter()\n_verify([card])")
+                 for _ in range(3))
+    threads = min(_timed_python("import dask, dask.threaded") for _ in range(3))
     return {"interpreter_s": bare, "driver_imports_s": driver, "worker_imports_s": worker,
             "cluster_up_s": cluster[0], "cluster_down_s": cluster[1],
-            "in_process_cluster_up_s": in_process[0],
-            "in_process_cluster_down_s": in_process[1], "routing_verify_s": routing}
+            "dask_threaded_import_s": threads, "verify_card_s": verify}
 
 
 def startup_timeline(args) -> dict:

@@ -38,3 +38,36 @@ def sample_catalog(sample_dir, have_models, tmp_path_factory) -> Path:
                                   str(sample_dir), "--out", str(out)])
     assert r.exit_code == 1, r.output  # the sample holds deliberately broken files
     return out
+
+
+@pytest.fixture
+def deny_reading(monkeypatch):
+    """``deny(path)`` makes reading that image fail with EACCES on every path an image
+    is opened by (Pillow, and the bytes handed to libjpeg-turbo); ``deny(None)`` lifts it.
+    (Tests run as root, which no ``chmod`` stops.)"""
+    from astrocat.sources import images
+
+    denied: set[str] = set()
+    real_open, real_bytes = images.Image.open, images.read_bytes
+
+    def check(path) -> None:
+        if str(path) in denied:
+            raise PermissionError(13, "Permission denied", str(path))
+
+    def pil_open(path, *args, **kwargs):
+        check(path)
+        return real_open(path, *args, **kwargs)
+
+    def read_bytes(path):
+        check(path)
+        return real_bytes(path)
+
+    monkeypatch.setattr(images.Image, "open", pil_open)
+    monkeypatch.setattr(images, "read_bytes", read_bytes)
+
+    def deny(path) -> None:
+        denied.clear()
+        if path is not None:
+            denied.add(str(path))
+
+    return deny

@@ -56,8 +56,8 @@ def test_rows_keep_input_order_errors_and_match_a_sequential_run(tmp_path):
     refs = _survey(tmp_path / "in", 300, bad_every=37)
     card = bundled()["gz2-cnn"]
     (part,) = list(plan_partitions(refs, {Kind.RGB_IMAGE: card}, 1000))
-    fast = _job(tmp_path, "a", decoders=4, engine_threads=2, batch_size=32)
-    slow = _job(tmp_path, "b", decoders=1, engine_threads=1, batch_size=7)
+    fast = _job(tmp_path, "a", decoders=4, engines=2, batch_size=32)
+    slow = _job(tmp_path, "b", decoders=1, engines=1, batch_size=7)
     for job in (fast, slow):
         Path(job.parts_dir).mkdir()
         stats = run_partition(part, job)
@@ -78,7 +78,7 @@ def test_rows_keep_input_order_errors_and_match_a_sequential_run(tmp_path):
 
 
 def test_memory_stays_flat_on_a_long_partition(tmp_path):
-    _survey(tmp_path / "in", 1200)
+    _survey(tmp_path / "in", 2400)
     code = textwrap.dedent(f"""
         import json, sys
         from pathlib import Path
@@ -93,7 +93,7 @@ def test_memory_stays_flat_on_a_long_partition(tmp_path):
                 for p in files]
         card = bundled()['gz2-cnn']
         job = Job(cards={{card.name: card}}, engines={{card.name: 'onnxruntime'}},
-                  parts_dir=sys.argv[2], feed=Feed(decoders=2, engine_threads=2),
+                  parts_dir=sys.argv[2], feed=Feed(decoders=2, engines=2),
                   output_order=(card.name,), routing={{Kind.RGB_IMAGE: card.name}},
                   root={str(tmp_path / 'in')!r})
         (part,) = list(plan_partitions(refs, {{Kind.RGB_IMAGE: card}}, 100000))
@@ -101,7 +101,9 @@ def test_memory_stays_flat_on_a_long_partition(tmp_path):
         print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))
     """)
     peaks = {}
-    for n in (300, 1200):
+    # The engines' arenas and the prefetch fill up over the first few batches: compare
+    # two lengths past that, four times apart.
+    for n in (600, 2400):
         out = tmp_path / f"p{n}"
         out.mkdir()
         r = subprocess.run([sys.executable, "-c", code, str(n), str(out)], capture_output=True,
@@ -109,7 +111,7 @@ def test_memory_stays_flat_on_a_long_partition(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         peaks[n] = json.loads(r.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
     # four times the items, the same bounded prefetch: the peak grows by a few MB at most
-    assert peaks[1200] - peaks[300] < 40, peaks
+    assert peaks[2400] - peaks[600] < 40, peaks
 
 
 def test_batch_size_follows_the_memory_budget():
@@ -126,6 +128,9 @@ def test_batch_size_follows_the_memory_budget():
     b = choose_batch(Card, 256 << 20)
     assert 1 <= b < 16 and b * feed.IN_FLIGHT * per_item <= 256 << 20
     assert choose_batch(Card, 1 << 10) == 1  # never zero
+    # eight engine instances may run eight batches at once: each gets its share
+    b8 = choose_batch(Card, 256 << 20, engines=8)
+    assert 1 <= b8 < b and b8 * 8 * per_item <= 256 << 20
     # on a GPU: bigger batches, bounded by the device's memory too
     assert choose_batch(gz2, 64 << 30, device_memory=40 << 30) == feed.MAX_GPU_BATCH
     assert choose_batch(Card, 64 << 30, device_memory=1 << 30) == (1 << 30) // per_item
@@ -145,10 +150,10 @@ def test_one_worker_per_gpu_fed_by_its_share_of_the_cores():
                                             "n_workers": 4, "threads_per_worker": 2}
     info = ClusterInfo("tcp://x", 4, 64 // 4, True, gpus=4)
     f = feed_for(info, None, 8 << 30, devices)
-    assert (f.decoders, f.engine_threads, f.device) == (16, 1, 0)
+    assert (f.decoders, f.engines, f.device) == (16, 1, 0)
     assert f.device_memory == int(81559 * 0.5) << 20
     cpu = feed_for(ClusterInfo("tcp://x", 1, 2, True, in_process=True), None, 1 << 30)
-    assert (cpu.decoders, cpu.engine_threads, cpu.device_memory) == (2, 2, 0)
+    assert (cpu.decoders, cpu.engines, cpu.device_memory) == (2, 2, 0)
     assert gpu_devices("") == []
 
 

@@ -79,7 +79,7 @@ def _new_gz2_version(tmp: Path) -> Path:
     return dst / "card.toml"
 
 
-def test_a_month_of_nights(night, monkeypatch):
+def test_a_month_of_nights(night, deny_reading):
     job = night / "job.toml"
     store, survey = night / "store", night / "survey"
     gals = survey / "galaxies"
@@ -99,20 +99,12 @@ def test_a_month_of_nights(night, monkeypatch):
     card = _new_gz2_version(night)                                  # night 5: new model
     _job(night, models=f'["{card}"]')
     assert run()[0] == 0                                            # v4
-    from astrocat.sources import images  # night 6: I/O fails
-    real = images.Image.open
-    flaky = sorted(gals.glob("*.jpg"))[7]
-
-    def failing(path, *a, **k):
-        if str(path) == str(flaky):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real(path, *a, **k)
-
-    monkeypatch.setattr(images.Image, "open", failing)
+    flaky = sorted(gals.glob("*.jpg"))[7]                           # night 6: I/O fails
+    deny_reading(flaky)
     (survey / "galaxies" / "late.jpg").write_bytes(flaky.read_bytes())  # a new file too
     code, output = run()
     assert code == 1, output                                        # v5, one error row
-    monkeypatch.setattr(images.Image, "open", real)
+    deny_reading(None)
     code, output = run("--retry-errors")                            # v6: recovered
     assert code == 0, output
 

@@ -428,6 +428,10 @@ def test_read_rgb_crops_the_centre(tmp_path: Path):
 
 
 def test_draft_decoding_matches_full_decode(files, monkeypatch: pytest.MonkeyPatch):
+    """Pillow, the reference: reduced-scale decoding where the crop allows it."""
+    from astrocat.sources import images
+
+    monkeypatch.setattr(images, "USE_SIMPLEJPEG", False)
     calls: list[tuple[int, int]] = []
     real = JpegImagePlugin.JpegImageFile.draft
 
@@ -442,6 +446,66 @@ def test_draft_decoding_matches_full_decode(files, monkeypatch: pytest.MonkeyPat
     full = read_rgb(str(files["rgb.jpg"]), 64, 0.5).astype(float)
     assert np.abs(fast - full).mean() < 1.5
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def _jpeg_cases(d: Path) -> list[tuple[Path, bool]]:
+    """JPEGs of every shape libjpeg-turbo may meet, and whether simplejpeg takes them
+    (True) or must decline them to Pillow (False)."""
+    rng = np.random.default_rng(5)
+    cases = []
+
+    def save(name, arr, turbo, mode=None, **kw):
+        img = Image.fromarray(arr) if mode is None else Image.fromarray(arr).convert(mode)
+        img.save(d / name, "JPEG", **kw)
+        cases.append((d / name, turbo))
+
+    g = galaxy()
+    save("q90.jpg", g, True, quality=90)
+    save("q50-444.jpg", g, True, quality=50, subsampling=0)
+    save("q75-422.jpg", g, True, quality=75, subsampling=1)
+    save("progressive.jpg", g, True, quality=85, progressive=True)
+    save("odd.jpg", rng.integers(0, 255, (333, 517, 3), dtype=np.uint8), True, quality=80)
+    save("tall.jpg", rng.integers(0, 255, (601, 97, 3), dtype=np.uint8), True)
+    save("small.jpg", galaxy(40), True)
+    save("grey.jpg", g[:, :, 1], True)
+    save("restart.jpg", g, True, quality=80, restart_marker_blocks=4)
+    save("cmyk.jpg", g, False, mode="CMYK")
+    return cases
+
+
+@pytest.mark.parametrize("size, crop, zoom, resize_filter, antialias", [
+    (64, 0.5, 1.0, "bilinear", True), (64, 1.0, 1.0, "bilinear", True),
+    (32, 0.25, 1.0, "bicubic", True), (100, 0.8, 1.3, "lanczos", True),
+    (64, 0.5, 1.0, "bilinear", False), (256, 1.0, 1.0, "bilinear", True),
+    (7, 1.0, 2.0, "box", True)])
+def test_simplejpeg_gives_pillows_pixels(tmp_path, monkeypatch, size, crop, zoom,
+                                         resize_filter, antialias):
+    """libjpeg-turbo through simplejpeg at Pillow's draft scale: the same pixels as the
+    Pillow reference, or the file declined to Pillow."""
+    import simplejpeg
+
+    from astrocat.sources import images
+
+    taken = []
+    real = simplejpeg.decode_jpeg
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg",
+                        lambda *a, **k: taken.append(1) or real(*a, **k))
+    for path, turbo in _jpeg_cases(tmp_path):
+        taken.clear()
+        args = (str(path), size, crop, zoom, resize_filter, antialias)
+        monkeypatch.setattr(images, "USE_SIMPLEJPEG", True)
+        fast = read_rgb(*args)
+        assert bool(taken) == turbo, path.name
+        monkeypatch.setattr(images, "USE_SIMPLEJPEG", False)
+        np.testing.assert_array_equal(fast, read_rgb(*args), err_msg=path.name)
+
+
+def test_jpegs_libjpeg_only_warns_about_go_to_pillow(files, tmp_path):
+    """A truncated JPEG: simplejpeg declines (its warnings are errors), Pillow words the
+    error row as before."""
+    from astrocat.sources import images
+
+    assert images._turbo_decode(str(files["truncated.jpg"]), 64, 0.5, True) is None
 
 
 def test_truncated_jpeg_raises_input_error(files):

@@ -313,23 +313,13 @@ def test_models_check_reports_the_output_range_of_a_bundled_model(sample_dir):
 
 
 def test_a_transient_read_error_is_retried_but_a_corrupt_file_is_kept(galaxies, tmp_path,
-                                                                      monkeypatch):
-    from astrocat.sources import images
-
+                                                                      deny_reading):
     src = tmp_path / "survey"
     shutil.copytree(galaxies, src)
     good = sorted(src.glob("*.jpg"))
     data = good[1].read_bytes()
     (src / "corrupt.jpg").write_bytes(data[: len(data) // 3])  # a truncated download
-    denied = str(good[0])
-    real_open = images.Image.open
-
-    def flaky_open(path, *args, **kwargs):
-        if str(path) == denied:
-            raise PermissionError(13, "Permission denied", denied)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(images.Image, "open", flaky_open)
+    deny_reading(good[0])
     out = tmp_path / "c.parquet"
     code, output = _run("infer", "--input", str(src), "--out", str(out))
     assert code == 1, output
@@ -340,7 +330,7 @@ def test_a_transient_read_error_is_retried_but_a_corrupt_file_is_kept(galaxies, 
     assert "permission denied" in err[good[0].name] and "retried" in err[good[0].name]
     assert "truncated or corrupt" in err["corrupt.jpg"]
 
-    monkeypatch.setattr(images.Image, "open", real_open)  # permissions fixed
+    deny_reading(None)  # permissions fixed
     code, output = _run("infer", "--input", str(src), "--out", str(out))
     assert code == 1 and "(0 reused)" in output, output
     t = pq.read_table(out).to_pydict()

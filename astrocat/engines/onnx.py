@@ -14,9 +14,11 @@ class OnnxRuntimeEngine:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        # One Dask worker per core: each session gets its share, never the whole machine.
+        # Its feed's intra_op: on a CPU one thread per instance, an instance per core.
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
+        # Decoder threads share these cores: idle intra-op threads must sleep, not spin.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(
             str(card.weights("onnx")), sess_options=opts, providers=["CPUExecutionProvider"]

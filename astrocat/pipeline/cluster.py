@@ -53,6 +53,12 @@ def slurm_cluster(spec: ClusterSpec):
 TASK_THREADS = 2
 #: ``ClusterInfo.address`` of Dask's threaded scheduler (no ``distributed`` at all).
 THREADED = "dask-threads"
+#: Cores one local process keeps busy. Decoders and engines release the GIL, but about
+#: 0.25 ms per item is Python holding it (the worker's loop, Pillow's header parsing,
+#: describing), which caps one process near 4,000 items/s: about 8 cores of a ~2 ms/item
+#: pipeline. Beyond this many cores the machine gets more worker processes (a margin of
+#: two under that estimate; only 2-core machines were measured).
+CORES_PER_PROCESS = 4
 
 
 @dataclass(frozen=True)
@@ -117,18 +123,19 @@ def cuda_cluster_kwargs(devices: list[GPU]) -> dict:
 
 def feed_for(info: ClusterInfo, batch_size: int | None, memory_budget: int | None,
              devices: list[GPU] | None = None) -> Feed:
-    """How each worker is fed. CPU: its decoders and its engine share its cores (the
-    engine and the decoders take turns; ONNX Runtime does not spin). GPU: one engine per
-    GPU, fed by the worker's share of the cores."""
+    """How each worker is fed. CPU: as many decoders as cores and as many single-threaded
+    engine instances, all sharing the cores (whatever the decoders leave idle, an engine
+    fills with a batch of its own). GPU: one engine per GPU, fed by the worker's share of
+    the cores."""
     import psutil
 
     cores = info.cores_per_worker
     budget = memory_budget or int(psutil.virtual_memory().total * 0.5 / max(1, info.n_workers))
     if info.gpus and devices:
-        return Feed(decoders=max(1, cores), engine_threads=1, memory_budget=budget,
+        return Feed(decoders=max(1, cores), engines=1, memory_budget=budget,
                     batch_size=batch_size, device=0,
                     device_memory=int(min(d.memory_mib for d in devices) * 0.5) << 20)
-    return Feed(decoders=cores, engine_threads=cores, memory_budget=budget,
+    return Feed(decoders=cores, engines=cores, intra_op=1, memory_budget=budget,
                 batch_size=batch_size)
 
 
@@ -146,8 +153,8 @@ def dask_client(
 ) -> Iterator[tuple[object, ClusterInfo]]:
     """A connected ``distributed.Client`` and what it offers, torn down on exit.
 
-    ``in_process`` (a small run, no ``--workers`` given) runs the partitions on one worker
-    thread inside this process, the engine using every core.
+    ``in_process`` (a small run, no ``--workers`` given) runs the partitions on one
+    worker inside this process (``TASK_THREADS`` task threads); its feed uses every core.
     """
     import dask
     from distributed import Client, LocalCluster
@@ -198,7 +205,7 @@ def dask_client(
             cluster.close()
         return
     in_process = in_process and workers is None
-    n_workers = 1 if in_process else max(1, workers or 1)
+    n_workers = 1 if in_process else max(1, workers or -(-cores // CORES_PER_PROCESS))
     threads = max(1, cores // n_workers)
     env = {k: str(threads) for k in _THREAD_ENV}
     cluster = LocalCluster(
@@ -222,10 +229,11 @@ class LazyCluster:
     compute, segments to build, a HATS catalog to import) and torn down with the run's
     exit stack.
 
-    A small run on this machine (``in_process``, nothing else asked for) uses Dask's
-    threaded scheduler: no ``distributed`` import, no cluster to start, which is most of
-    the fixed cost of a ten-file run. Anything that needs a ``distributed.Client`` (a HATS
-    import) still gets one from :meth:`get`.
+    A run on this machine with nothing else asked for uses Dask's threaded scheduler in
+    this process when one process can keep the cores busy (``CORES_PER_PROCESS``) or the
+    run is small (``in_process``): no ``distributed`` import, no worker process to start
+    (about 3 s with its imports and teardown). Anything that needs a
+    ``distributed.Client`` (a HATS import) still gets one from :meth:`get`.
     """
 
     def __init__(self, stack: contextlib.ExitStack, scheduler: str | None,
@@ -234,7 +242,8 @@ class LazyCluster:
         self._stack, self._scheduler, self._workers = stack, scheduler, workers
         self._spec, self._in_process, self._gpu = spec, in_process, gpu
         self._got: tuple[object, ClusterInfo] | None = None
-        self.threaded = (in_process and not gpu and scheduler is None and workers is None
+        self.threaded = ((in_process or machine_cores() <= CORES_PER_PROCESS) and not gpu
+                         and scheduler is None and workers is None
                          and (spec is None or spec.kind == "local"))
         self._used = False
 

@@ -1,12 +1,15 @@
-"""Feeding the engines inside a worker process: decoder threads and one engine thread per
+"""Feeding the engines inside a worker process: decoder threads and engine threads per
 model and device, with bounded prefetch.
 
 Decoding (Pillow, fitsio, astropy, pyarrow) and inference (ONNX Runtime, TensorRT) release
 the GIL, so one process overlaps them with threads: a pool of decoder threads reads and
-decodes items ahead of the engine, and each engine runs in its own thread (a TensorRT
-execution context, or a CUDA context, then belongs to exactly one thread). Prefetch is
-bounded, so memory stays flat however long the partition. Engines and the pool are per
-worker process, loaded once, never pickled.
+decodes items ahead of the engines. Each engine instance lives in its own thread (a
+TensorRT execution context, or a CUDA context, then belongs to exactly one thread). On a
+CPU there is one single-threaded engine per core, each taking whole batches: independent
+batches keep every core busy whenever the decoders leave it idle, with none of the
+stragglers of one engine's intra-op threads waiting on a core a decoder holds. On a GPU
+there is one engine per device. Prefetch is bounded, so memory stays flat however long
+the partition. Engines and the pool are per worker process, loaded once, never pickled.
 """
 
 from __future__ import annotations
@@ -37,16 +40,17 @@ class Feed:
     """How a worker process is fed: decoder threads, engine threads, memory budget."""
 
     decoders: int = 1  # threads reading and decoding items
-    engine_threads: int = 1  # intra-op threads of each engine
+    engines: int = 1  # engine instances per model, each in its own thread, batch-parallel
+    intra_op: int = 1  # threads inside each engine instance (CPU)
     memory_budget: int = 2 << 30  # bytes this worker's batches may take
     batch_size: int | None = None  # --batch-size: overrides the memory-aware choice
     device: int = 0  # GPU index as this worker sees it (CUDA_VISIBLE_DEVICES applied)
     device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
 
     def resolved(self) -> Feed:
-        """Zero decoders or engine threads (a worker of an external cluster, which the
-        driver cannot see): as many as the Dask worker has threads."""
-        if self.decoders > 0 and self.engine_threads > 0:
+        """Zero decoders or engines (a worker of an external cluster, which the driver
+        cannot see): as many as the Dask worker has threads."""
+        if self.decoders > 0 and self.engines > 0:
             return self
         import dataclasses
         import os
@@ -58,7 +62,7 @@ class Feed:
         except (ImportError, ValueError, AttributeError):
             n = os.cpu_count() or 1
         return dataclasses.replace(self, decoders=self.decoders or n,
-                                   engine_threads=self.engine_threads or n)
+                                   engines=self.engines or n)
 
 
 def parse_size(size: str) -> int:
@@ -82,15 +86,15 @@ def item_bytes(card: ModelCard) -> int:
 
 
 def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
-                 device_memory: int = 0) -> int:
+                 device_memory: int = 0, engines: int = 1) -> int:
     """The batch size for ``card``: ``requested`` if given, else the largest that keeps
-    ``IN_FLIGHT`` batches within ``budget`` bytes of host memory and, on a GPU, one batch's
-    activations within ``device_memory`` (at most ``MAX_BATCH``, or ``MAX_GPU_BATCH`` on a
-    GPU, at least 1)."""
+    ``IN_FLIGHT`` batches (or one per engine instance, if more run at once) within
+    ``budget`` bytes of host memory and, on a GPU, one batch's activations within
+    ``device_memory`` (at most ``MAX_BATCH``, or ``MAX_GPU_BATCH`` on a GPU, at least 1)."""
     if requested:
         return requested
     per_item = item_bytes(card)
-    batch = budget // (IN_FLIGHT * per_item)
+    batch = budget // (max(IN_FLIGHT, engines) * per_item)
     if device_memory:
         batch = min(batch, MAX_GPU_BATCH, device_memory // per_item)
     else:
@@ -98,25 +102,34 @@ def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
     return int(max(1, batch))
 
 
-class EngineThread:
-    """One engine, opened and used only in its own thread; ``submit`` queues a batch."""
+#: Queued to an engine thread to end it.
+_CLOSED = cf.Future()
 
-    def __init__(self, card: ModelCard, engine: str, threads: int, device: int) -> None:
+
+class Engines:
+    """``n`` instances of one model's engine, each opened and used only in its own thread,
+    taking batches from one queue; ``submit`` queues a batch."""
+
+    def __init__(self, card: ModelCard, engine: str, n: int, intra_op: int,
+                 device: int) -> None:
         self._jobs: queue.Queue = queue.Queue()
-        self._ready = cf.Future()
-        self.name = f"astrocat-engine-{card.name}"
-        threading.Thread(target=self._run, args=(card, engine, threads, device), daemon=True,
-                         name=self.name).start()
+        self._ready = [cf.Future() for _ in range(max(1, n))]
+        for k, ready in enumerate(self._ready):
+            threading.Thread(target=self._run, args=(card, engine, intra_op, device, ready),
+                             daemon=True, name=f"astrocat-engine-{card.name}-{k}").start()
 
-    def _run(self, card: ModelCard, engine: str, threads: int, device: int) -> None:
+    def _run(self, card: ModelCard, engine: str, intra_op: int, device: int,
+             ready: cf.Future) -> None:
         try:
-            model: Engine = open_engine(card, engine, threads, device)
+            model: Engine = open_engine(card, engine, intra_op, device)
         except BaseException as exc:  # noqa: BLE001 - reported to every batch submitted
-            self._ready.set_exception(exc)
+            ready.set_exception(exc)
             return
-        self._ready.set_result(model)
+        ready.set_result(model)
         while True:
             x, fut = self._jobs.get()
+            if fut is _CLOSED:
+                return
             if fut.set_running_or_notify_cancel():
                 try:
                     fut.set_result(model.predict(x))
@@ -125,27 +138,35 @@ class EngineThread:
 
     @property
     def failed(self) -> bool:
-        """The engine could not be opened (the next use tries again)."""
-        return self._ready.done() and self._ready.exception() is not None
+        """An instance could not be opened (the next use tries again)."""
+        return any(r.done() and r.exception() is not None for r in self._ready)
 
     def submit(self, x: np.ndarray) -> cf.Future:
-        self._ready.result()  # raises if the engine could not be opened
+        for ready in self._ready:
+            ready.result()  # raises if an instance could not be opened
         fut: cf.Future = cf.Future()
         self._jobs.put((x, fut))
         return fut
 
+    def close(self) -> None:
+        """Let the threads end (their instances are dropped with them)."""
+        for _ in self._ready:
+            self._jobs.put((None, _CLOSED))
 
-_ENGINES: dict[tuple, EngineThread] = {}
+
+_ENGINES: dict[tuple, Engines] = {}
 _POOL: list[cf.ThreadPoolExecutor] = []
 _LOCK = threading.Lock()
 
 
-def engine(card: ModelCard, name: str, feed: Feed) -> EngineThread:
-    """This process's engine thread for ``card`` (one per model, engine and device)."""
-    key = (card.fingerprint, name, feed.engine_threads, feed.device)
+def engine(card: ModelCard, name: str, feed: Feed) -> Engines:
+    """This process's engines for ``card`` (per model, engine, threads and device)."""
+    key = (card.fingerprint, name, feed.engines, feed.intra_op, feed.device)
     with _LOCK:
         if key not in _ENGINES or _ENGINES[key].failed:
-            _ENGINES[key] = EngineThread(card, name, feed.engine_threads, feed.device)
+            if key in _ENGINES:
+                _ENGINES.pop(key).close()
+            _ENGINES[key] = Engines(card, name, feed.engines, feed.intra_op, feed.device)
         return _ENGINES[key]
 
 
@@ -160,6 +181,7 @@ def decoders(n: int) -> cf.ThreadPoolExecutor:
 
 
 def reset() -> None:
-    """Forget this process's engines (their threads idle out with the process)."""
+    """Close this process's engines."""
     with _LOCK:
-        _ENGINES.clear()
+        while _ENGINES:
+            _ENGINES.popitem()[1].close()

@@ -63,7 +63,7 @@ class Job:
 
     def batch(self, card: ModelCard) -> int:
         return feeding.choose_batch(card, self.feed.memory_budget, self.feed.batch_size,
-                                    self.feed.device_memory)
+                                    self.feed.device_memory, self.feed.engines)
 
 
 @lru_cache(maxsize=16)
@@ -217,7 +217,7 @@ def run_partition(part: Partition, job: Job) -> dict:
 
 def _run_partition(part: Partition, job: Job) -> dict:
     t0 = time.perf_counter()
-    if job.feed.decoders <= 0 or job.feed.engine_threads <= 0:
+    if job.feed.decoders <= 0 or job.feed.engines <= 0:
         job = dataclasses.replace(job, feed=job.feed.resolved())
     rows = Rows(job.cards, job.output_order)
     batches: dict[str, _Batches] = {}

@@ -35,7 +35,7 @@ import numpy as np
 
 from astrocat.errors import InputError
 from astrocat.kinds import Kind
-from astrocat.sources import _fits
+from astrocat.sources import _fits, images
 from astrocat.sources.common import TRANSIENT_ERRNOS
 from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
 from astrocat.sources.sniff import HEAD_BYTES, looks_like, sniff_bytes
@@ -131,6 +131,8 @@ def _route(path: Path, sniffed: str, head: bytes) -> dict[str, Any]:
 def _image(path: Path, fmt: str) -> dict[str, Any]:
     from PIL import Image
 
+    if fmt == "jpeg" and images.jpeg_size(path):
+        return {"fmt": fmt, "kind": Kind.RGB_IMAGE, "n_items": 1}  # Pillow words problems
     try:
         with Image.open(path) as img:
             width, height = img.size

@@ -1,18 +1,32 @@
 """JPEG and PNG cut-outs: decoded at reduced scale where possible, then cropped and resized.
 
-Apart from the other formats because Pillow is its only library and decoding, not I/O,
-is its cost.
+Apart from the other formats because decoding, not I/O, is their cost. Pillow is the
+reference. Baseline colour and greyscale JPEGs are decoded by libjpeg-turbo through
+``simplejpeg`` instead, at the DCT scale Pillow's ``draft`` would choose, giving Pillow's
+pixels exactly (the tests compare both). The reasons are speed and concurrency: Pillow
+parses JPEG headers in Python, holding the GIL that the worker's decoder threads share.
+simplejpeg parses and decodes in C and releases the GIL. Anything else (PNG, CMYK, a file
+libjpeg-turbo only warns about, one too large to trust) is *declined* and goes to Pillow.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from astrocat.errors import InputError
 from astrocat.sources.common import about
+
+try:  # a dependency; guarded only so that Pillow alone still works where it is missing
+    import simplejpeg
+except ImportError:  # pragma: no cover
+    simplejpeg = None
+
+#: False sends every image through Pillow, the reference (the tests compare both).
+USE_SIMPLEJPEG = True
 
 #: Card filter names -> Pillow's resampling filters.
 FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
@@ -32,15 +46,22 @@ def read_rgb(path: str, size: int, crop_fraction: float, zoom: float = 1.0,
     if size < 1 or not 0.0 < crop_fraction <= 1.0 or zoom < 1.0:
         raise ValueError(f"need size >= 1, 0 < crop_fraction <= 1 and zoom >= 1, got {size}, "
                          f"{crop_fraction}, {zoom}")
+    fraction = crop_fraction / zoom
     with about(path):
+        decoded = _turbo_decode(path, size, fraction, antialias) if USE_SIMPLEJPEG else None
+        if decoded is not None:
+            return _resample(*decoded, size, resize_filter, antialias)
         try:
             img = Image.open(path)
         except OSError as exc:
+            if exc.errno is not None:
+                raise  # the system's (permissions, I/O): worded, and retried, by ``about``
             raise InputError(f"not a readable JPEG or PNG image ({exc})") from exc
         with img:
             kind = img.format or "image"
             try:
-                return _crop_resize(img, size, crop_fraction / zoom, resize_filter, antialias)
+                return _resample(*_pillow_decode(img, size, fraction, antialias), size,
+                                 resize_filter, antialias)
             except (
                 OSError,
                 SyntaxError,
@@ -51,8 +72,41 @@ def read_rgb(path: str, size: int, crop_fraction: float, zoom: float = 1.0,
                 raise InputError(f"{kind} data is truncated or corrupt ({exc})") from exc
 
 
-def _crop_resize(img: Image.Image, size: int, fraction: float, resize_filter: str,
-                 antialias: bool) -> np.ndarray:
+def read_bytes(path: str | Path) -> bytes:
+    """A JPEG's bytes for libjpeg-turbo (the one place this module opens a file itself)."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def jpeg_size(path: str | Path) -> tuple[int, int] | None:
+    """A JPEG's (width, height) from libjpeg-turbo's header parse, which holds no GIL, or
+    None where simplejpeg is missing or cannot read it (Pillow then looks, and words the
+    problem)."""
+    if simplejpeg is None or not USE_SIMPLEJPEG:
+        return None
+    data = read_bytes(path)
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def _draft_scale(width: int, height: int, size: int, side: float, antialias: bool) -> int:
+    """The DCT scale denominator (1, 2, 4 or 8) Pillow's ``draft`` picks for a JPEG whose
+    crop of ``side`` pixels is resampled to ``size``: the largest that still leaves the
+    crop at least ``size`` pixels (``JpegImageFile.draft``'s rule)."""
+    if side <= size or not antialias:
+        return 1
+    factor = size / side
+    most = min(width // math.ceil(width * factor), height // math.ceil(height * factor))
+    return next(s for s in (8, 4, 2, 1) if most >= s)
+
+
+def _pillow_decode(img: Image.Image, size: int, fraction: float, antialias: bool
+                   ) -> tuple[Image.Image, float, float]:
+    """Decode with Pillow (at a reduced DCT scale for JPEGs): the image, the crop side in
+    original pixels, and original pixels per decoded pixel."""
     width, height = img.size
     side = fraction * min(width, height)  # crop side in original pixels
     scale = 1.0  # original pixels per decoded pixel
@@ -66,6 +120,40 @@ def _crop_resize(img: Image.Image, size: int, fraction: float, resize_filter: st
         img = _to_grey8(img)
     elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")  # palette, RGBA, CMYK, YCbCr ...
+    return img, side, scale
+
+
+def _turbo_decode(path: str, size: int, fraction: float, antialias: bool
+                  ) -> tuple[Image.Image, float, float] | None:
+    """:func:`_pillow_decode`'s answer through simplejpeg, or None to decline."""
+    if simplejpeg is None:
+        return None
+    data = read_bytes(path)
+    if not data.startswith(b"\xff\xd8\xff"):
+        return None  # not a JPEG
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None  # Pillow words the error
+    if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= Image.MAX_IMAGE_PIXELS:
+        return None  # Pillow converts CMYK its own way, and guards decompression bombs
+    side = fraction * min(width, height)
+    s = _draft_scale(width, height, size, side, antialias)
+    want = (-(-height // s), -(-width // s))
+    grey = colorspace == "Gray"
+    try:
+        arr = simplejpeg.decode_jpeg(data, colorspace="GRAY" if grey else "RGB",
+                                     min_height=want[0], min_width=want[1])
+    except ValueError:
+        return None  # libjpeg-turbo's warnings are errors here; Pillow decides
+    if arr.shape[:2] != want:
+        return None
+    return Image.fromarray(arr[:, :, 0] if grey else arr), side, float(s)  # as draft's box
+
+
+def _resample(img: Image.Image, side: float, scale: float, size: int, resize_filter: str,
+              antialias: bool) -> np.ndarray:
+    """The central ``side`` (original pixels) of a decoded image, resampled to ``size``."""
     # The crop box is exact (fractional); pixels outside it never contribute: cut the
     # enclosing whole-pixel window first, then resample the box inside it.
     w, h = img.size
