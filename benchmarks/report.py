@@ -65,6 +65,12 @@ class Decomposition:
     driver_cpu: float | None = None  # CPU seconds of the driver process (incl. scheduler)
     worker_cpu: float | None = None  # CPU seconds of all worker processes
     commit_measured: bool = False
+    execution: str = ""  # where the partitions ran (the run's provenance)
+
+    @property
+    def in_process(self) -> bool:
+        """Partitions ran on task threads of the astrocat process itself (they overlap)."""
+        return "in-process" in self.execution
 
     @property
     def other(self) -> float:
@@ -77,14 +83,26 @@ class Decomposition:
             parts.append(f"fixed start-up/teardown {self.fixed:.1f} s (the 10-file run)")
         if self.describe is not None:
             parts.append(f"driver describe {self.describe:.1f} s")
-        parts.append(f"worker partitions {self.busy:.1f} s per worker ({self.workers} "
-                     f"worker{'s' if self.workers > 1 else ''})")
+        if self.in_process:
+            # task threads overlap each other: their summed time is not a share of the wall
+            inside = self.wall - sum(x for x in (self.fixed, self.describe, self.commit)
+                                     if x is not None)
+            parts.append(f"partitions {inside:.1f} s ({self.execution}; summed over the "
+                         f"task threads, which overlap, {self.busy:.1f} s)")
+        else:
+            parts.append(f"worker partitions {self.busy:.1f} s per worker ({self.workers} "
+                         f"worker{'s' if self.workers > 1 else ''})")
         if self.commit is not None:
             how = "" if self.commit_measured else " (estimated from the profile)"
             parts.append(f"driver commit {self.commit:.1f} s{how}")
-        parts.append(f"scheduling, imbalance and the rest {self.other:.1f} s")
+        if not self.in_process:
+            parts.append(f"scheduling, imbalance and the rest {self.other:.1f} s")
         text = f"wall {self.wall:.1f} s = " + " + ".join(parts)
-        if self.driver_cpu is not None:
+        if self.driver_cpu is not None and self.in_process:
+            text += (f"; CPU used by the one astrocat process (decoders, engines, Dask, "
+                     f"commit) {self.driver_cpu:.1f} s, "
+                     f"{self.driver_cpu / max(self.wall, 1e-9):.2f} cores on average")
+        elif self.driver_cpu is not None:
             text += (f"; CPU used: driver process (describe, Dask scheduler, commit) "
                      f"{self.driver_cpu:.1f} s, workers {self.worker_cpu:.1f} s")
         return text
@@ -131,6 +149,7 @@ class Report:
             per_item_worker=run["part_seconds"] / run["n_items"],
             driver_cpu=driver, worker_cpu=workers_cpu,
             commit_measured=run.get("commit_seconds") is not None,
+            execution=run.get("execution", ""),
         )
 
     def _disturbed(self, run: dict) -> str:
@@ -346,13 +365,19 @@ class Report:
             out.append(f"### {names.get(stage, stage)}")
             out.append("")
             d = self.decomposition(stage)
+            r_items = self.results[stage]["run"]["n_items"] if d is not None else 0
             if d is not None:
+                spent = (f"Per item the process used {_ms(d.driver_cpu / r_items)} of CPU."
+                         if d.in_process and d.driver_cpu else
+                         f"Per item the workers spent {_ms(d.per_item_worker)} of one core.")
                 out.append(f"Whole `astrocat infer` run of section "
                            f"{ {'images': 1, 'spectra': 2, 'fits': 3}[stage]}: {d.text()}. "
-                           f"Per item the workers spent {_ms(d.per_item_worker)} of one core.")
+                           + spent)
                 out.append("")
             out.append(
-                f"Inside one worker (`run_partition` in-process, 1 model thread, "
+                f"Inside one worker (`run_partition` in-process, 1 decoder thread feeding "
+                f"1 engine thread, so steps overlap: the total is the wall time per item, "
+                f"and the rest is negative by the overlap; "
                 f"{p['timed_partitions']} partition(s) of {p['items']:,} items after a warm-up "
                 f"partition; model load {p['model_load_s']:.2f} s, once per worker; driver "
                 f"describe {_ms(p['describe_per_file_s'])}/file, commit "

@@ -115,7 +115,7 @@ def _route(path: Path, sniffed: str, head: bytes) -> dict[str, Any]:
     """The unit's fmt/kind/n_items/hdu fields for a readable file, or raise _Unusable."""
     match sniffed:
         case "jpeg" | "png":
-            return _image(path, sniffed)
+            return _image(path, sniffed, head)
         case "fits" | "gzip":
             return _fits_file(path, compressed_file=sniffed == "gzip")
         case "parquet" | "csv" | "ecsv":
@@ -128,11 +128,12 @@ def _route(path: Path, sniffed: str, head: bytes) -> dict[str, Any]:
     )
 
 
-def _image(path: Path, fmt: str) -> dict[str, Any]:
+def _image(path: Path, fmt: str, head: bytes) -> dict[str, Any]:
     from PIL import Image
 
-    if fmt == "jpeg" and images.jpeg_size(path):
-        return {"fmt": fmt, "kind": Kind.RGB_IMAGE, "n_items": 1}  # Pillow words problems
+    if fmt == "jpeg" and images.jpeg_size(head):  # the header is in the first bytes read
+        return {"fmt": fmt, "kind": Kind.RGB_IMAGE, "n_items": 1}  # else Pillow looks
+
     try:
         with Image.open(path) as img:
             width, height = img.size

@@ -60,8 +60,8 @@ def read_rgb(path: str, size: int, crop_fraction: float, zoom: float = 1.0,
         with img:
             kind = img.format or "image"
             try:
-                return _resample(*_pillow_decode(img, size, fraction, antialias), size,
-                                 resize_filter, antialias)
+                return _resample(*_crop(*_pillow_decode(img, size, fraction, antialias)),
+                                 size, resize_filter, antialias)
             except (
                 OSError,
                 SyntaxError,
@@ -78,13 +78,12 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
-def jpeg_size(path: str | Path) -> tuple[int, int] | None:
-    """A JPEG's (width, height) from libjpeg-turbo's header parse, which holds no GIL, or
-    None where simplejpeg is missing or cannot read it (Pillow then looks, and words the
-    problem)."""
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """A JPEG's (width, height) from libjpeg-turbo's header parse of ``data`` (the whole
+    file, or its first bytes where they hold the header), which holds no GIL; None where
+    simplejpeg is missing or cannot read it (Pillow then looks, and words the problem)."""
     if simplejpeg is None or not USE_SIMPLEJPEG:
         return None
-    data = read_bytes(path)
     try:
         height, width, _, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
@@ -124,8 +123,9 @@ def _pillow_decode(img: Image.Image, size: int, fraction: float, antialias: bool
 
 
 def _turbo_decode(path: str, size: int, fraction: float, antialias: bool
-                  ) -> tuple[Image.Image, float, float] | None:
-    """:func:`_pillow_decode`'s answer through simplejpeg, or None to decline."""
+                  ) -> tuple[Image.Image, tuple[float, ...]] | None:
+    """:func:`_pillow_decode`'s image, cut to its :func:`_window`, and the crop box in it,
+    decoded through simplejpeg; or None to decline."""
     if simplejpeg is None:
         return None
     data = read_bytes(path)
@@ -148,22 +148,32 @@ def _turbo_decode(path: str, size: int, fraction: float, antialias: bool
         return None  # libjpeg-turbo's warnings are errors here; Pillow decides
     if arr.shape[:2] != want:
         return None
-    return Image.fromarray(arr[:, :, 0] if grey else arr), side, float(s)  # as draft's box
+    (left, top, right, bottom), box = _window(want[1], want[0], side / s)  # draft's scale
+    arr = arr[top:bottom, left:right, 0] if grey else arr[top:bottom, left:right]
+    return Image.fromarray(np.ascontiguousarray(arr)), box  # only the window is copied
 
 
-def _resample(img: Image.Image, side: float, scale: float, size: int, resize_filter: str,
-              antialias: bool) -> np.ndarray:
-    """The central ``side`` (original pixels) of a decoded image, resampled to ``size``."""
-    # The crop box is exact (fractional); pixels outside it never contribute: cut the
-    # enclosing whole-pixel window first, then resample the box inside it.
-    w, h = img.size
-    s = side / scale
+def _window(w: int, h: int, s: float) -> tuple[tuple[int, int, int, int], tuple[float, ...]]:
+    """The whole-pixel window enclosing the central ``s``-pixel box of a ``w`` x ``h``
+    image, and the (fractional, exact) box inside that window."""
     x0, y0 = (w - s) / 2, (h - s) / 2
     left, top = max(0, math.floor(x0)), max(0, math.floor(y0))
     right, bottom = min(w, math.ceil(x0 + s)), min(h, math.ceil(y0 + s))
-    if (left, top, right, bottom) != (0, 0, w, h):
-        img = img.crop((left, top, right, bottom))
-    box = (x0 - left, y0 - top, x0 + s - left, y0 + s - top)
+    return (left, top, right, bottom), (x0 - left, y0 - top, x0 + s - left, y0 + s - top)
+
+
+def _crop(img: Image.Image, side: float, scale: float
+          ) -> tuple[Image.Image, tuple[float, ...]]:
+    """Cut a decoded image to its window (pixels outside it never contribute)."""
+    window, box = _window(*img.size, side / scale)
+    if window != (0, 0, *img.size):
+        img = img.crop(window)
+    return img, box
+
+
+def _resample(img: Image.Image, box: tuple[float, ...], size: int, resize_filter: str,
+              antialias: bool) -> np.ndarray:
+    """The ``box`` of an image, resampled to (size, size, 3) uint8."""
     if antialias or resize_filter == "nearest":
         # Pillow's filters widen with the downscale factor: antialiased, as torchvision's
         # antialias=True is defined to match
