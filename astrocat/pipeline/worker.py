@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -128,7 +128,7 @@ def _read_item(unit: InputUnit, card: ModelCard) -> tuple[np.ndarray, float, flo
 def _load(s: Slice, job: Job) -> Loaded:
     """Describe (if the driver did not), route and decode one slice: on a decoder thread."""
     if isinstance(s.unit, FileRef):
-        unit = describe(Path(s.unit.path), Path(job.root))
+        unit = describe(s.unit.path, job.root, s.unit.source)
         model, problem = route(unit, job.route_cards)
     else:
         unit, model, problem = s.unit, s.model, s.problem
@@ -141,21 +141,31 @@ def _load(s: Slice, job: Job) -> Loaded:
     return got
 
 
+#: Slices one decoder task loads in turn: fewer futures and hand-offs per item (each
+#: costs the GIL), still small enough to keep every decoder thread busy.
+LOAD_CHUNK = 16
+
+
+def _load_chunk(chunk: Sequence[Slice], job: Job) -> list[Loaded]:
+    return [_load(s, job) for s in chunk]
+
+
 def _loaded(part: Partition, job: Job, window: int) -> Iterator[Loaded]:
-    """Every slice loaded, in order, with at most ``window`` decoding ahead."""
+    """Every slice loaded, in order, with at most ``window`` slices decoding ahead."""
     pool = feeding.decoders(job.feed.decoders)
-    slices = iter(part.slices)
+    slices = part.slices
+    chunks = (slices[i:i + LOAD_CHUNK] for i in range(0, len(slices), LOAD_CHUNK))
     ahead: deque = deque()
-    for s in slices:
-        ahead.append(pool.submit(_load, s, job))
-        if len(ahead) >= window:
+    for chunk in chunks:
+        ahead.append(pool.submit(_load_chunk, chunk, job))
+        if len(ahead) * LOAD_CHUNK >= window:
             break
     while ahead:
         got = ahead.popleft().result()
-        nxt = next(slices, None)
+        nxt = next(chunks, None)
         if nxt is not None:
-            ahead.append(pool.submit(_load, nxt, job))
-        yield got
+            ahead.append(pool.submit(_load_chunk, nxt, job))
+        yield from got
 
 
 # --------------------------------------------------------------------------- batching

@@ -52,10 +52,13 @@ class _Unusable(Exception):
         self.fmt = fmt
 
 
-def describe(path: Path, root: Path) -> InputUnit:
-    """One InputUnit for ``path``; never raises for a bad file (error units instead)."""
+def describe(path: str | Path, root: str | Path, source: str | None = None) -> InputUnit:
+    """One InputUnit for ``path``; never raises for a bad file (error units instead).
+    ``source`` (the path as the catalog shows it) is worked out from ``root`` unless the
+    caller already has it."""
     path = Path(os.path.abspath(path))
-    source = source_of(path, Path(os.path.abspath(root)))
+    if source is None:
+        source = source_of(path, Path(os.path.abspath(root)))
     size = mtime_ns = 0
     fmt = "unknown"
     transient = False
