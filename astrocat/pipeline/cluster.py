@@ -53,11 +53,12 @@ def slurm_cluster(spec: ClusterSpec):
 TASK_THREADS = 2
 #: ``ClusterInfo.address`` of Dask's threaded scheduler (no ``distributed`` at all).
 THREADED = "dask-threads"
-#: Cores one local process keeps busy. Decoders and engines release the GIL, but about
-#: 0.25 ms per item is Python holding it (the worker's loop, Pillow's header parsing,
-#: describing), which caps one process near 4,000 items/s: about 8 cores of a ~2 ms/item
-#: pipeline. Beyond this many cores the machine gets more worker processes (a margin of
-#: two under that estimate; only 2-core machines were measured).
+#: Cores one local process keeps busy. Decoders and engines release the GIL, but Python
+#: holds it for part of every item (the worker's loop, Pillow's wrappers, describing:
+#: 0.25-0.7 ms per image measured here with ``py-spy --gil``), which caps one process at a
+#: few thousand items/s: a handful of cores of a ~2 ms/item pipeline. Beyond this many
+#: cores the machine gets more worker processes (an estimate: only 2-core machines were
+#: measured).
 CORES_PER_PROCESS = 4
 
 
