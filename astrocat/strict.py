@@ -8,7 +8,9 @@ error naming the nearest valid one, never silently ignored. Each table's fields 
 from __future__ import annotations
 
 import difflib
+import tomllib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from astrocat.errors import AstrocatError
@@ -71,3 +73,12 @@ def check_table(table: dict[str, Any], fields: Fields,
             raise error(f"{where}: {key} {problem}")
 
 
+def read_toml(path: Path, error: type[AstrocatError], what: str) -> dict[str, Any]:
+    """The TOML table in ``path`` (``what`` names it: "model card", "job file"), or
+    ``error`` saying plainly why not."""
+    if not path.is_file():
+        raise error(f"no {what} at {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid TOML ({exc})") from exc

@@ -132,6 +132,19 @@ def seed_decode(path: str, size: int, crop_fraction: float) -> np.ndarray:
         return np.asarray(im, dtype=np.float32) / 255.0
 
 
+def _keras_over_files(model, generator, n: int, batch: int, t_load: float,
+                      name: str) -> dict:
+    """The studies' Keras ``predict`` over a generator of batches, timed after a warm-up
+    batch (graph tracing is not charged to the baseline)."""
+    model.predict(next(generator())[0], verbose=0)
+    t0 = time.perf_counter()
+    y = model.predict(generator(), steps=math.ceil(n / batch), verbose=0)
+    seconds = time.perf_counter() - t0
+    assert len(y) == n, (len(y), n)
+    return {"n": n, "seconds": seconds, "rate": n / seconds, "batch": batch,
+            "model_load_seconds": t_load, "model": name}
+
+
 def seed_images(args) -> dict:
     from astrocat.engines.tf import load_keras
 
@@ -147,14 +160,7 @@ def seed_images(args) -> dict:
         for b in range(0, len(paths), batch):
             yield (np.stack([seed_decode(p, size, crop) for p in paths[b : b + batch]]),)
 
-    # warm-up on one batch so graph tracing is not charged to the baseline
-    model.predict(next(generator())[0], verbose=0)
-    t0 = time.perf_counter()
-    y = model.predict(generator(), steps=math.ceil(len(paths) / batch), verbose=0)
-    seconds = time.perf_counter() - t0
-    assert len(y) == len(paths), (len(y), len(paths))
-    return {"n": len(paths), "seconds": seconds, "rate": len(paths) / seconds,
-            "batch": batch, "model_load_seconds": t_load, "model": card.name}
+    return _keras_over_files(model, generator, len(paths), batch, t_load, card.name)
 
 
 def seed_fits(args) -> dict:
@@ -186,13 +192,7 @@ def seed_fits(args) -> dict:
         for b in range(0, len(paths), batch):
             yield (np.stack([read(p) for p in paths[b : b + batch]]),)
 
-    model.predict(next(generator())[0], verbose=0)  # tracing is not charged
-    t0 = time.perf_counter()
-    y = model.predict(generator(), steps=math.ceil(len(paths) / batch), verbose=0)
-    seconds = time.perf_counter() - t0
-    assert len(y) == len(paths), (len(y), len(paths))
-    return {"n": len(paths), "seconds": seconds, "rate": len(paths) / seconds,
-            "batch": batch, "model_load_seconds": t_load, "model": card.name}
+    return _keras_over_files(model, generator, len(paths), batch, t_load, card.name)
 
 
 def seed_spectra(args) -> dict:

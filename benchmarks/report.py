@@ -197,30 +197,14 @@ class Report:
     def rows(self) -> list[Row | str]:
         res = self.results
         rows: list[Row | str] = []
-        if "images" in res:
-            rows.append(self._limit_row("images", "1. Images (JPEG)", "describe + draft "
-                                        "decode + prepare"))
-            if "int8" in res["images"]:
-                rows.append(self._limit_row("images", "1. Images (JPEG)", "describe + draft "
-                                            "decode + prepare", int8=True))
-            rows.append(self._whole_row("images", "1. Images", "seed-style PIL crop+resize "
-                                        "generator -> Keras predict", T_IMAGES_VS_SEED))
-        if "spectra" in res:
-            rows.append(self._limit_row("spectra", "2. Spectra (one Parquet table)",
-                                        "row-range read + min-max"))
-            if "int8" in res["spectra"]:
-                rows.append(self._limit_row("spectra", "2. Spectra (one Parquet table)",
-                                            "row-range read + min-max", int8=True))
-            rows.append(self._whole_row("spectra", "2. Spectra", "seed-style whole-table "
-                                        "load -> min-max -> Keras predict", None))
+        for stage, label, how, whole, seed_how, target in STAGE_ROWS:
+            if stage not in res:
+                continue
+            rows.append(self._limit_row(stage, label, how))
+            if "int8" in res[stage]:
+                rows.append(self._limit_row(stage, label, how, int8=True))
+            rows.append(self._whole_row(stage, whole, seed_how, target))
         if "fits" in res:
-            rows.append(self._limit_row("fits", "3. FITS cut-outs", "describe + read_plane "
-                                        "+ prepare"))
-            if "int8" in res["fits"]:
-                rows.append(self._limit_row("fits", "3. FITS cut-outs", "describe + "
-                                            "read_plane + prepare", int8=True))
-            rows.append(self._whole_row("fits", "3. FITS", "seed-style astropy getdata -> "
-                                        "standardise -> Keras predict", T_FITS_VS_SEED))
             comp = res["fits"]["components"]
             rs = comp["readers_s"]
             ours, ref = list(rs.values())
@@ -519,9 +503,21 @@ def frac_s(rate: float, ref: float) -> str:
 T_VS_LIMIT = 0.85  # every input kind, end to end, against its component limit
 T_IMAGES_VS_SEED = 3.0  # whole processes
 T_FITS_VS_SEED = 3.0  # whole processes
+
 T_FIXED = 1.5  # seconds: `astrocat infer` on 10 files
 T_MEMORY = 1.10
 T_HELP = 0.5
+
+#: Each input kind's rows: (stage, label, the components of its limit, the whole-process
+#: label, the studies' way, the whole-process target or None).
+STAGE_ROWS = (
+    ("images", "1. Images (JPEG)", "describe + draft decode + prepare", "1. Images",
+     "seed-style PIL crop+resize generator -> Keras predict", T_IMAGES_VS_SEED),
+    ("spectra", "2. Spectra (one Parquet table)", "row-range read + min-max", "2. Spectra",
+     "seed-style whole-table load -> min-max -> Keras predict", None),
+    ("fits", "3. FITS cut-outs", "describe + read_plane + prepare", "3. FITS",
+     "seed-style astropy getdata -> standardise -> Keras predict", T_FITS_VS_SEED),
+)
 
 #: The GPU rows, planned on paper (kept as Markdown beside this file).
 GPU_PLAN = (Path(__file__).with_name("gpu_plan.md")).read_text().rstrip()

@@ -84,14 +84,9 @@ class Bench:
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
               f"{comp['model_s'] * 1e3:.2f} ms -> limit {comp['limit_rate']:.0f}/s")
-        int8 = (self.infer("images-int8", spec, s.images, "--precision", "int8")
-                if "int8_model" in comp else None)
-        H.log(f"seed-style Keras pipeline on {s.seed_images} images")
-        seed = H.measure("seed-images", "--list", self.images_spec(s.seed_images)[1:],
-                         "--n", str(s.seed_images))
-        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process {seed['process_seconds']:.1f}s")
-        self.results["images"] = {"run": run.to_dict(), "components": comp, "seed": seed,
-                                  **({"int8": int8.to_dict()} if int8 else {})}
+        self.finish_stage("images", run, comp, spec, s.images, "Keras pipeline on "
+                          f"{s.seed_images} images", "--list",
+                          self.images_spec(s.seed_images)[1:], "--n", str(s.seed_images))
 
     # -- 2. spectra
     def spectra(self) -> None:
@@ -102,13 +97,9 @@ class Bench:
                          "--sample", str(min(s.spectra, 16384)),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  model-only: {comp['model_only_rate']:.0f}/s, limit {comp['limit_rate']:.0f}/s")
-        int8 = (self.infer("spectra-int8", table, s.spectra, "--precision", "int8")
-                if "int8_model" in comp else None)
-        H.log(f"seed-style Keras pipeline on {s.seed_spectra} spectra")
-        seed = H.measure("seed-spectra", "--table", table, "--n", str(s.seed_spectra))
-        H.log(f"  seed-style: {seed['rate']:.0f}/s")
-        self.results["spectra"] = {"run": run.to_dict(), "components": comp, "seed": seed,
-                                   **({"int8": int8.to_dict()} if int8 else {})}
+        self.finish_stage("spectra", run, comp, table, s.spectra, "Keras pipeline on "
+                          f"{s.seed_spectra} spectra", "--table", table, "--n",
+                          str(s.seed_spectra))
 
     # -- 3. FITS
     def fits(self) -> None:
@@ -118,14 +109,22 @@ class Bench:
         comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: limit {comp['limit_rate']:.0f}/s")
-        int8 = (self.infer("fits-int8", spec, s.fits, "--precision", "int8")
+        self.finish_stage("fits", run, comp, spec, s.fits, "astropy + Keras pipeline on "
+                          f"{s.seed_fits} cut-outs", "--list", self.fits_spec(s.seed_fits)[1:],
+                          "--n", str(s.seed_fits))
+
+    def finish_stage(self, stage: str, run, comp: dict, spec: str, n: int, seed_what: str,
+                     *seed_args: str) -> None:
+        """The stage's INT8 run (where its model has a variant that passed its gates) and
+        the studies' way of doing it, then its results."""
+        int8 = (self.infer(f"{stage}-int8", spec, n, "--precision", "int8")
                 if "int8_model" in comp else None)
-        H.log(f"seed-style astropy + Keras pipeline on {s.seed_fits} cut-outs")
-        seed = H.measure("seed-fits", "--list", self.fits_spec(s.seed_fits)[1:],
-                         "--n", str(s.seed_fits))
-        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process {seed['process_seconds']:.1f}s")
-        self.results["fits"] = {"run": run.to_dict(), "components": comp, "seed": seed,
-                                **({"int8": int8.to_dict()} if int8 else {})}
+        H.log(f"seed-style {seed_what}")
+        seed = H.measure(f"seed-{stage}", *seed_args)
+        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process "
+              f"{seed.get('process_seconds', float('nan')):.1f}s")
+        self.results[stage] = {"run": run.to_dict(), "components": comp, "seed": seed,
+                               **({"int8": int8.to_dict()} if int8 else {})}
 
     # -- 4. memory
     def memory(self) -> None:

@@ -25,14 +25,13 @@ move together. A bad key or value is an error naming the key (``JobError``, exit
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from astrocat.errors import AstrocatError
 from astrocat.pipeline.cluster import ClusterSpec
-from astrocat.strict import Fields, check_table, one_of, typed
+from astrocat.strict import Fields, check_table, one_of, read_toml, typed
 
 
 class JobError(AstrocatError):
@@ -133,12 +132,7 @@ def _anchor(value: str, base: Path) -> str:
 
 def load_job(path: str | Path) -> JobSpec:
     path = Path(path).resolve()
-    if not path.is_file():
-        raise JobError(f"no job file at {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise JobError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path, JobError, "job file")
     check_table(data, TABLES, str(path), JobError)
     job = data["job"]
     check_table(job, JOB_FIELDS, f"{path} [job]", JobError)

@@ -10,14 +10,13 @@ with the ONNX graph itself before any input is read.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from astrocat.errors import CardError
 from astrocat.kinds import PLANE_KINDS, Kind
-from astrocat.strict import Fields, check_table, in_range, numbers, one_of, typed
+from astrocat.strict import Fields, check_table, in_range, numbers, one_of, read_toml, typed
 
 CARD_FILENAME = "card.toml"
 #: Science tasks a card may name (the keys of ``astrocat.science.TASKS``).
@@ -287,12 +286,7 @@ def load_card(path: Path) -> ModelCard:
     path = Path(path)
     if path.is_dir():
         path = path / CARD_FILENAME
-    if not path.is_file():
-        raise CardError(f"no model card at {path}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CardError(f"{path}: not valid TOML ({exc})") from exc
+    data = read_toml(path, CardError, "model card")
     return parse_card(data, path.parent, str(path))
 
 
