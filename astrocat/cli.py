@@ -107,10 +107,22 @@ def main() -> None:
                    "machine's memory, shared by its workers].")
 @click.option("--exclude", multiple=True, metavar="GLOB",
               help="Skip inputs whose path relative to the input root matches (repeatable).")
+@click.option("--hdu", default=None, metavar="EXTNAME[,EXTVER]|INDEX",
+              help="FITS images: the HDU to read (e.g. SCI, SCI,2 or 1) [default: the model "
+                   "card's, else the first 2-D image].")
+@click.option("--plane", default=None, metavar="INDEX|BAND",
+              help="FITS cubes (bands x y x x): the plane to read, by index (0 first) or by "
+                   "the band name in the header (BAND0.. or BANDS).")
+@click.option("--mask-hdu", default=None, metavar="EXTNAME[,EXTVER]|INDEX",
+              help="FITS images: a mask/quality HDU (e.g. DQ); its flagged pixels become NaN "
+                   "and go through the NaN policy.")
+@click.option("--mask-bits", type=click.IntRange(min=1), default=None, metavar="BITS",
+              help="Only these bits of --mask-hdu flag a pixel [default: any non-zero].")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
 def infer(input_, out, layout, positions, positions_id, model, engine, precision, scheduler,
-          workers, partition_size, batch_size, memory_budget, exclude, quiet) -> None:
+          workers, partition_size, batch_size, memory_budget, exclude, hdu, plane, mask_hdu,
+          mask_bits, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -125,8 +137,27 @@ def infer(input_, out, layout, positions, positions_id, model, engine, precision
         models=(model,) if model else (), engine=engine, precision=precision,
         scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
-        memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet))
+        memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet,
+        hdu=_hdu(hdu, "--hdu"), plane=_plane(plane), mask_hdu=_hdu(mask_hdu, "--mask-hdu"),
+        mask_bits=mask_bits))
     sys.exit(_report(summary, quiet, positions))
+
+
+def _hdu(text: str | None, option: str):
+    if text is None:
+        return None
+    from astrocat.sources._fits import parse_hdu_name
+
+    try:
+        return parse_hdu_name(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+def _plane(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 def _bytes(size: str | None) -> int | None:
@@ -174,7 +205,9 @@ def _report(summary, quiet: bool, positions: str | None = None) -> int:
             click.echo(
                 f"wrote {summary.out}: {what}{summary.n_rows} rows, {summary.n_errors} errors, "
                 f"{summary.n_parts} parts ({summary.n_reused} reused) in "
-                f"{summary.seconds:.1f}s ({rate:.0f} rows/s); {engines}", err=True)
+                f"{summary.seconds:.1f}s ({rate:.0f} rows/s); {engines}"
+                + (f"; {summary.n_warnings} library warning(s) in {summary.warnings_log}"
+                   if summary.n_warnings else ""), err=True)
     return EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK
 
 

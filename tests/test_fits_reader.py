@@ -166,6 +166,12 @@ FAST: dict[str, Callable[[], fits.HDUList]] = {
     "unscaled_ints.fits": lambda: primary(
         (pixels() * 10).astype(np.int16), fits.Header({"BSCALE": 1, "BZERO": 0})
     ),
+    # the unsigned-integer convention (BZERO 2**15, 2**31): both give the integers exactly
+    "uint16.fits": lambda: primary((pixels() * 100).astype(np.uint16)),
+    "uint32.fits": lambda: primary((pixels() * 1e6).astype(np.uint32)),
+    "uint16.fits.fz": lambda: behind_empty_primary(
+        fits.CompImageHDU((pixels() * 100).astype(np.uint16))
+    ),
 }
 
 #: Files the fast path must hand to astropy; results are astropy's by construction.
@@ -195,7 +201,6 @@ DECLINED: dict[str, Callable[[], fits.HDUList]] = {
     "repeated_crval.fits": lambda: primary(pixels(), _repeated(tan(150.0, 2.0), "CRVAL1", 1.0)),
     "scaled.fits": lambda: scaled(pixels(), "int16", bscale=0.01, bzero=100.0),
     "scaled_float.fits": lambda: scaled(pixels(), "float32", bzero=5.0),
-    "uint16.fits": lambda: primary((pixels() * 100).astype(np.uint16)),
     "blank.fits": lambda: primary((pixels() * 10).astype(np.int16), fits.Header({"BLANK": 1000})),
     "table_then_image.fits": lambda: behind_empty_primary(
         spectra_table(), fits.ImageHDU(pixels(), tan(150.0, 2.0))

@@ -574,7 +574,7 @@ def test_read_plane_npy_map_and_cube(files):
 
 
 def test_read_plane_wrong_dims_raise_input_error(files):
-    with pytest.raises(InputError, match=r"cube.fits: FITS image in HDU 0 is 3-D"):
+    with pytest.raises(InputError, match=r"cube.fits: FITS image is 3-D .*HDU 0.*--plane"):
         read_plane(str(files["cube.fits"]), "fits_image", 0)
     with pytest.raises(InputError, match=r"shape \(2, 2, 2, 2\)"):
         read_plane(str(files["bad4d.npy"]), "npy", None)

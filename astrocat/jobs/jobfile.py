@@ -9,6 +9,7 @@ out = "/data/catalogs/nightly"                         # the store: versions liv
 layout = "file"                                        # file | dataset | hats
 models = ["gz2-cnn"]                                   # bundled names or card paths
 retention = 30                                         # versions kept
+hdu = "SCI"                                            # optional: FITS HDU, plane, mask
 
 [cluster]                                              # optional: beyond one machine
 kind = "slurm"                                         # local | scheduler | slurm
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from astrocat.errors import AstrocatError
+from astrocat.models.card import INPUT_FIELDS, hdu_value
 from astrocat.pipeline.cluster import ClusterSpec
+from astrocat.sources._fits import HduName
 from astrocat.strict import Fields, check_table, one_of, read_toml, typed
 
 
@@ -67,6 +70,8 @@ JOB_FIELDS: Fields = {
     "positions": (False, _TEXT),
     "positions_id": (False, _TEXT),
     "retention": (False, _int_at_least(1)),
+    # FITS products: as in a model card's [input], for every FITS model of the job
+    **{k: INPUT_FIELDS[k] for k in ("hdu", "plane", "mask_hdu", "mask_bits")},
 }
 CLUSTER_FIELDS: Fields = {
     "kind": (True, one_of(("local", "scheduler", "slurm"))),
@@ -113,6 +118,10 @@ class JobSpec:
     positions: str | None = None
     positions_id: str | None = None
     retention: int = 30
+    hdu: HduName | None = None
+    plane: int | str | None = None
+    mask_hdu: HduName | None = None
+    mask_bits: int | None = None
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     schedule: dict[str, Any] = field(default_factory=dict)
 
@@ -155,6 +164,8 @@ def load_job(path: str | Path) -> JobSpec:
         batch_size=job.get("batch_size"),
         positions=_anchor(job["positions"], base) if "positions" in job else None,
         positions_id=job.get("positions_id"), retention=job.get("retention", 30),
+        hdu=hdu_value(job.get("hdu")), plane=job.get("plane"),
+        mask_hdu=hdu_value(job.get("mask_hdu")), mask_bits=job.get("mask_bits"),
         cluster=ClusterSpec(cluster["kind"], {k: v for k, v in cluster.items() if k != "kind"}),
         schedule=dict(schedule))
 

@@ -10,13 +10,23 @@ with the ONNX graph itself before any input is read.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from astrocat.errors import CardError
 from astrocat.kinds import PLANE_KINDS, Kind
-from astrocat.strict import Fields, check_table, in_range, numbers, one_of, read_toml, typed
+from astrocat.sources._fits import HduName, Product
+from astrocat.strict import (
+    Fields,
+    check_table,
+    in_range,
+    number,
+    numbers,
+    one_of,
+    read_toml,
+    typed,
+)
 
 CARD_FILENAME = "card.toml"
 #: Science tasks a card may name (the keys of ``astrocat.science.TASKS``).
@@ -46,6 +56,29 @@ class InputSpec:
     antialias: bool = True  # widen the filter when downscaling (Pillow/torchvision)
     mean: float | tuple[float, ...] = 0.0  # standardize: one value or one per channel
     std: float | tuple[float, ...] = 1.0
+    # FITS products and stamps that do not match (planes: mono_image, density_field)
+    hdu: HduName | None = None  # the image HDU: index, EXTNAME or (EXTNAME, EXTVER)
+    plane: int | str | None = None  # a cube's plane: index or band name
+    mask_hdu: HduName | None = None  # flagged pixels become NaN before the NaN policy
+    mask_bits: int | None = None  # only these bits flag a pixel (default: any non-zero)
+    fit: str = "crop"  # stamps of another size: crop | error | pad | resample
+    fill: float = 0.0  # pad value, in network-input units (after the card's scaling)
+    pixel_scale: float | None = None  # arcsec/px the model was trained at
+    scale_mismatch: str = "resample"  # another scale in the WCS: resample | error
+
+    @property
+    def product(self) -> Product:
+        return Product(self.hdu, self.plane, self.mask_hdu, self.mask_bits)
+
+    def identity(self) -> dict[str, Any]:
+        """What results depend on, as a plain dict: every field, except the plane fields
+        added in astrocat 0.2 while they keep their defaults, so cards written before them
+        keep their result keys (a re-run after upgrading recomputes nothing)."""
+        out = asdict(self)
+        for name, default in PLANE_DEFAULTS.items():
+            if out[name] == default:
+                del out[name]
+        return out
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -60,6 +93,15 @@ class InputSpec:
         if self.kind == Kind.SPECTRUM or len(self.shape) == 2:
             return 1
         return self.shape[0] if self.layout == "NCHW" else self.shape[-1]
+
+
+#: The plane fields and their defaults (astrocat 0.1 behaviour: the first 2-D image HDU,
+#: larger stamps centre-cropped, smaller refused, the WCS scale not looked at).
+PLANE_DEFAULTS = {f.name: f.default for f in fields(InputSpec)
+                  if f.name in ("hdu", "plane", "mask_hdu", "mask_bits", "fit", "fill",
+                                "pixel_scale", "scale_mismatch")}
+FITS = ("crop", "error", "pad", "resample")
+SCALE_MISMATCH = ("resample", "error")
 
 
 @dataclass(frozen=True)
@@ -173,12 +215,39 @@ INPUT_FIELDS: Fields = {
     "antialias": (False, typed(lambda v: isinstance(v, bool), "true or false")),
     "mean": (False, typed(numbers, "a number or a list of numbers (one per channel)")),
     "std": (False, _positive),
+    "hdu": (False, lambda v: _hdu_name(v)),
+    "plane": (False, typed(lambda v: (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+                           or (isinstance(v, str) and bool(v.strip())),
+                           "a plane index (0 for the first) or a band name")),
+    "mask_hdu": (False, lambda v: _hdu_name(v)),
+    "mask_bits": (False, typed(lambda v: isinstance(v, int) and not isinstance(v, bool)
+                               and v > 0, "a positive integer bit mask, e.g. 4095")),
+    "fit": (False, one_of(FITS)),
+    "fill": (False, typed(lambda v: number(v), "a number (in network-input units)")),
+    "pixel_scale": (False, in_range(0.0, None, lo_open=True)),
+    "scale_mismatch": (False, one_of(SCALE_MISMATCH)),
 }
 OUTPUT_FIELDS: Fields = {
     "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
     "unit": (False, typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
     "description": (False, typed(lambda v: isinstance(v, str), "a string")),
 }
+
+
+def _hdu_name(v: Any) -> str | None:
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return None
+    if isinstance(v, str) and v.strip():
+        return None
+    if (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
+            and not isinstance(v[1], bool)):
+        return None
+    return f'should be an HDU index (1), an EXTNAME ("SCI") or ["SCI", 2] (EXTNAME, EXTVER), ' \
+           f"got {v!r}"
+
+
+def hdu_value(v: Any) -> HduName | None:
+    return (v[0], v[1]) if isinstance(v, list) else v
 
 
 def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tuple[float, ...]:
@@ -225,6 +294,23 @@ def _input_spec(inp: dict[str, Any], where: str) -> InputSpec:
                             "from each image, so the model's height and width must be equal")
     if kind != Kind.RGB_IMAGE and inp.get("layout") is not None and kind not in PLANE_KINDS:
         raise CardError(f"{where}: layout applies to images, not {kind.value} inputs")
+    plane_keys = [k for k in PLANE_DEFAULTS if k in inp]
+    if plane_keys and kind not in PLANE_KINDS:
+        raise CardError(f"{where}: {plane_keys[0]} applies to single-band planes (mono_image, "
+                        f"density_field), not {kind.value} inputs")
+    if "mask_bits" in inp and "mask_hdu" not in inp:
+        raise CardError(f"{where}: mask_bits needs mask_hdu (the HDU holding the flags)")
+    if inp.get("fit") == "pad" and inp["preprocessing"] == "minmax":
+        raise CardError(f"{where}: fit = \"pad\" needs a fill value in network-input units, "
+                        "which minmax preprocessing (scaled per item) does not define")
+    if "scale_mismatch" in inp and "pixel_scale" not in inp:
+        raise CardError(f"{where}: scale_mismatch needs pixel_scale (arcsec/px the model "
+                        "was trained at)")
+    spec = replace(spec, hdu=hdu_value(inp.get("hdu")), plane=inp.get("plane"),
+                   mask_hdu=hdu_value(inp.get("mask_hdu")), mask_bits=inp.get("mask_bits"),
+                   fit=inp.get("fit", "crop"), fill=float(inp.get("fill", 0.0)),
+                   pixel_scale=(float(inp["pixel_scale"]) if "pixel_scale" in inp else None),
+                   scale_mismatch=inp.get("scale_mismatch", "resample"))
     channels = spec.channels
     mean = _per_channel(inp.get("mean", 0.0), channels, "mean", where)
     std = _per_channel(inp.get("std", 1.0), channels, "std", where)

@@ -64,7 +64,9 @@ RECIPES: dict[str, Recipe] = {
     ),
     "lens": Recipe(
         "lens", "lens-lastro", "lens", "lens_lastro_cnn",
-        InputSpec(Kind.MONO_IMAGE, (101, 101, 1), "standardize"),
+        # 0.1"/px: the Bologna Lens Finding Challenge's space (Euclid-like) set and
+        # astrocat's simulated one; stamps at other scales are resampled to it
+        InputSpec(Kind.MONO_IMAGE, (101, 101, 1), "standardize", pixel_scale=0.1),
         loss="binary_crossentropy", optimizer="adam", learning_rate=1e-3, epochs=30,
         batch_size=64, split=(0.70, 0.10, 0.20), augment=True, default_for=(Kind.MONO_IMAGE,),
         description="Strong-lens finding in single-band 101x101 cut-outs: seed 004's "
@@ -235,7 +237,8 @@ def train(
         "input": {k: v for k, v in {
             "kind": spec.kind.value, "shape": list(spec.shape),
             "preprocessing": spec.preprocessing, "crop_fraction": spec.crop_fraction,
-            "mean": spec.mean, "std": spec.std}.items()},
+            "mean": spec.mean, "std": spec.std, "pixel_scale": spec.pixel_scale}.items()
+            if v is not None},
         "outputs": outputs_for(recipe.task),
         "files": {"keras": "model.keras", "onnx": "model.onnx"},
         "training": {

@@ -19,9 +19,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from astrocat.catalog.schema import SCHEMA_VERSION
+from astrocat.errors import CardError
 from astrocat.kernels.preprocess import PREPROCESS_VERSION
-from astrocat.kinds import Kind
+from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.models.card import ModelCard
+from astrocat.sources._fits import Product
 from astrocat.sources.units import InputUnit
 
 
@@ -96,7 +98,7 @@ def result_key(card: ModelCard, engine: str, precision: str = "fp32") -> str:
     training and metrics records change nothing a model computes, so they are left out."""
     weights = card.sha256["keras" if engine == "tensorflow" else "onnx"]
     payload = json.dumps({
-        "name": card.name, "weights": weights, "input": dataclasses.asdict(card.input),
+        "name": card.name, "weights": weights, "input": card.input.identity(),
         "outputs": [dataclasses.asdict(o) for o in card.outputs], "engine": engine,
         "precision": precision, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -109,6 +111,21 @@ def partition_key(slices: Iterable[Slice], keys: Mapping[str, str]) -> str:
         model = keys.get(s.model, "-") if s.model else "-"
         h.update(f"|{u.source}|{u.size}|{u.mtime_ns}|{u.hdu}|{s.start}|{s.stop}|{model}".encode())
     return h.hexdigest()[:24]
+
+
+def fits_product(routing: Mapping[Kind, ModelCard]) -> Product:
+    """The HDU and cube plane FITS files are described by (before routing, which needs the
+    kind the chosen HDU has): whatever the plane models' cards name. Cards that name none
+    follow; two that name different ones cannot share a run."""
+    named = {(c.input.hdu, c.input.plane): c.name for k, c in routing.items()
+             if k in PLANE_KINDS and (c.input.hdu, c.input.plane) != (None, None)}
+    if len(named) > 1:
+        shown = "; ".join(f"{name}: hdu {hdu!r}, plane {plane!r}"
+                          for (hdu, plane), name in named.items())
+        raise CardError(f"the FITS models of this run read different HDUs or planes ({shown});"
+                        " run them separately, or give them the same hdu and plane")
+    hdu, plane = next(iter(named), (None, None))
+    return Product(hdu=hdu, plane=plane)
 
 
 def route(unit: InputUnit, routing: Mapping[Kind, ModelCard]) -> tuple[str | None, str | None]:

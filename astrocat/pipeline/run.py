@@ -7,6 +7,7 @@ pixels, fluxes and catalog rows stay in the workers and in the Parquet parts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -25,16 +26,19 @@ from astrocat.catalog.store import STORE_FILE, Store, point
 from astrocat.catalog.writer import part_stats
 from astrocat.engines.base import choose_engine
 from astrocat.errors import AstrocatError
-from astrocat.kinds import Kind
+from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
+from astrocat.pipeline import libwarnings
 from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
+from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
 from astrocat.pipeline.plan import (
     FAMILY_KINDS,
     FileRef,
     Partition,
     family,
+    fits_product,
     plan_partitions,
     result_key,
 )
@@ -47,6 +51,7 @@ from astrocat.pipeline.worker import (
     write_failed_partition,
 )
 from astrocat.sources import positions
+from astrocat.sources._fits import HduName
 from astrocat.sources.describe import describe, source_of
 from astrocat.sources.discover import resolve_inputs
 from astrocat.sources.units import InputUnit
@@ -74,6 +79,11 @@ class InferOptions:
     batch_size: int | None = None  # None: chosen per model from the memory budget
     memory_budget: int | None = None  # bytes per worker [default: half the RAM, shared]
     exclude: tuple[str, ...] = ()
+    # FITS products: override the plane models' cards (--hdu, --plane, --mask-hdu, ...)
+    hdu: HduName | None = None
+    plane: int | str | None = None
+    mask_hdu: HduName | None = None
+    mask_bits: int | None = None
     retention: int = 1  # versions kept in the store
     retry_errors: bool = False  # recompute the latest version's parts that hold errors
     quiet: bool = False
@@ -101,6 +111,8 @@ class RunSummary:
     new_version: bool = True  # False: nothing changed, nothing published
     changes: dict = field(default_factory=dict)  # inputs added/removed/changed
     taken_over: dict | None = None  # a killed run's lock record, taken over
+    n_warnings: int = 0  # library warnings this run recorded (never printed mid-run)
+    warnings_log: Path | None = None
 
 
 #: Runs with at most this many items to compute use Dask's in-process cluster: spawning
@@ -135,6 +147,25 @@ def build_routing(models: tuple[str, ...] | str | None, precision: str = "fp32"
     return routing
 
 
+def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kind, ModelCard]:
+    """The plane models' cards with the run's FITS product options in place of their own
+    (so result keys, and the reuse of finished parts, follow them)."""
+    given = {k: v for k, v in (("hdu", opts.hdu), ("plane", opts.plane),
+                               ("mask_hdu", opts.mask_hdu), ("mask_bits", opts.mask_bits))
+             if v is not None}
+    if not given:
+        return routing
+    if "mask_bits" in given and "mask_hdu" not in given and not any(
+            c.input.mask_hdu for k, c in routing.items() if k in PLANE_KINDS):
+        raise AstrocatError("--mask-bits needs --mask-hdu (the HDU holding the flags)")
+    changed: dict[str, ModelCard] = {}
+    for kind, card in routing.items():
+        if kind in PLANE_KINDS and card.name not in changed:
+            changed[card.name] = dataclasses.replace(
+                card, input=dataclasses.replace(card.input, **given))
+    return {k: changed.get(c.name, c) for k, c in routing.items()}
+
+
 def _verify(cards) -> None:
     for card in cards:
         card.verify()
@@ -166,8 +197,15 @@ def infer(opts: InferOptions) -> RunSummary:
         _check_out(out, store, opts.layout)
     with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
         routing = build_routing(opts.models, opts.precision)  # a bad model fails first
-        summary = _run(opts, start, layout, routing, out, store)
+        routing = with_product(routing, opts)
+        fits_product(routing)  # plane models that disagree on the HDU fail before any input
+        recorder = Recorder()
+        with libwarnings.captured(), recorder.reading("(driver)"):
+            summary = _run(opts, start, layout, routing, out, store)
         summary.taken_over = lock.taken_over
+        summary.n_warnings += recorder.write(store.root)
+        if summary.n_warnings:
+            summary.warnings_log = store.root / WARNINGS_LOG
     return summary
 
 
@@ -187,6 +225,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     store.root.mkdir(parents=True, exist_ok=True)
     order = tuple(dict.fromkeys(c.name for c in routing.values()))
     failures: Counter = Counter()
+    n_warnings = 0
     with contextlib.ExitStack() as stack:
         cluster = LazyCluster(stack, opts.scheduler, opts.workers, opts.cluster,
                               in_process=looks_small(refs),
@@ -225,6 +264,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                         result = write_failed_partition(p, job, result,
                                                         log_failure(job, p, result))
                     stats[p.key] = result
+                    n_warnings += result.get("n_warnings", 0)
                     if result.get("failure"):
                         failures[result["failure"]] += 1
                     progress.advance(result["n_rows"], result["n_errors"])
@@ -280,7 +320,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     return RunSummary(out, published["rows"], n_errors, len(plan), n_reused, seconds,
                       {n: engines[n] for n in used}, dict(failures),
                       store.root / FAILURE_LOG if failures else None, published, placed,
-                      version=number, changes=changes)
+                      version=number, changes=changes, n_warnings=n_warnings)
 
 
 def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]:

@@ -26,14 +26,19 @@ import pyarrow as pa
 from astrocat.catalog.schema import CARRIED_INTO_BASE, carried_name
 from astrocat.catalog.writer import write_part
 from astrocat.errors import InputError, TransientInputError
-from astrocat.kernels.preprocess import centre_crop_plane, prepare
+from astrocat.kernels.fit import fit_plane
+from astrocat.kernels.preprocess import prepare
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline import feed as feeding
+from astrocat.pipeline import libwarnings
 from astrocat.pipeline.feed import Feed
-from astrocat.pipeline.plan import FileRef, Partition, Slice, route
+from astrocat.pipeline.libwarnings import Recorder
+from astrocat.pipeline.plan import FileRef, Partition, Slice, fits_product, route
 from astrocat.pipeline.rows import Rows
 from astrocat.sources import positions, readers
+from astrocat.sources._fits import Product
+from astrocat.sources.common import library_message
 from astrocat.sources.describe import describe
 from astrocat.sources.positions import Positions
 from astrocat.sources.units import InputUnit
@@ -61,6 +66,11 @@ class Job:
     def route_cards(self) -> dict[Kind, ModelCard]:
         return {k: self.cards[n] for k, n in self.routing.items()}
 
+    @cached_property
+    def product(self) -> Product:
+        """The FITS HDU and plane files are described by (the driver checked the cards)."""
+        return fits_product(self.route_cards)
+
     def batch(self, card: ModelCard) -> int:
         return feeding.choose_batch(card, self.feed.memory_budget, self.feed.batch_size,
                                     self.feed.device_memory, self.feed.engines)
@@ -83,7 +93,7 @@ def _message(exc: BaseException, unit) -> str:
     """The catalog's error text; the ``source`` column already names the file."""
     if isinstance(exc, InputError):
         return str(exc).removeprefix(f"{unit.path}: ")
-    return f"could not read {unit.fmt} input: {type(exc).__name__}: {exc}"
+    return f"could not read {unit.fmt} input ({library_message(exc)})"
 
 
 def _transient(exc: BaseException) -> bool:
@@ -121,14 +131,20 @@ def _read_item(unit: InputUnit, card: ModelCard) -> tuple[np.ndarray, float, flo
     if unit.kind == Kind.RGB_IMAGE:
         return readers.read_rgb(unit.path, spec.image_size[0], spec.crop_fraction, spec.zoom,
                                 spec.resize_filter, spec.antialias), np.nan, np.nan
-    plane = readers.read_plane(unit.path, unit.fmt, unit.hdu)
-    return centre_crop_plane(plane.data, *spec.image_size), plane.ra, plane.dec
+    plane = readers.read_plane(unit.path, unit.fmt, unit.hdu, spec.product)
+    return fit_plane(plane.data, spec, plane.scale), plane.ra, plane.dec
 
 
-def _load(s: Slice, job: Job) -> Loaded:
-    """Describe (if the driver did not), route and decode one slice: on a decoder thread."""
+def _load(s: Slice, job: Job, recorder: Recorder) -> Loaded:
+    """Describe (if the driver did not), route and decode one slice: on a decoder thread.
+    Library warnings raised meanwhile are recorded against the input."""
+    with recorder.reading(s.unit.source):
+        return _load_one(s, job)
+
+
+def _load_one(s: Slice, job: Job) -> Loaded:
     if isinstance(s.unit, FileRef):
-        unit = describe(s.unit.path, job.root, s.unit.source)
+        unit = describe(s.unit.path, job.root, s.unit.source, job.product)
         model, problem = route(unit, job.route_cards)
     else:
         unit, model, problem = s.unit, s.model, s.problem
@@ -146,25 +162,25 @@ def _load(s: Slice, job: Job) -> Loaded:
 LOAD_CHUNK = 16
 
 
-def _load_chunk(chunk: Sequence[Slice], job: Job) -> list[Loaded]:
-    return [_load(s, job) for s in chunk]
+def _load_chunk(chunk: Sequence[Slice], job: Job, recorder: Recorder) -> list[Loaded]:
+    return [_load(s, job, recorder) for s in chunk]
 
 
-def _loaded(part: Partition, job: Job, window: int) -> Iterator[Loaded]:
+def _loaded(part: Partition, job: Job, window: int, recorder: Recorder) -> Iterator[Loaded]:
     """Every slice loaded, in order, with at most ``window`` slices decoding ahead."""
     pool = feeding.decoders(job.feed.decoders)
     slices = part.slices
     chunks = (slices[i:i + LOAD_CHUNK] for i in range(0, len(slices), LOAD_CHUNK))
     ahead: deque = deque()
     for chunk in chunks:
-        ahead.append(pool.submit(_load_chunk, chunk, job))
+        ahead.append(pool.submit(_load_chunk, chunk, job, recorder))
         if len(ahead) * LOAD_CHUNK >= window:
             break
     while ahead:
         got = ahead.popleft().result()
         nxt = next(chunks, None)
         if nxt is not None:
-            ahead.append(pool.submit(_load_chunk, nxt, job))
+            ahead.append(pool.submit(_load_chunk, nxt, job, recorder))
         yield from got
 
 
@@ -219,13 +235,17 @@ def run_partition(part: Partition, job: Job) -> dict:
     every item an error row to be retried by the next run, with the traceback written to
     ``errors.log`` beside the parts instead of into the user's terminal.
     """
-    try:
-        return _run_partition(part, job)
-    except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
-        return write_failed_partition(part, job, exc, log_failure(job, part, exc))
+    recorder = Recorder()
+    with libwarnings.captured():
+        try:
+            stats = _run_partition(part, job, recorder)
+        except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
+            stats = write_failed_partition(part, job, exc, log_failure(job, part, exc))
+    stats["n_warnings"] = recorder.write(job.parts_dir)
+    return stats
 
 
-def _run_partition(part: Partition, job: Job) -> dict:
+def _run_partition(part: Partition, job: Job, recorder: Recorder) -> dict:
     t0 = time.perf_counter()
     if job.feed.decoders <= 0 or job.feed.engines <= 0:
         job = dataclasses.replace(job, feed=job.feed.resolved())
@@ -239,7 +259,7 @@ def _run_partition(part: Partition, job: Job) -> dict:
 
     window = feeding.IN_FLIGHT * max(job.batch(c) for c in job.cards.values()) if job.cards \
         else 64
-    for got in _loaded(part, job, window):
+    for got in _loaded(part, job, window, recorder):
         s, u = got.slice, got.unit
         if got.model is None:
             _error_rows(rows, s, u, got.problem or "input could not be used", u.transient)
@@ -387,7 +407,7 @@ def _worker_name() -> str:
 def failure_message(exc: BaseException, log: Path | None) -> str:
     """The error text of an item whose partition failed as a whole (task or worker)."""
     details = f"; details in {log}" if log else ""
-    return (f"the worker processing this input failed ({type(exc).__name__}: {exc}){details}; "
+    return (f"the worker processing this input failed ({library_message(exc)}){details}; "
             "re-run the same command to retry only the failed inputs")
 
 

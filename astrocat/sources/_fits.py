@@ -15,10 +15,13 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
+
+from astrocat.errors import InputError
 
 if TYPE_CHECKING:
     from astropy.io import fits
@@ -56,17 +59,19 @@ class HeaderLike(Protocol):
 
 
 @contextmanager
-def open_fits(path: str) -> Iterator[fits.HDUList]:
-    """Open lazily with memmap; astropy's warnings about sloppy headers are silenced.
+def open_fits(path: str, memmap: bool = True) -> Iterator[fits.HDUList]:
+    """Open lazily; astropy's warnings about sloppy headers are silenced.
 
     Survey headers are routinely non-standard; the warnings would flood the log for
-    every file and say nothing the astronomer can act on.
+    every file and say nothing the astronomer can act on. Pixels are read with
+    ``memmap=False``: astropy refuses to memory-map scaled images (BZERO/BSCALE/BLANK,
+    the unsigned-integer convention included), and a cut-out is read whole anyway.
     """
     from astropy.utils.exceptions import AstropyWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AstropyWarning)
-        with astropy_fits().open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        with astropy_fits().open(path, memmap=memmap, lazy_load_hdus=True) as hdul:
             yield hdul
 
 
@@ -104,6 +109,126 @@ def plane_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
     if len(squeezed) == 2 and 0 not in squeezed:
         return squeezed[0], squeezed[1]
     return None
+
+
+def cube_planes(shape: tuple[int, ...]) -> int | None:
+    """How many planes a cube (bands x y x x, length-1 axes dropped) holds, else None."""
+    squeezed = squeeze_shape(shape)
+    if len(squeezed) == 3 and 0 not in squeezed:
+        return squeezed[0]
+    return None
+
+
+# ------------------------------------------------------- naming an HDU and a plane
+
+#: An HDU as a card or ``--hdu`` names it: its index, its EXTNAME, or (EXTNAME, EXTVER).
+HduName = int | str | tuple[str, int]
+
+
+def parse_hdu_name(text: str) -> HduName:
+    """``--hdu`` as typed: ``3``, ``SCI`` or ``SCI,2``."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    name, _, ver = text.partition(",")
+    if ver.strip():
+        if not ver.strip().isdigit():
+            raise ValueError(f"{text!r}: give an index (3), an EXTNAME (SCI) or EXTNAME,EXTVER "
+                             "(SCI,2)")
+        return (name.strip(), int(ver))
+    return name.strip()
+
+
+def hdu_label(name: HduName) -> str:
+    return f"{name[0]},{name[1]}" if isinstance(name, tuple) else str(name)
+
+
+def find_hdu(headers: list[HeaderLike], want: HduName) -> int:
+    """The index of the HDU ``want`` names among a file's headers (astropy's rules: EXTNAME
+    compared without case or trailing blanks, EXTVER 1 when absent, ``PRIMARY`` is HDU 0)."""
+    if isinstance(want, int):
+        if 0 <= want < len(headers):
+            return want
+        raise InputError(f"HDU {want} does not exist: the file has {len(headers)} HDU(s) "
+                         f"({hdu_names(headers)})")
+    name, ver = (want, None) if isinstance(want, str) else want
+    name = name.strip().upper()
+    for index, header in enumerate(headers):
+        extname = header.get("EXTNAME")
+        here = extname.strip().upper() if isinstance(extname, str) else (
+            "PRIMARY" if index == 0 else "")
+        if here == name and (ver is None or header.get("EXTVER", 1) == ver):
+            return index
+    raise InputError(f"no HDU named {hdu_label(want)!r}: the file has {hdu_names(headers)}; "
+                     "name one of them with --hdu (or hdu in the model card)")
+
+
+def hdu_names(headers: list[HeaderLike]) -> str:
+    """``0 PRIMARY, 1 SCI,1, 2 ERR,1``: a file's HDUs as a person would name them."""
+    out = []
+    for index, header in enumerate(headers):
+        extname = header.get("EXTNAME")
+        if isinstance(extname, str) and extname.strip():
+            label = f"{extname.strip()},{header.get('EXTVER', 1)}"
+        else:
+            label = "PRIMARY" if index == 0 else "(no EXTNAME)"
+        out.append(f"{index} {label}")
+    return ", ".join(out)
+
+
+def plane_index(header: HeaderLike, planes: int, want: int | str) -> int:
+    """The cube plane ``want`` names: an index along the cube's first numpy axis (the FITS
+    NAXIS3 axis), or a band name found in the header's BANDn / BANDS keywords."""
+    if isinstance(want, int):
+        if 0 <= want < planes:
+            return want
+        raise InputError(f"plane {want} does not exist: the cube has {planes} planes "
+                         f"(0 to {planes - 1})")
+    bands = cube_bands(header, planes)
+    for index, band in enumerate(bands):
+        if band is not None and band.strip().lower() == want.strip().lower():
+            return index
+    named = ", ".join(f"{i} {b}" for i, b in enumerate(bands) if b is not None)
+    raise InputError(
+        f"no plane for band {want!r}: " + (f"the header names {named}" if named else
+                                           "the header names no bands (BAND0.., BANDS)")
+        + "; name the plane by its index instead (--plane N)")
+
+
+def cube_bands(header: HeaderLike, planes: int) -> list[str | None]:
+    """Each plane's band name: BAND0, BAND1, ... (the Legacy Survey viewer's cut-outs,
+    0-based like numpy's first axis), BAND1..BANDn where there is no BAND0, else one
+    string BANDS = 'grz' (or 'g,r,z')."""
+    zero = [header.get(f"BAND{i}") for i in range(planes)]
+    one = [header.get(f"BAND{i + 1}") for i in range(planes)]
+    for names in (zero, one):
+        if any(isinstance(b, str) for b in names) and header.get(
+                f"BAND{planes if names is zero else 0}") is None:
+            return [b if isinstance(b, str) else None for b in names]
+    bands = header.get("BANDS")
+    if isinstance(bands, str):
+        parts = bands.split(",") if "," in bands else list(bands.strip())
+        if len(parts) == planes:
+            return [p.strip() for p in parts]
+    return [None] * planes
+
+
+@dataclass(frozen=True)
+class Product:
+    """What to read from a FITS product, beyond the default rule (the first 2-D image):
+    the image HDU by name, a cube's plane, and a mask/quality HDU whose flagged pixels
+    become NaN (any non-zero value, or only ``mask_bits``) before the NaN policy."""
+
+    hdu: HduName | None = None
+    plane: int | str | None = None
+    mask_hdu: HduName | None = None
+    mask_bits: int | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.hdu, self.plane, self.mask_hdu, self.mask_bits))
+
+
+DEFAULT_PRODUCT = Product()
 
 
 def image_data_bytes(header: HeaderLike) -> int:
@@ -227,6 +352,13 @@ class FastFits:
             compressed = hdu.get_exttype(num=True) == fitsio.IMAGE_HDU and hdu.is_compressed()
             self._headers[index] = Cards(raw, compressed=bool(compressed))
         return self._headers[index]
+
+    def __len__(self) -> int:
+        return len(self._fits)
+
+    def headers(self) -> list[Cards]:
+        """Every HDU's header, for naming HDUs (:func:`find_hdu`)."""
+        return [self.header(i) for i in range(len(self._fits))]
 
     def pixels(self, index: int) -> np.ndarray:
         """The image as stored (decompressed, native byte order): what astropy's

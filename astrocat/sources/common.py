@@ -53,9 +53,18 @@ def about(path: str | Path) -> Iterator[None]:
             raise TransientInputError(f"{path}: I/O error ({exc.strerror}); the next run "
                                       "retries it") from exc
         raise InputError(
-            f"{path}: could not be read, the file looks corrupt or truncated "
-            f"({type(exc).__name__}: {exc})"
+            f"{path}: could not be read ({library_message(exc)}): the file may be damaged "
+            "or truncated, or hold a layout astrocat does not read"
         ) from exc
+
+
+def library_message(exc: BaseException) -> str:
+    """A library error's own words, without Python's class name (a catalog row is read by
+    an astronomer, not a debugger); never empty."""
+    if isinstance(exc, KeyError) and exc.args:
+        return f"{exc.args[0]!r} is missing"
+    text = str(exc).strip()
+    return text or "the library gave no details"
 
 
 def patch_non_finite(data: np.ndarray) -> np.ndarray:

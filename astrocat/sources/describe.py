@@ -35,8 +35,9 @@ import numpy as np
 
 from astrocat.errors import InputError
 from astrocat.kinds import Kind
-from astrocat.sources import _fits, images
-from astrocat.sources.common import TRANSIENT_ERRNOS
+from astrocat.sources import _fits, fitsfiles, images
+from astrocat.sources._fits import DEFAULT_PRODUCT, Product
+from astrocat.sources.common import TRANSIENT_ERRNOS, library_message
 from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
 from astrocat.sources.sniff import HEAD_BYTES, looks_like, sniff_bytes
 from astrocat.sources.units import InputUnit
@@ -52,10 +53,11 @@ class _Unusable(Exception):
         self.fmt = fmt
 
 
-def describe(path: str | Path, root: str | Path, source: str | None = None) -> InputUnit:
+def describe(path: str | Path, root: str | Path, source: str | None = None,
+             product: Product = DEFAULT_PRODUCT) -> InputUnit:
     """One InputUnit for ``path``; never raises for a bad file (error units instead).
     ``source`` (the path as the catalog shows it) is worked out from ``root`` unless the
-    caller already has it."""
+    caller already has it; ``product`` names the FITS HDU and cube plane a run reads."""
     path = Path(os.path.abspath(path))
     if source is None:
         source = source_of(path, Path(os.path.abspath(root)))
@@ -73,7 +75,7 @@ def describe(path: str | Path, root: str | Path, source: str | None = None) -> I
             raise _Unusable("empty file (0 bytes; an interrupted download?)")
         with open(path, "rb") as f:
             head = f.read(HEAD_BYTES)
-        unit = _route(path, sniff_bytes(head), head)
+        unit = _route(path, sniff_bytes(head), head, product)
     except _Unusable as exc:
         fmt, error = exc.fmt, str(exc)
     except FileNotFoundError:
@@ -83,7 +85,7 @@ def describe(path: str | Path, root: str | Path, source: str | None = None) -> I
                 "retried"
         transient = True
     except Exception as exc:  # noqa: BLE001 -- last resort: a bad file must not stop a run
-        error = f"could not be read ({type(exc).__name__}: {exc})"
+        error = f"could not be read ({library_message(exc)})"
         transient = isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS
     else:
         return InputUnit(
@@ -114,13 +116,13 @@ def source_of(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _route(path: Path, sniffed: str, head: bytes) -> dict[str, Any]:
+def _route(path: Path, sniffed: str, head: bytes, product: Product) -> dict[str, Any]:
     """The unit's fmt/kind/n_items/hdu fields for a readable file, or raise _Unusable."""
     match sniffed:
         case "jpeg" | "png":
             return _image(path, sniffed, head)
         case "fits" | "gzip":
-            return _fits_file(path, compressed_file=sniffed == "gzip")
+            return _fits_file(path, sniffed == "gzip", product)
         case "parquet" | "csv" | "ecsv":
             return _table(path, sniffed)
         case "npy":
@@ -155,9 +157,8 @@ def _table(path: Path, fmt: str) -> dict[str, Any]:
     except InputError as exc:
         raise _Unusable(str(exc), fmt) from exc
     except Exception as exc:  # noqa: BLE001 -- pyarrow/astropy parse errors of all kinds
-        raise _Unusable(
-            f"{fmt.upper()} file is corrupt or truncated ({type(exc).__name__}: {exc})", fmt
-        ) from exc
+        raise _Unusable(f"{fmt.upper()} file could not be read ({library_message(exc)}): it "
+                        "may be damaged or truncated", fmt) from exc
     if info.n_rows == 0:
         raise _Unusable("table has no rows", fmt)
     return {"fmt": fmt, "kind": Kind.SPECTRUM, "n_items": info.n_rows}
@@ -199,15 +200,16 @@ def _npy(path: Path) -> dict[str, Any]:
     )
 
 
-def _fits_file(path: Path, compressed_file: bool) -> dict[str, Any]:
+def _fits_file(path: Path, compressed_file: bool, product: Product) -> dict[str, Any]:
     try:
-        return _fits_route(path, compressed_file)
+        return _fits_route(path, compressed_file, product)
     except _Unusable:
         raise
+    except InputError as exc:  # a named HDU or plane that is not in this file
+        raise _Unusable(str(exc), "fits") from exc
     except Exception as exc:  # noqa: BLE001 -- astropy raises many types for bad files
-        raise _Unusable(
-            f"FITS file is corrupt or truncated ({type(exc).__name__}: {exc})", "fits"
-        ) from exc
+        raise _Unusable(f"FITS file could not be read ({library_message(exc)}): it may be "
+                        "damaged or truncated", "fits") from exc
 
 
 #: Above this size a .fits.gz is described by astropy: the cfitsio path inflates the whole
@@ -216,41 +218,64 @@ def _fits_file(path: Path, compressed_file: bool) -> dict[str, Any]:
 _FITSIO_GZIP_LIMIT = 16 * 1024
 
 
-def _fits_route(path: Path, compressed_file: bool) -> dict[str, Any]:
+def _fits_route(path: Path, compressed_file: bool, product: Product) -> dict[str, Any]:
     """Pick the image HDU (or the spectra table) by reading headers only: through cfitsio
     where that gives astropy's routing, else (and for every error) through astropy."""
     return _fits.fast_or_reference(
-        lambda: _fitsio_route(path, compressed_file),
-        lambda: _astropy_route(path, compressed_file),
+        lambda: _fitsio_route(path, compressed_file, product),
+        lambda: _astropy_route(path, compressed_file, product),
         keep=(_Unusable,),
     )
 
 
-def _fitsio_route(path: Path, compressed_file: bool) -> dict[str, Any]:
-    """:func:`_astropy_route` for files whose first 2-D image comes before any table;
-    Declined for the rest (tables, bad images, large gzip files)."""
+def _usable_image(shape: tuple[int, ...], product: Product) -> bool:
+    """One plane, or a cube when the run names the plane to read."""
+    return _fits.plane_shape(shape) is not None or (
+        product.plane is not None and _fits.cube_planes(shape) is not None)
+
+
+def _fitsio_route(path: Path, compressed_file: bool,
+                  product: Product = DEFAULT_PRODUCT) -> dict[str, Any]:
+    """:func:`_astropy_route` for files whose image (the named one, else the first 2-D
+    image) comes before any table; Declined for the rest (tables, bad images, large gzip
+    files, cubes)."""
     if compressed_file and path.stat().st_size > _FITSIO_GZIP_LIMIT:
         raise _fits.Declined("a large gzip file")
     with _fits.FastFits(str(path)) as f:
-        index = f.first_plane()
+        if product.hdu is not None:
+            index = _fits.find_hdu(f.headers(), product.hdu)
+            if not f.is_image(index):
+                raise _fits.Declined("the named HDU is not an image")
+        else:
+            index = f.first_plane()
         header = f.header(index)
+        if not _fits.plane_shape(_fits.header_shape(header)):
+            raise _fits.Declined("not one plane")
         if not compressed_file and not f.is_compressed(index):
             _check_not_truncated(path, f.data_start(index), _fits.image_data_bytes(header))
         return _image_unit(index, header)
 
 
-def _astropy_route(path: Path, compressed_file: bool) -> dict[str, Any]:
+def _astropy_route(path: Path, compressed_file: bool,
+                   product: Product = DEFAULT_PRODUCT) -> dict[str, Any]:
     """The reference routing, through astropy's lazily loaded HDUs."""
     bad_image: tuple[int, tuple[int, ...]] | None = None
     table: tuple[int, TableInfo] | None = None
     table_problem: str | None = None
     with _fits.open_fits(str(path)) as hdul:
+        named = (None if product.hdu is None
+                 else _fits.find_hdu([h.header for h in hdul], product.hdu))
         for index, hdu in enumerate(hdul):
+            if named is not None and index != named:
+                continue
             if _fits.is_image_hdu(hdu):
                 shape = _fits.header_shape(hdu.header)
                 if not shape or 0 in shape:
+                    if named is not None:
+                        raise _Unusable(f"HDU {index} ({_fits.hdu_label(product.hdu)}) holds "
+                                        "no image data", "fits_image")
                     continue
-                if _fits.plane_shape(shape) is None:
+                if not _usable_image(shape, product):
                     bad_image = bad_image or (index, shape)
                     continue
                 if not compressed_file and not _fits.is_compressed_image(hdu):
@@ -267,21 +292,15 @@ def _astropy_route(path: Path, compressed_file: bool) -> dict[str, Any]:
                     table_problem = table_problem or f"FITS table in HDU {index} has no rows"
                     continue
                 table = (index, info)
+            elif named is not None:
+                raise _Unusable(f"HDU {index} ({_fits.hdu_label(product.hdu)}) is neither an "
+                                "image nor a table", "fits")
     if table is not None:
         index, info = table
         return {"fmt": "fits_table", "kind": Kind.SPECTRUM, "n_items": info.n_rows, "hdu": index}
     if bad_image is not None:
         index, shape = bad_image
-        hint = (
-            "; a 1-D spectrum must be stored as a table row with a flux column"
-            if len(shape) == 1
-            else ""
-        )
-        raise _Unusable(
-            f"FITS image is {len(shape)}-D (shape {shape}, HDU {index}): astrocat needs a "
-            f"2-D single-band image{hint}",
-            "fits_image",
-        )
+        raise _Unusable(fitsfiles.not_a_plane(shape, index), "fits_image")
     if table_problem is not None:
         raise _Unusable(table_problem, "fits_table")
     raise _Unusable("FITS file has no image or table HDU with data", "fits")

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from astrocat.errors import InputError
 from astrocat.sources import _fits
-from astrocat.sources._fits import Declined
+from astrocat.sources._fits import DEFAULT_PRODUCT, Declined, Product
 from astrocat.sources.common import (
     Col,
     TableInfo,
@@ -39,22 +39,28 @@ class Plane(NamedTuple):
     """A plane as read, with the HDU it came from (the tests compare the two paths)."""
 
     hdu: int
-    data: np.ndarray  # float32, 2-D
+    data: np.ndarray  # float32, 2-D; masked pixels NaN
     ra: float
     dec: float
+    scale: tuple[float, float] | None = None  # arcsec per pixel along (y, x), from the WCS
 
 
-def fits_plane(path: str, hdu: int | None) -> tuple[np.ndarray, float, float]:
-    plane = _fits.fast_or_reference(
-        lambda: fitsio_plane(path, hdu), lambda: astropy_plane(path, hdu)
+def fits_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT) -> Plane:
+    return _fits.fast_or_reference(
+        lambda: fitsio_plane(path, hdu, product), lambda: astropy_plane(path, hdu, product)
     )
-    return plane.data, plane.ra, plane.dec
 
 
-def astropy_plane(path: str, hdu: int | None) -> Plane:
-    """The reference reader: astropy's memory map and a full astropy ``WCS``."""
-    with _fits.open_fits(path) as hdul:
-        index = hdu if hdu is not None else _first_plane_hdu(hdul)
+def astropy_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT) -> Plane:
+    """The reference reader: astropy's physical values (BSCALE/BZERO applied, BLANK as
+    NaN, tiles decompressed) and a full astropy ``WCS``."""
+    with _fits.open_fits(path, memmap=False) as hdul:
+        if hdu is not None:
+            index = hdu
+        elif product.hdu is not None:
+            index = _fits.find_hdu([h.header for h in hdul], product.hdu)
+        else:
+            index = _first_plane_hdu(hdul)
         try:
             chosen = hdul[index]
         except IndexError as exc:
@@ -66,40 +72,96 @@ def astropy_plane(path: str, hdu: int | None) -> Plane:
         raw = chosen.data
         if raw is None:
             raise InputError(f"HDU {index} holds no image data")
-        shape = _fits.plane_shape(raw.shape)
-        if shape is None:
-            raise InputError(
-                f"FITS image in HDU {index} is {raw.ndim}-D (shape {raw.shape}): "
-                "astrocat needs a 2-D single-band image"
-            )
-        data = np.array(raw.reshape(shape), dtype=np.float32)  # copy: the file closes
         header = chosen.header
-        ra, dec = _sky_centre(header, shape)
+        data = _the_plane(raw, header, index, product)
+        ra, dec, scale = _sky_centre(header, data.shape)
         if math.isnan(ra) and index != 0:
             ra, dec = _sky_keywords(hdul[0].header)
-    return Plane(index, data, ra, dec)
+        if product.mask_hdu is not None:
+            where = _fits.find_hdu([h.header for h in hdul], product.mask_hdu)
+            if not _fits.is_image_hdu(hdul[where]) or hdul[where].data is None:
+                raise InputError(f"mask HDU {_fits.hdu_label(product.mask_hdu)} holds no image")
+            _apply_mask(data, hdul[where].data, product)
+    return Plane(index, data, ra, dec, scale)
 
 
-def fitsio_plane(path: str, hdu: int | None) -> Plane:
+def fitsio_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT) -> Plane:
     """:func:`astropy_plane`'s answer through cfitsio, or :class:`Declined` (failures
     included: astropy words the errors)."""
     with _fits.FastFits(path) as f:
-        index = f.first_plane() if hdu is None else hdu
+        if hdu is not None:
+            index = hdu
+        elif product.hdu is not None:
+            index = _fits.find_hdu(f.headers(), product.hdu)
+        else:
+            index = f.first_plane()
         if not f.is_image(index):
             raise Declined(f"HDU {index} is not an image")
         header = f.header(index)
-        shape = _fits.plane_shape(_fits.header_shape(header))
-        if shape is None:
+        shape = _fits.header_shape(header)
+        if _fits.plane_shape(shape) is None and (
+                product.plane is None or _fits.cube_planes(shape) is None):
             raise Declined(f"HDU {index} holds no 2-D plane")
         _check_unscaled(header)
-        ra, dec = _fitsio_centre(header, shape)  # before the pixels: it may decline
+        raw = f.pixels(index)
+        if raw.shape != shape:
+            raise Declined("cfitsio's image shape differs from the header's")
+        data = _the_plane(raw, header, index, product)
+        ra, dec, scale = _fitsio_centre(header, data.shape)
         if math.isnan(ra) and index != 0:
             ra, dec = _sky_keywords(f.header(0))
-        raw = f.pixels(index)
-    if raw.size != shape[0] * shape[1]:
-        raise Declined("cfitsio's image size differs from the header's")
-    # astropy's conversion of the same stored values; the array is ours, no copy needed
-    return Plane(index, raw.astype(np.float32, copy=False).reshape(shape), ra, dec)
+        if product.mask_hdu is not None:
+            where = _fits.find_hdu(f.headers(), product.mask_hdu)
+            if not f.is_image(where):
+                raise Declined("the mask HDU is not an image")
+            _check_unscaled(f.header(where))
+            _apply_mask(data, f.pixels(where), product)
+    return Plane(index, data, ra, dec, scale)
+
+
+def _the_plane(raw: np.ndarray, header: Any, index: int, product: Product) -> np.ndarray:
+    """The 2-D float32 plane of an image HDU's data (a copy: the file closes), the named
+    plane of a cube; a cube with no plane named is refused with the fix in the message."""
+    shape = _fits.plane_shape(raw.shape)
+    if shape is not None:
+        return np.array(raw.reshape(shape), dtype=np.float32)
+    planes = _fits.cube_planes(raw.shape)
+    if planes is not None and product.plane is not None:
+        k = _fits.plane_index(header, planes, product.plane)
+        return np.array(raw.reshape(planes, *_fits.squeeze_shape(raw.shape)[1:])[k],
+                        dtype=np.float32)
+    raise InputError(not_a_plane(raw.shape, index))
+
+
+def not_a_plane(shape: tuple[int, ...], index: int) -> str:
+    """Why a FITS image is not one plane, and what to do about it."""
+    fix = ""
+    if _fits.cube_planes(shape) is not None:
+        fix = ("; it looks like a cube of bands: name the plane to read with --plane N (or "
+               "plane = N, or a band name, in the model card)")
+    elif len(_fits.squeeze_shape(shape)) == 1:
+        fix = "; a 1-D spectrum must be stored as a table row with a flux column"
+    return (f"FITS image is {len(shape)}-D (shape {tuple(shape)}, HDU {index}): astrocat "
+            f"needs a 2-D single-band image{fix}")
+
+
+def _apply_mask(data: np.ndarray, mask: np.ndarray, product: Product) -> None:
+    """Flagged pixels become NaN: any non-zero mask value, or only ``mask_bits``."""
+    mask = np.asarray(mask)
+    plane = _fits.plane_shape(mask.shape)
+    if plane != data.shape:
+        raise InputError(f"mask HDU {_fits.hdu_label(product.mask_hdu)} has shape "
+                         f"{tuple(mask.shape)} but the image is {data.shape[0]}x{data.shape[1]}")
+    mask = mask.reshape(plane)
+    if product.mask_bits is None:
+        bad = mask != 0
+    elif mask.dtype.kind in "iu":
+        bad = (mask.astype(np.int64) & product.mask_bits) != 0
+    else:
+        raise InputError(f"mask HDU {_fits.hdu_label(product.mask_hdu)} holds {mask.dtype} "
+                         "values, not integer flags: drop mask_bits to flag every non-zero "
+                         "pixel")
+    data[bad] = np.nan
 
 
 def _first_plane_hdu(hdul: Any) -> int:
@@ -109,25 +171,33 @@ def _first_plane_hdu(hdul: Any) -> int:
     raise InputError("no HDU holds a 2-D image")
 
 
-def _check_unscaled(header: _fits.HeaderLike) -> None:
-    """Declined unless cfitsio's stored values are astropy's ``data`` to the bit.
+#: BZERO of the unsigned-integer convention (BSCALE 1) by BITPIX: astropy and cfitsio both
+#: give the unsigned integers themselves, exactly.
+_UNSIGNED_BZERO = {16: 32768, 32: 2147483648}
 
-    Scaled images (BSCALE/BZERO, the unsigned-integer convention included) and integer
-    images with BLANK are left to astropy, which scales in other arithmetic than cfitsio,
-    turns BLANK into NaN, and through a memory map refuses them all.
+
+def _check_unscaled(header: _fits.HeaderLike) -> None:
+    """Declined unless cfitsio's values are astropy's ``data`` to the bit.
+
+    Unsigned integers (BZERO 2**15 or 2**31 with BSCALE 1) are; other scaled images
+    (BSCALE/BZERO) and integer images with BLANK are left to astropy, which scales in
+    other arithmetic than cfitsio (float32 for 8/16-bit data) and turns BLANK into NaN.
     """
     bitpix = header.get("BITPIX")
     bscale, bzero = header.get("BSCALE", 1), header.get("BZERO", 0)
     if not (isinstance(bitpix, int) and _is_number(bscale) and _is_number(bzero)):
         raise Declined("BITPIX, BSCALE or BZERO is not a plain number")
-    if bscale != 1 or bzero != 0:
+    unsigned = bscale == 1 and bzero == _UNSIGNED_BZERO.get(bitpix)
+    if (bscale != 1 or bzero != 0) and not unsigned:
         raise Declined("scaled pixels")
     if bitpix > 0 and (header.get("BLANK") is not None or header.get("ZBLANK") is not None):
         raise Declined("integer pixels with a BLANK value")
 
 
-def _sky_centre(header: Any, shape: tuple[int, int]) -> tuple[float, float]:
-    """RA/Dec (deg) of the image centre from the WCS, else RA/DEC keywords, else NaN."""
+def _sky_centre(header: Any, shape: tuple[int, int]
+                ) -> tuple[float, float, tuple[float, float] | None]:
+    """RA/Dec (deg) of the image centre from the WCS, else RA/DEC keywords, else NaN; and
+    the pixel scale (arcsec/px along y, x) where the WCS is celestial, in degrees."""
     from astropy.wcs import WCS, FITSFixedWarning
 
     try:
@@ -141,25 +211,37 @@ def _sky_centre(header: Any, shape: tuple[int, int]) -> tuple[float, float]:
                 ra, dec = cel.pixel_to_world_values((nx - 1) / 2, (ny - 1) / 2)
                 ra, dec = float(ra), float(dec)
                 if math.isfinite(ra) and math.isfinite(dec):
-                    return ra % 360.0, dec
+                    return ra % 360.0, dec, _wcs_scale(cel)
     except Exception:  # noqa: BLE001 -- a broken WCS just means "position unknown"
         pass
-    return _sky_keywords(header)
+    return (*_sky_keywords(header), None)
+
+
+def _wcs_scale(cel: Any) -> tuple[float, float] | None:
+    """astropy's ``proj_plane_pixel_scales`` in arcsec, (y, x); None unless in degrees."""
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    if any(str(u) != "deg" for u in cel.wcs.cunit):
+        return None
+    sx, sy = (float(v) * 3600.0 for v in proj_plane_pixel_scales(cel))
+    return (sy, sx) if sx > 0 and sy > 0 and math.isfinite(sx * sy) else None
 
 
 #: A primary WCS axis type: without one astropy's WCS has no celestial axes.
 _CTYPE = re.compile(r"CTYPE\d+")
 
 
-def _fitsio_centre(header: _fits.Cards, shape: tuple[int, int]) -> tuple[float, float]:
+def _fitsio_centre(header: _fits.Cards, shape: tuple[int, int]
+                   ) -> tuple[float, float, tuple[float, float] | None]:
     """:func:`_sky_centre`'s answer without astropy's WCS: computed for a plain TAN
     WCS, the RA/DEC keywords when there is no WCS at all, Declined for any other."""
     centre = _tan_centre(header, shape)
     if centre is not None:
-        return centre
+        a, b, c, d = _linear_matrix(header)  # not None: the centre was computed from it
+        return *centre, (math.hypot(b, d) * 3600.0, math.hypot(a, c) * 3600.0)
     if any(_CTYPE.fullmatch(key) for key in header.keys()):
         raise Declined("a WCS other than plain TAN: astropy's WCS decides")
-    return _sky_keywords(header)
+    return (*_sky_keywords(header), None)
 
 
 #: Keywords that bend or redefine a TAN WCS (SIP polynomials, projection parameters,
@@ -264,9 +346,19 @@ def _is_number(value: object) -> bool:
 _FITS_NUMERIC = frozenset("BIJKED")
 
 
+#: ASCII-table (``TableHDU``) column codes: text, integer, fixed and floating point.
+_ASCII_CARRY = {"A": pa.string(), "I": pa.int64(), "F": pa.float64(), "E": pa.float64(),
+                "D": pa.float64()}
+
+
 def _fits_col(column: Any) -> Col:
     fmt = column.format
     code = fmt.format
+    if not hasattr(fmt, "repeat"):  # an ASCII table's column: one value per cell
+        carry = _ASCII_CARRY.get(code)
+        scaled = column.bscale not in (None, 1, 1.0) and code == "I"
+        role = "number" if code in "IFED" else "other"
+        return Col(column.name, role, pa.float64() if scaled else carry)
     if code in ("P", "Q"):
         element = getattr(fmt, "p_format", None)
         return Col(column.name, "array" if element in _FITS_NUMERIC else "other", None, None)

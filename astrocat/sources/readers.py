@@ -25,12 +25,14 @@ import pyarrow as pa
 
 from astrocat.errors import InputError
 from astrocat.sources import arrays, fitsfiles, tables
+from astrocat.sources._fits import DEFAULT_PRODUCT, Product
 from astrocat.sources.common import TableInfo, about, blank_bad_rows, patch_non_finite
 from astrocat.sources.fitsfiles import scan_fits_hdu
 from astrocat.sources.images import read_rgb
 
 __all__ = [
     "PlaneRead",
+    "Product",
     "TableInfo",
     "read_plane",
     "read_rgb",
@@ -49,23 +51,27 @@ class PlaneRead:
     data: np.ndarray  # float32, 2-D, all finite
     ra: float
     dec: float
+    scale: tuple[float, float] | None = None  # arcsec/px along (y, x) from the WCS
 
 
-def read_plane(path: str, fmt: str, hdu: int | None) -> PlaneRead:
-    """Read a FITS image HDU (plain, .gz or tile-compressed) or a .npy map/cube as float32.
+def read_plane(path: str, fmt: str, hdu: int | None,
+               product: Product = DEFAULT_PRODUCT) -> PlaneRead:
+    """Read a FITS image HDU (plain, .gz or tile-compressed; scaled integers as astropy
+    scales them, BLANK as NaN) or a .npy map/cube as float32.
 
-    A .npy cube (3-D) is projected by averaging along axis 0, as Quijote-style maps
-    are made. Up to 10% NaN/inf pixels are replaced by the median (masked edges of
-    cut-outs); more means the cut-out is mostly off the footprint and is refused.
+    ``product`` names the HDU (when ``hdu`` is not already known), a cube's plane and a
+    mask HDU whose flagged pixels become NaN. A .npy cube (3-D) is projected by averaging
+    along axis 0, as Quijote-style maps are made. Up to 10% NaN/inf pixels are replaced
+    by the median (masked edges of cut-outs); more means the cut-out is mostly off the
+    footprint and is refused.
     """
     if fmt not in ("fits_image", "fits", "gzip", "npy"):
         raise ValueError(f"read_plane cannot read format {fmt!r}")
     with about(path):
         if fmt == "npy":
-            data, ra, dec = arrays.npy_plane(path), math.nan, math.nan
-        else:
-            data, ra, dec = fitsfiles.fits_plane(path, hdu)
-        return PlaneRead(patch_non_finite(data), ra, dec)
+            return PlaneRead(patch_non_finite(arrays.npy_plane(path)), math.nan, math.nan)
+        plane = fitsfiles.fits_plane(path, hdu, product)
+        return PlaneRead(patch_non_finite(plane.data), plane.ra, plane.dec, plane.scale)
 
 
 # --------------------------------------------------------------------------- tables

@@ -62,7 +62,30 @@ def accepts(card: ModelCard, kind: Kind) -> bool:
 
 def variant(card: ModelCard, precision: str) -> ModelCard | None:
     """The bundled ``precision`` variant of a model (``gz2-cnn`` -> ``gz2-cnn-int8``):
-    ``None`` when there is none (no variant passed its validation gates)."""
+    ``None`` when there is none (no variant passed its validation gates), or where this
+    CPU would not compute it as validated (INT8 on x86 without VNNI: see below)."""
     if precision == "fp32":
         return card
+    if precision == "int8" and not int8_as_validated():
+        return None
     return bundled().get(f"{card.name}-{precision}")
+
+
+@cache
+def int8_as_validated() -> bool:
+    """Whether ONNX Runtime's INT8 kernels here compute what the bundled variants' gates
+    measured. The variants were quantised without ``reduce_range`` and validated on a CPU
+    with VNNI; on x86 CPUs without VNNI (AVX2 only) ONNX Runtime's u8s8 kernels saturate
+    16-bit intermediate sums, and the outputs drift several times beyond the recorded
+    deviation (measured: vote fractions by up to 0.20 against a recorded 0.06), so
+    ``--precision int8`` keeps FP32 there, as the run's provenance shows."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True  # ARM's dot-product kernels do not saturate
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:
+        return False  # unknown: FP32 is the safe answer
+    return "avx512_vnni" in flags or "avx_vnni" in flags
