@@ -448,3 +448,40 @@ def test_defaults_keep_result_keys_and_values():
                                     "zoom", "resize_filter", "antialias", "mean", "std"}
     x = np.random.default_rng(5).normal(size=(11, 13)).astype(np.float32)
     assert np.array_equal(fit.fit_plane(x, spec, (0.3, 0.3)), centre_crop_plane(x, 8, 8))
+
+
+# ------------------------------------------------------------ cards and job files
+
+
+def test_card_and_job_file_fields_for_products(tmp_path):
+    from astrocat.errors import CardError
+    from astrocat.jobs.jobfile import JobError, load_job
+    from astrocat.models.card import parse_card
+
+    base = {"name": "m", "task": "lens", "outputs": [{"name": "p"}],
+            "files": {"onnx": "m.onnx"}, "sha256": {"onnx": "0" * 64}}
+    plane = {"kind": "mono_image", "shape": [8, 8, 1], "preprocessing": "standardize"}
+    card = parse_card({**base, "input": {**plane, "hdu": ["SCI", 2], "plane": "r",
+                                         "mask_hdu": "DQ", "mask_bits": 4096, "fit": "pad",
+                                         "fill": -1.0, "pixel_scale": 0.1}}, tmp_path, "c")
+    assert card.input.product == _fits.Product(("SCI", 2), "r", "DQ", 4096)
+    assert card.input.identity()["pixel_scale"] == 0.1
+    bad = [({"pixel_scal": 0.1}, "did you mean 'pixel_scale'"),
+           ({"fit": "stretch"}, "not one of crop, error, pad, resample"),
+           ({"mask_bits": 3}, "mask_bits needs mask_hdu"),
+           ({"hdu": ["SCI"]}, "EXTNAME, EXTVER")]
+    for extra, message in bad:
+        with pytest.raises(CardError, match=re.escape(message)):
+            parse_card({**base, "input": {**plane, **extra}}, tmp_path, "c")
+    rgb = {"kind": "rgb_image", "shape": [8, 8, 3], "preprocessing": "scale_255", "hdu": 1}
+    with pytest.raises(CardError, match="applies to single-band planes"):
+        parse_card({**base, "input": rgb}, tmp_path, "c")
+    job = tmp_path / "job.toml"
+    job.write_text('[job]\nname = "n"\ninput = "in"\nout = "store"\nhdu = ["SCI", 2]\n'
+                   'plane = 1\nmask_hdu = "DQ"\n')
+    spec = load_job(job)
+    assert (spec.hdu, spec.plane, spec.mask_hdu) == (("SCI", 2), 1, "DQ")
+    job.write_text('[job]\nname = "n"\ninput = "in"\nout = "store"\nplane = -1\n')
+    with pytest.raises(JobError, match="plane"):
+        load_job(job)
+    assert _fits.parse_hdu_name("SCI,2") == ("SCI", 2) and _fits.parse_hdu_name("3") == 3
