@@ -100,7 +100,7 @@ class InputSpec:
 PLANE_DEFAULTS = {f.name: f.default for f in fields(InputSpec)
                   if f.name in ("hdu", "plane", "mask_hdu", "mask_bits", "fit", "fill",
                                 "pixel_scale", "scale_mismatch")}
-FITS = ("crop", "error", "pad", "resample")
+FIT_POLICIES = ("crop", "error", "pad", "resample")
 SCALE_MISMATCH = ("resample", "error")
 
 
@@ -184,6 +184,22 @@ def _positive(v: Any) -> str | None:
         f"must be > 0, got {v!r}"
 
 
+def _hdu_name(v: Any) -> str | None:
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return None
+    if isinstance(v, str) and v.strip():
+        return None
+    if (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
+            and not isinstance(v[1], bool)):
+        return None
+    return f'should be an HDU index (1), an EXTNAME ("SCI") or ["SCI", 2] (EXTNAME, EXTVER), ' \
+           f"got {v!r}"
+
+
+def hdu_value(v: Any) -> HduName | None:
+    return (v[0], v[1]) if isinstance(v, list) else v
+
+
 #: field -> (required, check). Top level, [input], each [[outputs]] entry.
 TOP_FIELDS: Fields = {
     "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a non-empty "
@@ -215,15 +231,15 @@ INPUT_FIELDS: Fields = {
     "antialias": (False, typed(lambda v: isinstance(v, bool), "true or false")),
     "mean": (False, typed(numbers, "a number or a list of numbers (one per channel)")),
     "std": (False, _positive),
-    "hdu": (False, lambda v: _hdu_name(v)),
+    "hdu": (False, _hdu_name),
     "plane": (False, typed(lambda v: (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
                            or (isinstance(v, str) and bool(v.strip())),
                            "a plane index (0 for the first) or a band name")),
-    "mask_hdu": (False, lambda v: _hdu_name(v)),
+    "mask_hdu": (False, _hdu_name),
     "mask_bits": (False, typed(lambda v: isinstance(v, int) and not isinstance(v, bool)
                                and v > 0, "a positive integer bit mask, e.g. 4095")),
-    "fit": (False, one_of(FITS)),
-    "fill": (False, typed(lambda v: number(v), "a number (in network-input units)")),
+    "fit": (False, one_of(FIT_POLICIES)),
+    "fill": (False, typed(number, "a number (in network-input units)")),
     "pixel_scale": (False, in_range(0.0, None, lo_open=True)),
     "scale_mismatch": (False, one_of(SCALE_MISMATCH)),
 }
@@ -232,22 +248,6 @@ OUTPUT_FIELDS: Fields = {
     "unit": (False, typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
     "description": (False, typed(lambda v: isinstance(v, str), "a string")),
 }
-
-
-def _hdu_name(v: Any) -> str | None:
-    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
-        return None
-    if isinstance(v, str) and v.strip():
-        return None
-    if (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], int)
-            and not isinstance(v[1], bool)):
-        return None
-    return f'should be an HDU index (1), an EXTNAME ("SCI") or ["SCI", 2] (EXTNAME, EXTVER), ' \
-           f"got {v!r}"
-
-
-def hdu_value(v: Any) -> HduName | None:
-    return (v[0], v[1]) if isinstance(v, list) else v
 
 
 def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tuple[float, ...]:

@@ -224,9 +224,6 @@ class Product:
     mask_hdu: HduName | None = None
     mask_bits: int | None = None
 
-    def __bool__(self) -> bool:
-        return any(v is not None for v in (self.hdu, self.plane, self.mask_hdu, self.mask_bits))
-
 
 DEFAULT_PRODUCT = Product()
 
@@ -352,9 +349,6 @@ class FastFits:
             compressed = hdu.get_exttype(num=True) == fitsio.IMAGE_HDU and hdu.is_compressed()
             self._headers[index] = Cards(raw, compressed=bool(compressed))
         return self._headers[index]
-
-    def __len__(self) -> int:
-        return len(self._fits)
 
     def headers(self) -> list[Cards]:
         """Every HDU's header, for naming HDUs (:func:`find_hdu`)."""

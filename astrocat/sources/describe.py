@@ -263,15 +263,15 @@ def _astropy_route(path: Path, compressed_file: bool,
     table: tuple[int, TableInfo] | None = None
     table_problem: str | None = None
     with _fits.open_fits(str(path)) as hdul:
-        named = (None if product.hdu is None
-                 else _fits.find_hdu([h.header for h in hdul], product.hdu))
-        for index, hdu in enumerate(hdul):
-            if named is not None and index != named:
-                continue
+        named = product.hdu is not None
+        indices = ([_fits.find_hdu([h.header for h in hdul], product.hdu)] if named
+                   else range(len(hdul)))
+        for index in indices:
+            hdu = hdul[index]
             if _fits.is_image_hdu(hdu):
                 shape = _fits.header_shape(hdu.header)
                 if not shape or 0 in shape:
-                    if named is not None:
+                    if named:
                         raise _Unusable(f"HDU {index} ({_fits.hdu_label(product.hdu)}) holds "
                                         "no image data", "fits_image")
                     continue
@@ -292,7 +292,7 @@ def _astropy_route(path: Path, compressed_file: bool,
                     table_problem = table_problem or f"FITS table in HDU {index} has no rows"
                     continue
                 table = (index, info)
-            elif named is not None:
+            elif named:
                 raise _Unusable(f"HDU {index} ({_fits.hdu_label(product.hdu)}) is neither an "
                                 "image nor a table", "fits")
     if table is not None:

@@ -99,17 +99,19 @@ def fitsio_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT)
             raise Declined(f"HDU {index} is not an image")
         header = f.header(index)
         shape = _fits.header_shape(header)
-        if _fits.plane_shape(shape) is None and (
-                product.plane is None or _fits.cube_planes(shape) is None):
+        plane = _fits.plane_shape(shape)
+        if plane is None and product.plane is not None and _fits.cube_planes(shape):
+            plane = _fits.squeeze_shape(shape)[1:]  # one plane of a cube
+        if plane is None:
             raise Declined(f"HDU {index} holds no 2-D plane")
         _check_unscaled(header)
+        ra, dec, scale = _fitsio_centre(header, plane)  # before the pixels: it may decline
+        if math.isnan(ra) and index != 0:
+            ra, dec = _sky_keywords(f.header(0))
         raw = f.pixels(index)
         if raw.shape != shape:
             raise Declined("cfitsio's image shape differs from the header's")
         data = _the_plane(raw, header, index, product)
-        ra, dec, scale = _fitsio_centre(header, data.shape)
-        if math.isnan(ra) and index != 0:
-            ra, dec = _sky_keywords(f.header(0))
         if product.mask_hdu is not None:
             where = _fits.find_hdu(f.headers(), product.mask_hdu)
             if not f.is_image(where):
