@@ -118,11 +118,17 @@ def main() -> None:
                    "and go through the NaN policy.")
 @click.option("--mask-bits", type=click.IntRange(min=1), default=None, metavar="BITS",
               help="Only these bits of --mask-hdu flag a pixel [default: any non-zero].")
+@click.option("--tta", type=click.IntRange(min=1, max=8), default=1, show_default=True,
+              metavar="N",
+              help="Average N rotated/flipped views of each input (models whose card "
+                   "declares the symmetry; spectra run once) and write each output's spread "
+                   "(<name>_std) and a calibrated 90%% interval (<name>_lo, <name>_hi). "
+                   "Costs N times the network, not the decoding.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
 def infer(input_, out, layout, positions, positions_id, model, engine, precision, scheduler,
           workers, partition_size, batch_size, memory_budget, exclude, hdu, plane, mask_hdu,
-          mask_bits, quiet) -> None:
+          mask_bits, tta, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -139,7 +145,7 @@ def infer(input_, out, layout, positions, positions_id, model, engine, precision
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet,
         hdu=_hdu(hdu, "--hdu"), plane=_plane(plane), mask_hdu=_hdu(mask_hdu, "--mask-hdu"),
-        mask_bits=mask_bits))
+        mask_bits=mask_bits, tta=tta))
     sys.exit(_report(summary, quiet, positions))
 
 
@@ -537,6 +543,28 @@ def models_init(onnx, out, force) -> None:
     path = init_card(onnx, out, force)
     click.echo(f"wrote {path}: name the outputs, set the preprocessing your model was "
                f"trained with, then `astrocat models check {path}`", err=True)
+
+
+@models.command("reference")
+@click.argument("model")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A sample of the model's training data, in the layout `astrocat train` "
+                   "reads for its task (truth included: it calibrates the TTA intervals).")
+@click.option("--limit", type=click.IntRange(min=100), default=3000, show_default=True,
+              help="Use at most this many examples (two thirds fit, one third calibrate).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_friendly
+def models_reference(model, data, limit, seed) -> None:
+    """Compute a model's reference statistics (its out-of-domain flag and TTA intervals)
+    from its training data; writes reference.npz beside the card and its [reference]."""
+    import shlex
+
+    from astrocat.models.reference import compute
+
+    path = compute(model, data, limit=limit, seed=seed,
+                   command=shlex.join(["astrocat", *sys.argv[1:]]),
+                   log=lambda m: click.echo(m, err=True))
+    click.echo(f"wrote the [reference] of {path}", err=True)
 
 
 @models.command("check", epilog=EXIT_CODES_HELP)

@@ -122,6 +122,7 @@ def test_batch_size_follows_the_memory_budget():
 
     class Card:  # enough of a card for the estimate
         input = big
+        tta = 1
 
     per_item = feed.item_bytes(Card)
     assert per_item > 224 * 224 * 3 * 4 * 10  # activations dominate
@@ -131,6 +132,11 @@ def test_batch_size_follows_the_memory_budget():
     # eight engine instances may run eight batches at once: each gets its share
     b8 = choose_batch(Card, 256 << 20, engines=8)
     assert 1 <= b8 < b and b8 * 8 * per_item <= 256 << 20
+    # eight TTA views: eight times the network's activations per item, so smaller batches
+    Card.tta = 8
+    assert feed.item_bytes(Card) > 7 * per_item
+    assert choose_batch(Card, 256 << 20) < b
+    Card.tta = 1
     # on a GPU: bigger batches, bounded by the device's memory too
     assert choose_batch(gz2, 64 << 30, device_memory=40 << 30) == feed.MAX_GPU_BATCH
     assert choose_batch(Card, 64 << 30, device_memory=1 << 30) == (1 << 30) // per_item

@@ -46,8 +46,56 @@ BASE_NAMES = frozenset(c.name for c in BASE_COLUMNS)
 CARRIED_INTO_BASE = {"ra": "ra", "dec": "dec"}
 
 
+#: Every row, whichever model made it: how unlike the model's training inputs it looks.
+TRUST_COLUMNS: tuple[Column, ...] = (
+    Column("ood_distance", pa.float32(), "",
+           "Out-of-domain distance: Mahalanobis distances of the input's statistics and of "
+           "the network's penultimate features from the model's training inputs, each over "
+           "its median there, the larger of the two (NaN: the model card has no reference "
+           "statistics, or the row is an error)"),
+    Column("ood_flag", pa.bool_(), "",
+           "True: the input looks unlike the model's training inputs (ood_distance above "
+           "the card's [reference] threshold); its outputs are extrapolation"),
+)
+TRUST_NAMES = frozenset(c.name for c in TRUST_COLUMNS)
+
+
 def output_columns(card: ModelCard) -> list[Column]:
-    return [Column(o.name, pa.float32(), o.unit, o.description) for o in card.outputs]
+    """A model's columns: its outputs, the logits of its sigmoid scores, and with
+    ``card.tta`` views the spread of every output and the interval of every estimate."""
+    cols = [Column(o.name, pa.float32(), o.unit, o.description) for o in card.outputs]
+    cols += [Column(f"{o.name}_logit", pa.float32(), "",
+                    f"Log-odds of {o.name} as the network computes it before its sigmoid: "
+                    "orders candidates strictly where the score saturates at 1")
+             for o in card.outputs if o.logit]
+    if card.tta > 1:
+        cols += [Column(f"{o.name}_std", pa.float32(), o.unit,
+                        f"Spread of {o.name}: standard deviation over {card.tta} rotated/"
+                        "flipped views of the input (test-time augmentation)")
+                 for o in card.outputs]
+        cov = card.reference.interval_coverage if card.reference else None
+        if cov is not None:
+            for o in card.outputs:
+                if not o.logit:
+                    for end, word in (("lo", "Lower"), ("hi", "Upper")):
+                        cols.append(Column(
+                            f"{o.name}_{end}", pa.float32(), o.unit,
+                            f"{word} end of a {cov:.0%} interval for {o.name}: the views' "
+                            "mean +- their spread times a factor calibrated on held-out "
+                            "training-distribution inputs (normalised split conformal)"))
+    return cols
+
+
+def catalog_output_columns(cards: Iterable[ModelCard]) -> list[Column]:
+    """The columns after the base ones, in order, once each: trust, then each model's."""
+    out: list[Column] = list(TRUST_COLUMNS)
+    seen = set(TRUST_NAMES)
+    for card in cards:
+        for col in output_columns(card):
+            if col.name not in seen:
+                out.append(col)
+                seen.add(col.name)
+    return out
 
 
 def carried_name(name: str) -> str:
@@ -78,14 +126,9 @@ def to_field(col: Column) -> pa.Field:
 def build_schema(
     cards: Iterable[ModelCard], carried: Iterable[Column] = ()
 ) -> tuple[pa.Schema, list[Column]]:
-    """Base columns, then each model's outputs (in order, once), then carried columns."""
-    columns: list[Column] = list(BASE_COLUMNS)
-    seen = set(BASE_NAMES)
-    for card in cards:
-        for col in output_columns(card):
-            if col.name not in seen:
-                columns.append(col)
-                seen.add(col.name)
+    """Base columns, trust columns, each model's (in order, once), then carried columns."""
+    columns: list[Column] = [*BASE_COLUMNS, *catalog_output_columns(cards)]
+    seen = {c.name for c in columns}
     for col in carried:
         if col.name not in seen:
             columns.append(col)

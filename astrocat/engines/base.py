@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -16,10 +17,31 @@ from astrocat.models.card import ModelCard
 ENGINES = ("auto", "onnxruntime", "tensorflow", "tensorrt")
 
 
+@dataclass(frozen=True)
+class Heads:
+    """What one batch gave: the outputs (n, n_outputs), and where the card asks for them
+    the penultimate features (n, d) and the logits of its sigmoid scores (n, n_outputs)."""
+
+    values: np.ndarray
+    features: np.ndarray | None = None
+    logits: np.ndarray | None = None
+
+
+def heads_of(arrays: list, n: int, card: ModelCard) -> Heads:
+    """Heads from a graph's outputs in ``graph.heads`` order (the outputs first)."""
+    flat = [np.asarray(a, np.float32).reshape(n, -1) for a in arrays]
+    features = flat.pop(1) if card.reference is not None else None
+    logits = flat.pop(1) if card.logits else None
+    return Heads(flat[0], features, logits)
+
+
 class Engine(Protocol):
-    """A loaded model: float32 batch (n, *input shape) in, float32 (n, n_outputs) out."""
+    """A loaded model: float32 batch (n, *input shape) in; ``run`` gives its heads,
+    ``predict`` only the (n, n_outputs) float32 outputs."""
 
     name: str
+
+    def run(self, batch: np.ndarray) -> Heads: ...
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
 

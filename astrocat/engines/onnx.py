@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from astrocat.engines.base import Heads, heads_of
 from astrocat.models.card import ModelCard
 
 
@@ -13,6 +14,8 @@ class OnnxRuntimeEngine:
     def __init__(self, card: ModelCard, threads: int = 1) -> None:
         import onnxruntime as ort
 
+        from astrocat.models.graph import heads, with_heads
+
         opts = ort.SessionOptions()
         # Its feed's intra_op: on a CPU one thread per instance, an instance per core.
         opts.intra_op_num_threads = max(1, threads)
@@ -20,11 +23,20 @@ class OnnxRuntimeEngine:
         # Decoder threads share these cores: idle intra-op threads must sleep, not spin.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        path = card.weights("onnx")
+        extra = heads(card)  # features and logits as outputs, if the card wants them
+        graph = with_heads(path, extra) if extra else str(path)
         self._session = ort.InferenceSession(
-            str(card.weights("onnx")), sess_options=opts, providers=["CPUExecutionProvider"]
+            graph, sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [self._session.get_outputs()[0].name, *extra]
+        self._card = card
+
+    def run(self, batch: np.ndarray) -> Heads:
+        x = np.ascontiguousarray(batch, np.float32)
+        return heads_of(self._session.run(self._outputs, {self._input: x}), len(batch),
+                        self._card)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        out = self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})[0]
-        return np.asarray(out, dtype=np.float32).reshape(len(batch), -1)
+        return self.run(batch).values

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from astrocat.engines.base import Heads, heads_of
 from astrocat.errors import AstrocatError
 from astrocat.models.card import ModelCard
 
@@ -44,6 +45,7 @@ class PlanKey:
     compute_capability: str
     precision: str
     max_batch: int
+    heads: tuple[str, ...] = ()  # extra outputs marked (features, logits)
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:32]
@@ -57,11 +59,13 @@ def cache_dir() -> Path:
 def plan_key(card: ModelCard, precision: str, max_batch: int, device: int = 0) -> PlanKey:
     import tensorrt as trt
 
+    from astrocat.models.graph import heads
+
     cudart = _cudart()
     props = _check(cudart.cudaGetDeviceProperties(device))
     name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
     return PlanKey(card.fingerprint, trt.__version__, name.strip("\x00"),
-                   f"{props.major}.{props.minor}", precision, max_batch)
+                   f"{props.major}.{props.minor}", precision, max_batch, tuple(heads(card)))
 
 
 def build_plan(card: ModelCard, precision: str = "fp32", max_batch: int = 256) -> bytes:
@@ -75,6 +79,7 @@ def build_plan(card: ModelCard, precision: str = "fp32", max_batch: int = 256) -
     if not parser.parse(card.weights("onnx").read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise AstrocatError(f"TensorRT could not parse {card.name}'s ONNX graph: {errors}")
+    _mark_heads(network, card)
     config = builder.create_builder_config()
     if precision == "fp16":
         # TensorRT 10 has the FP16 builder flag; TensorRT 11 removed it (reduced precision
@@ -95,6 +100,27 @@ def build_plan(card: ModelCard, precision: str = "fp32", max_batch: int = 256) -
     if plan is None:
         raise AstrocatError(f"TensorRT failed to build an engine for {card.name}")
     return bytes(plan)
+
+
+def _mark_heads(network, card: ModelCard) -> None:
+    """Make the card's extra heads (features, logits) network outputs, after its own."""
+    from astrocat.models.graph import heads
+
+    wanted = heads(card)
+    if not wanted:
+        return
+    found = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            t = layer.get_output(j)
+            if t.name in wanted:
+                found[t.name] = t
+    for name in wanted:
+        if name not in found:
+            raise AstrocatError(f"TensorRT's network for {card.name} has no tensor {name} "
+                                "(the card's features or logit)")
+        network.mark_output(found[name])
 
 
 def cached_plan(card: ModelCard, precision: str, max_batch: int, device: int = 0) -> Path:
@@ -124,32 +150,42 @@ class TensorRTEngine:
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._input = next(n for n in names
                            if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self._output = next(n for n in names
-                            if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        # outputs in the order they were marked: the graph's own, then the extra heads
+        self._outputs = [n for n in names
+                         if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._width = [int(np.prod([d for d in self._engine.get_tensor_shape(n)[1:]]))
+                       for n in self._outputs]
         self._max_batch = max_batch
-        self._n_out = len(card.outputs)
+        self._card = card
         self._stream = _check(self._cudart.cudaStreamCreate())
         item = int(np.prod(card.input.shape))
         self._d_in = _check(self._cudart.cudaMalloc(max_batch * item * 4))
-        self._d_out = _check(self._cudart.cudaMalloc(max_batch * self._n_out * 4))
+        self._d_out = [_check(self._cudart.cudaMalloc(max_batch * w * 4)) for w in self._width]
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> Heads:
         cudart = self._cudart
-        outs = []
+        chunks: list[list[np.ndarray]] = [[] for _ in self._outputs]
         for start in range(0, len(batch), self._max_batch):
             x = np.ascontiguousarray(batch[start : start + self._max_batch], np.float32)
-            y = np.empty((len(x), self._n_out), np.float32)
+            ys = [np.empty((len(x), w), np.float32) for w in self._width]
             kind_h2d = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
             kind_d2h = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
             _check(cudart.cudaMemcpyAsync(self._d_in, x.ctypes.data, x.nbytes, kind_h2d,
                                           self._stream))
             self._context.set_input_shape(self._input, x.shape)
             self._context.set_tensor_address(self._input, int(self._d_in))
-            self._context.set_tensor_address(self._output, int(self._d_out))
+            for name, d_out in zip(self._outputs, self._d_out, strict=True):
+                self._context.set_tensor_address(name, int(d_out))
             if not self._context.execute_async_v3(self._stream):
                 raise AstrocatError("TensorRT execution failed")
-            _check(cudart.cudaMemcpyAsync(y.ctypes.data, self._d_out, y.nbytes, kind_d2h,
-                                          self._stream))
+            for y, d_out, chunk in zip(ys, self._d_out, chunks, strict=True):
+                _check(cudart.cudaMemcpyAsync(y.ctypes.data, d_out, y.nbytes, kind_d2h,
+                                              self._stream))
+                chunk.append(y)
             _check(cudart.cudaStreamSynchronize(self._stream))
-            outs.append(y)
-        return np.concatenate(outs) if outs else np.empty((0, self._n_out), np.float32)
+        arrays = [np.concatenate(c) if c else np.empty((0, w), np.float32)
+                  for c, w in zip(chunks, self._width, strict=True)]
+        return heads_of(arrays, len(batch), self._card)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.run(batch).values

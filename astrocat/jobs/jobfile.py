@@ -70,6 +70,7 @@ JOB_FIELDS: Fields = {
     "positions": (False, _TEXT),
     "positions_id": (False, _TEXT),
     "retention": (False, _int_at_least(1)),
+    "tta": (False, _int_at_least(1)),  # views averaged per item (--tta)
     # FITS products: as in a model card's [input], for every FITS model of the job
     **{k: INPUT_FIELDS[k] for k in ("hdu", "plane", "mask_hdu", "mask_bits")},
 }
@@ -122,6 +123,7 @@ class JobSpec:
     plane: int | str | None = None
     mask_hdu: HduName | None = None
     mask_bits: int | None = None
+    tta: int = 1
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
     schedule: dict[str, Any] = field(default_factory=dict)
 
@@ -166,6 +168,7 @@ def load_job(path: str | Path) -> JobSpec:
         positions_id=job.get("positions_id"), retention=job.get("retention", 30),
         hdu=hdu_value(job.get("hdu")), plane=job.get("plane"),
         mask_hdu=hdu_value(job.get("mask_hdu")), mask_bits=job.get("mask_bits"),
+        tta=job.get("tta", 1),
         cluster=ClusterSpec(cluster["kind"], {k: v for k, v in cluster.items() if k != "kind"}),
         schedule=dict(schedule))
 

@@ -34,7 +34,7 @@ def options(job: JobSpec, retry_errors: bool = False, quiet: bool = False) -> In
         partition_size=job.partition_size, batch_size=job.batch_size,
         exclude=job.exclude, retention=job.retention, retry_errors=retry_errors, quiet=quiet,
         hdu=job.hdu, plane=job.plane, mask_hdu=job.mask_hdu, mask_bits=job.mask_bits,
-        command=shlex.join(["astrocat", *sys.argv[1:]]) if sys.argv[1:] else
+        tta=job.tta, command=shlex.join(["astrocat", *sys.argv[1:]]) if sys.argv[1:] else
         f"astrocat run {job.path}")
 
 

@@ -40,6 +40,10 @@ RESIZE_FILTERS = ("bilinear", "bicubic", "lanczos", "box", "hamming", "nearest")
 WEIGHT_FORMATS = ("onnx", "keras")
 #: Sections that are free-form records (provenance and measured figures), not checked.
 FREE_SECTIONS = ("training", "metrics", "evaluation", "quantization")
+#: Transformations a card may declare its task invariant under (``kernels.views``).
+INVARIANCES = ("rot90", "flip")
+#: What ``models.reference`` writes: the file beside the card and its digest.
+REFERENCE_FILENAME = "reference.npz"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,20 @@ class OutputColumn:
     name: str
     unit: str = ""
     description: str = ""
+    logit: bool = False  # a sigmoid score: the graph's pre-sigmoid value is kept too
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """The card's ``[reference]``: statistics of its training inputs (``models.reference``)
+    for the out-of-domain distance and the TTA intervals."""
+
+    file: str  # beside the card
+    sha256: str
+    features: str  # the graph tensor whose values are the penultimate features
+    threshold: float  # ood_flag: ood_distance above this
+    interval_coverage: float | None = None  # TTA intervals calibrated to this coverage
+    record: dict[str, Any] = field(default_factory=dict, compare=False)  # provenance
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,18 @@ class ModelCard:
     metrics: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     source: str = ""  # the card file, for messages
+    invariances: tuple[str, ...] = ()  # transformations that leave the task unchanged
+    reference: ReferenceSpec | None = None
+    tta: int = 1  # views averaged per item: the run's --tta, never the card's
+
+    @property
+    def reference_path(self) -> Path | None:
+        return self.directory / self.reference.file if self.reference else None
+
+    @property
+    def logits(self) -> list[str]:
+        """Outputs whose pre-sigmoid value the graph keeps (``<name>_logit`` columns)."""
+        return [o.name for o in self.outputs if o.logit]
 
     def weights(self, fmt: str) -> Path:
         if fmt not in self.files:
@@ -147,12 +177,16 @@ class ModelCard:
 
     def verify(self) -> None:
         """Check every listed weights file exists and matches its sha256."""
-        for fmt, name in self.files.items():
+        files = dict(self.files)
+        digests = dict(self.sha256)
+        if self.reference is not None:
+            files["reference"], digests["reference"] = self.reference.file, self.reference.sha256
+        for fmt, name in files.items():
             path = self.directory / name
             if not path.is_file():
-                raise CardError(f"model '{self.name}': weights file {path} is missing")
+                raise CardError(f"model '{self.name}': {fmt} file {path} is missing")
             digest = sha256_file(path)
-            if digest != self.sha256[fmt]:
+            if digest != digests[fmt]:
                 raise CardError(
                     f"model '{self.name}': sha256 of {path.name} is {digest[:12]}..., the card "
                     f"says {self.sha256[fmt][:12]}...: the weights changed after the card was "
@@ -218,6 +252,9 @@ TOP_FIELDS: Fields = {
         k in WEIGHT_FORMATS and isinstance(f, str) for k, f in v.items()),
         "onnx = 'model.onnx' and/or keras = 'model.keras'")),
     "sha256": (True, typed(lambda v: isinstance(v, dict), "a [sha256] table")),
+    "invariances": (False, typed(lambda v: isinstance(v, list) and all(
+        x in INVARIANCES for x in v), f"a list of {', '.join(INVARIANCES)}")),
+    "reference": (False, typed(lambda v: isinstance(v, dict), "a [reference] table")),
     **{s: (False, typed(lambda v: isinstance(v, dict), "a table")) for s in FREE_SECTIONS},
 }
 INPUT_FIELDS: Fields = {
@@ -247,7 +284,31 @@ OUTPUT_FIELDS: Fields = {
     "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
     "unit": (False, typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
     "description": (False, typed(lambda v: isinstance(v, str), "a string")),
+    "logit": (False, typed(lambda v: isinstance(v, bool), "true (the output is a sigmoid "
+                           "score; keep the graph's pre-sigmoid value) or false")),
 }
+REFERENCE_FIELDS: Fields = {
+    "file": (True, typed(lambda v: isinstance(v, str) and bool(v), "a file name")),
+    "sha256": (True, typed(lambda v: isinstance(v, str) and len(v) == 64,
+                           "a 64-character hex digest")),
+    "features": (True, typed(lambda v: isinstance(v, str) and bool(v), "a graph tensor "
+                             "name")),
+    "threshold": (True, in_range(0.0, None, lo_open=True)),
+    "quantile": (False, in_range(0.0, 1.0, lo_open=True)),
+    "interval_coverage": (False, in_range(0.0, 1.0, lo_open=True)),
+    **{k: (False, lambda v: None) for k in (
+        "method", "data", "command", "n_fit", "n_calibration", "in_domain_flagged",
+        "seconds", "engine")},
+}
+
+
+def _reference(raw: dict[str, Any] | None, where: str) -> ReferenceSpec | None:
+    if raw is None:
+        return None
+    check_table(raw, REFERENCE_FIELDS, f"{where} [reference]", CardError)
+    cov = raw.get("interval_coverage")
+    return ReferenceSpec(raw["file"], raw["sha256"], raw["features"], float(raw["threshold"]),
+                         float(cov) if cov is not None else None, dict(raw))
 
 
 def _per_channel(value: Any, channels: int, key: str, where: str) -> float | tuple[float, ...]:
@@ -335,7 +396,8 @@ def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:
             raise CardError(f"{w}: name '{name}' is used more than once; every output needs "
                             "its own column name")
         seen.add(name)
-        outputs.append(OutputColumn(name, o.get("unit", ""), o.get("description", "")))
+        outputs.append(OutputColumn(name, o.get("unit", ""), o.get("description", ""),
+                                    o.get("logit", False)))
     return tuple(outputs)
 
 
@@ -364,6 +426,8 @@ def parse_card(data: dict[str, Any], directory: Path, where: str) -> ModelCard:
         metrics=dict(data.get("metrics", {})),
         raw=data,
         source=where,
+        invariances=tuple(data.get("invariances", ())),
+        reference=_reference(data.get("reference"), where),
     )
 
 

@@ -56,6 +56,8 @@ def compile_model(model: str, out: Path | None, tensorrt: bool | None, precision
             for fmt, name in card.files.items():
                 if fmt != "onnx":
                     shutil.copy2(card.directory / name, target / name)
+            if card.reference is not None:  # the same graph tensors: the same statistics
+                shutil.copy2(card.reference_path, target / card.reference.file)
         if target == card.directory and sha256_file(target / "model.onnx") == card.sha256.get(
                 "onnx"):
             yield "ONNX graph unchanged; card kept"

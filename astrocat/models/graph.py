@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -108,4 +109,85 @@ def check_graph(card: ModelCard) -> GraphSignature | None:
         raise CardError(f"{where}: [[outputs]] lists {len(card.outputs)} outputs but the graph "
                         f"gives {n} per item ({sig.output_name} {fmt_dims(sig.output_dims)}): list "
                         f"exactly {n}, in the graph's order")
+    _check_heads(card, where)
     return sig
+
+
+# --------------------------------------------------------------------------- extra heads
+#
+# The out-of-domain distance needs the network's penultimate features, and a sigmoid
+# score its logit: both are tensors inside the graph. They are made graph outputs when a
+# session is opened (``with_heads``), so the weights file, and its digest, never change.
+
+#: Nodes that pass a tensor on unchanged in value (walked through to find a sigmoid).
+_PASS_THROUGH = ("Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+
+
+def _load(path) -> Any:
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def feature_tensor(path) -> str:
+    """The penultimate features: the data input of the graph's last dense layer (its last
+    MatMul or Gemm whose weights are constants)."""
+    graph = _load(path).graph
+    consts = {i.name for i in graph.initializer}
+    consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    dense = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
+             and n.input[1] in consts]
+    if not dense:
+        raise CardError(f"{path}: the graph has no dense layer whose input could serve as "
+                        "its penultimate features")
+    return dense[-1].input[0]
+
+
+def logit_tensor(path) -> str | None:
+    """The input of the sigmoid that makes the graph's first output, if one does."""
+    graph = _load(path).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer.get(graph.output[0].name)
+    while node is not None and node.op_type in _PASS_THROUGH:
+        node = producer.get(node.input[0])
+    return node.input[0] if node is not None and node.op_type == "Sigmoid" else None
+
+
+def with_heads(path, names: list[str]) -> bytes:
+    """The graph serialised with ``names`` added as outputs after its own."""
+    import onnx
+
+    model = _load(path)
+    have = {o.name for o in model.graph.output}
+    for name in names:
+        if name not in have:
+            model.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return model.SerializeToString()
+
+
+def heads(card: ModelCard) -> list[str]:
+    """The extra tensors ``card``'s engine must give: features, then the logits."""
+    out = []
+    if card.reference is not None:
+        out.append(card.reference.features)
+    if card.logits:
+        tensor = logit_tensor(card.weights("onnx"))
+        if tensor is None:
+            raise CardError(f"{card.source or card.name}: outputs marked logit = true, but "
+                            "the graph's output is not made by a Sigmoid")
+        out.append(tensor)
+    return out
+
+
+def _check_heads(card: ModelCard, where: str) -> None:
+    """The card's extra heads exist in the graph (a wrong tensor name fails here)."""
+    if card.reference is None and not card.logits:
+        return
+    names = heads(card)
+    graph = _load(card.weights("onnx")).graph
+    known = {o for n in graph.node for o in n.output}
+    for name in names:
+        if name not in known:
+            raise CardError(f"{where} [reference]: features = \"{name}\" is not a tensor of "
+                            "the graph (re-run `astrocat models reference`)")

@@ -396,8 +396,10 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
                f"{size['fp32'] / 1e6:.2f} MB -> {size['int8'] / 1e6:.2f} MB, "
                f"{time.perf_counter() - t0:.1f}s")
 
+        # the variant's features differ from FP32's: its reference is its own to compute
         raw = {k: v for k, v in card.raw.items()
-               if k not in ("files", "sha256", "metrics", "evaluation", "quantization")}
+               if k not in ("files", "sha256", "metrics", "evaluation", "quantization",
+                            "reference")}
         raw |= {"name": name, "default_for": [], "files": {"onnx": "model.onnx"},
                 "description": f"{card.description} [static INT8 (QDQ) variant of "
                                f"{card.name}, validated against it; see [quantization]]"}

@@ -23,6 +23,7 @@ import numpy as np
 
 from astrocat.engines.base import Engine, open_engine
 from astrocat.models.card import ModelCard
+from astrocat.pipeline.trust import BatchColumns
 
 #: Largest batch chosen automatically on CPU (larger gained nothing here) and on a GPU
 #: (which wants big batches); ``--batch-size`` may ask for more.
@@ -80,9 +81,11 @@ def parse_size(size: str) -> int:
 
 def item_bytes(card: ModelCard) -> int:
     """Estimated peak bytes one item costs through a batch: the raw and prepared input
-    and the network's activations (``ACTIVATION_FACTOR`` x the float32 input)."""
+    and the network's activations (``ACTIVATION_FACTOR`` x the float32 input), for each
+    of its TTA views."""
     n = int(np.prod(card.input.shape))
-    return n * 4 * (2 + ACTIVATION_FACTOR) + n  # float32 input twice, activations, raw
+    views = max(1, card.tta)
+    return n * 4 * (1 + views * (1 + ACTIVATION_FACTOR)) + n
 
 
 def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
@@ -108,7 +111,8 @@ _CLOSED = cf.Future()
 
 class Engines:
     """``n`` instances of one model's engine, each opened and used only in its own thread,
-    taking batches from one queue; ``submit`` queues a batch."""
+    taking batches from one queue; ``submit`` queues a prepared batch, whose future gives
+    the batch's catalog columns (``trust.BatchColumns``)."""
 
     def __init__(self, card: ModelCard, engine: str, n: int, intra_op: int,
                  device: int) -> None:
@@ -122,6 +126,7 @@ class Engines:
              ready: cf.Future) -> None:
         try:
             model: Engine = open_engine(card, engine, intra_op, device)
+            columns = BatchColumns(card)
         except BaseException as exc:  # noqa: BLE001 - reported to every batch submitted
             ready.set_exception(exc)
             return
@@ -132,7 +137,7 @@ class Engines:
                 return
             if fut.set_running_or_notify_cancel():
                 try:
-                    fut.set_result(model.predict(x))
+                    fut.set_result(columns(model, x))
                 except BaseException as exc:  # noqa: BLE001 - the batch's own failure
                     fut.set_exception(exc)
 
@@ -161,7 +166,8 @@ _LOCK = threading.Lock()
 
 def engine(card: ModelCard, name: str, feed: Feed) -> Engines:
     """This process's engines for ``card`` (per model, engine, threads and device)."""
-    key = (card.fingerprint, name, feed.engines, feed.intra_op, feed.device)
+    key = (card.fingerprint, card.tta, card.reference, name, feed.engines, feed.intra_op,
+           feed.device)
     with _LOCK:
         if key not in _ENGINES or _ENGINES[key].failed:
             if key in _ENGINES:

@@ -94,13 +94,22 @@ def _hash_int(text: str) -> int:
 def result_key(card: ModelCard, engine: str, precision: str = "fp32") -> str:
     """What a model's results depend on: the weights the engine loads, the card's input
     specification and outputs (names, units, descriptions: they are the columns), the
-    engine, its precision and the preprocessing code. The card's description, version,
+    engine, its precision and the preprocessing code, and where used the TTA views and
+    the reference statistics (absent, they leave earlier keys unchanged: a reused part
+    then reads NaN distances, as a recomputed one would). The card's description, version,
     training and metrics records change nothing a model computes, so they are left out."""
     weights = card.sha256["keras" if engine == "tensorflow" else "onnx"]
+    outputs = [{k: v for k, v in dataclasses.asdict(o).items() if k != "logit" or v}
+               for o in card.outputs]
+    trust = {"tta": card.tta} if card.tta > 1 else {}
+    if card.reference is not None:
+        trust["reference"] = card.reference.sha256
+        trust["threshold"] = card.reference.threshold
     payload = json.dumps({
         "name": card.name, "weights": weights, "input": card.input.identity(),
-        "outputs": [dataclasses.asdict(o) for o in card.outputs], "engine": engine,
-        "precision": precision, "preprocess": PREPROCESS_VERSION}, sort_keys=True)
+        "outputs": outputs, "engine": engine, "precision": precision,
+        "preprocess": PREPROCESS_VERSION, **({"trust": trust} if trust else {})},
+        sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

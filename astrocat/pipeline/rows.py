@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from astrocat.catalog.schema import BASE_COLUMNS, Column, output_columns, sentinel, to_field
+from astrocat.catalog.schema import (
+    BASE_COLUMNS,
+    Column,
+    catalog_output_columns,
+    sentinel,
+    to_field,
+)
 from astrocat.models.card import ModelCard
 
 DEFAULTS = {"object_id": "", "source": "", "hdu": -1, "row": -1, "kind": "", "model": "",
@@ -22,14 +28,8 @@ class Rows:
 
     def __init__(self, cards: dict[str, ModelCard], output_order: tuple[str, ...]) -> None:
         self.base: dict[str, list] = {c.name: [] for c in BASE_COLUMNS}
-        self.outputs: list[Column] = []
-        seen: set[str] = set()
-        for name in output_order:
-            for col in output_columns(cards[name]):
-                if col.name not in seen:
-                    self.outputs.append(col)
-                    seen.add(col.name)
-        self._results: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+        self.outputs: list[Column] = catalog_output_columns(cards[n] for n in output_order)
+        self._results: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
         self.carried: dict[str, tuple[pa.DataType, list]] = {}
         self.retry: set[int] = set()
         self.n = 0
@@ -54,21 +54,22 @@ class Rows:
         if retry:
             self.retry.add(index)
 
-    def results(self, card: ModelCard, index: np.ndarray, values: np.ndarray) -> None:
-        """A batch's outputs (n, n_outputs) for rows ``index``."""
-        self._results.append((card.output_names, index, values))
+    def results(self, index: np.ndarray, columns: dict[str, np.ndarray]) -> None:
+        """A batch's columns (name -> n values) for rows ``index``."""
+        self._results.append((index, columns))
 
     @property
     def n_errors(self) -> int:
         return sum(1 for v in self.base["status"] if v == "error")
 
     def table(self) -> pa.Table:
-        out = {c.name: np.full(self.n, np.nan, np.float32) for c in self.outputs}
+        out = {c.name: np.full(self.n, sentinel(c.type), c.type.to_pandas_dtype())
+               for c in self.outputs}
         ok = np.array([s == "ok" for s in self.base["status"]], bool)
-        for names, index, values in self._results:
-            keep = ok[index]  # a row that failed after its batch ran keeps NaN
-            for j, name in enumerate(names):
-                out[name][index[keep]] = values[keep, j]
+        for index, columns in self._results:
+            keep = ok[index]  # a row that failed after its batch ran keeps its sentinel
+            for name, values in columns.items():
+                out[name][index[keep]] = values[keep]
         fields = [to_field(c) for c in BASE_COLUMNS] + [to_field(c) for c in self.outputs]
         arrays = [pa.array(self.base[c.name], type=c.type) for c in BASE_COLUMNS]
         arrays += [pa.array(out[c.name]) for c in self.outputs]

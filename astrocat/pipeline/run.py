@@ -22,6 +22,7 @@ from astrocat import __version__
 from astrocat.catalog import layouts
 from astrocat.catalog.layouts import PublishContext, prepare
 from astrocat.catalog.lock import StoreLock
+from astrocat.catalog.schema import catalog_output_columns
 from astrocat.catalog.store import STORE_FILE, Store, point
 from astrocat.catalog.writer import part_stats
 from astrocat.engines.base import choose_engine
@@ -84,6 +85,7 @@ class InferOptions:
     plane: int | str | None = None
     mask_hdu: HduName | None = None
     mask_bits: int | None = None
+    tta: int = 1  # --tta N: views averaged per item where the card declares invariances
     retention: int = 1  # versions kept in the store
     retry_errors: bool = False  # recompute the latest version's parts that hold errors
     quiet: bool = False
@@ -166,6 +168,30 @@ def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kin
     return {k: changed.get(c.name, c) for k, c in routing.items()}
 
 
+def trust_provenance(card: ModelCard) -> dict:
+    """What the run's trust columns rest on: the TTA views, the reference statistics."""
+    out: dict = {"tta": card.tta} if card.tta > 1 else {}
+    if card.reference is not None:
+        out["ood_threshold"] = card.reference.threshold
+        out["reference_sha256"] = card.reference.sha256
+    else:
+        out["ood"] = "no reference statistics: ood_distance is NaN"
+    return out
+
+
+def with_tta(routing: dict[Kind, ModelCard], views: int) -> dict[Kind, ModelCard]:
+    """The cards with ``views`` TTA views each, as many as its invariances allow (a
+    spectrum model declares none and runs once: its provenance says so)."""
+    from astrocat.kernels.views import available
+
+    if views < 1:
+        raise AstrocatError("--tta must be at least 1 (1: no test-time augmentation)")
+    if views == 1:
+        return routing
+    return {k: dataclasses.replace(c, tta=min(views, len(available(c.invariances))))
+            for k, c in routing.items()}
+
+
 def _verify(cards) -> None:
     for card in cards:
         card.verify()
@@ -197,7 +223,7 @@ def infer(opts: InferOptions) -> RunSummary:
         _check_out(out, store, opts.layout)
     with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
         routing = build_routing(opts.models, opts.precision)  # a bad model fails first
-        routing = with_product(routing, opts)
+        routing = with_tta(with_product(routing, opts), opts.tta)
         fits_product(routing)  # plane models that disagree on the HDU fail before any input
         recorder = Recorder()
         with libwarnings.captured(), recorder.reading("(driver)"):
@@ -281,14 +307,16 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "layout": opts.layout,
             "models": {
                 n: {"version": cards[n].version, "task": cards[n].task,
-                    "sha256": cards[n].fingerprint, "engine": engines[n]}
+                    "sha256": cards[n].fingerprint, "engine": engines[n],
+                    **trust_provenance(cards[n])}
                 for n in used
             },
             **({"positions": {"table": placer.source, "sha256": placer.sha}}
                if placer else {}),
         }
         pub = prepare([part_path[p.key] for p in plan],
-                      [o.name for n in used for o in cards[n].outputs], provenance,
+                      [c.name for c in catalog_output_columns(cards[n] for n in used)],
+                      provenance,
                       [stats[p.key] for p in plan])
         number, staged = store.staging()
         artefact = (staged if opts.layout != "file" else

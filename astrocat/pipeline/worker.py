@@ -216,11 +216,7 @@ class _Batches:
 
     def collect(self) -> None:
         index, fut = self.flying.popleft()
-        y = np.asarray(fut.result(), np.float32).reshape(len(index), -1)
-        if y.shape[1] != len(self.card.outputs):
-            raise RuntimeError(f"model '{self.card.name}' gave {y.shape[1]} values per item, "
-                               f"its card lists {len(self.card.outputs)}")
-        self.rows.results(self.card, index, y)
+        self.rows.results(index, fut.result())
 
     def finish(self) -> None:
         self.dispatch()

@@ -1,0 +1,64 @@
+"""Out-of-domain statistics: how unlike its training inputs an input looks to a model.
+
+Two views of an input, each compared with the model's training inputs by a Mahalanobis
+distance (a Gaussian fitted to the reference sample, Ledoit-Wolf shrunk covariance):
+
+* summary statistics of the prepared input (per channel: level, spread, 1/50/99 %
+  quantiles, high-frequency power, central concentration, tail weight, share above
+  3 sigma). These catch what a network's features tend to absorb: a photograph, a star
+  field, ten times the noise, another task's inputs.
+* the network's penultimate features (Lee et al. 2018, "A simple unified framework for
+  detecting out-of-distribution samples"): what the network itself makes of the input.
+
+Each distance is divided by its median over the reference sample; the row's distance is
+the larger of the two, and the flag's threshold is a high quantile of that over held-out
+inputs of the training distribution (``models.reference``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Statistics per channel in ``input_statistics`` (their order is part of the reference).
+N_STATS = 9
+
+
+def channels_first(x: np.ndarray, layout: str) -> np.ndarray:
+    """A prepared batch as (n, C, H, W) images, or (n, 1, 1, L) spectra."""
+    if x.ndim == 2:
+        return x[:, None, None, :]
+    if x.ndim == 3:  # (n, H, W) planes, or (n, L, 1)/(n, 1, L) spectra
+        return x[:, None, :, :]
+    return x if layout == "NCHW" else np.moveaxis(x, -1, 1)
+
+
+def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
+    """(n, 9 * C) float64 summary statistics of a prepared batch."""
+    x = channels_first(np.asarray(x, np.float32), layout)
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, -1)
+    mean = flat.mean(axis=2, dtype=np.float64)
+    std = flat.std(axis=2, dtype=np.float64) + 1e-6
+    q01, q50, q99 = np.quantile(flat, [0.01, 0.5, 0.99], axis=2)
+    power = np.zeros((n, c))
+    if w > 1:
+        power += np.square(np.diff(x, axis=3)).mean(axis=(2, 3), dtype=np.float64)
+    if h > 1:
+        power += np.square(np.diff(x, axis=2)).mean(axis=(2, 3), dtype=np.float64)
+    high_freq = np.log(power + 1e-12) - 2 * np.log(std)
+    ry, rx = max(1, h // 8), max(1, w // 8)
+    cy, cx = h // 2, w // 2
+    centre = x[:, :, max(0, cy - ry):cy + ry + 1, max(0, cx - rx):cx + rx + 1].mean(
+        axis=(2, 3), dtype=np.float64)
+    concentration = (centre - q50) / std
+    z = (flat - mean[..., None]) / std[..., None]
+    tail = np.log(np.mean(np.square(np.square(z)), axis=2, dtype=np.float64) + 1e-12)
+    above = (z > 3).mean(axis=2, dtype=np.float64)
+    return np.concatenate([mean, np.log(std), q01, q50, q99, high_freq, concentration,
+                           tail, above], axis=1)
+
+
+def mahalanobis(f: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Distance of each row of ``f`` from a Gaussian given by its mean and precision."""
+    d = np.asarray(f, np.float64) - mean
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", d, precision, d), 0.0))
