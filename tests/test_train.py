@@ -46,3 +46,8 @@ def test_recipe_trains_and_writes_a_card(recipe, tmp_path):
                 "cosmology": "rmse_omega_m"}[recipe]
     assert expected in metrics
     assert "user data" in card.training["data"]  # no simulation.json: honest provenance
+    # the reference statistics of the out-of-domain flag come with every trained model
+    assert card.reference is not None and card.reference_path.is_file()
+    assert card.reference.threshold > 0 and "all inputs" in card.reference.record["data"]
+    assert card.invariances == (() if recipe == "redshift" else ("rot90", "flip"))
+    assert card.logits == (["p_lens"] if recipe == "lens" else [])

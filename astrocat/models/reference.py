@@ -35,6 +35,8 @@ from astrocat.kernels.views import available, make_views, reduce_views
 from astrocat.models.card import REFERENCE_FILENAME, ModelCard, ReferenceSpec, sha256_file
 
 QUANTILE = 0.995
+#: Fewest inputs a reference is fitted from (a few thousand give a stable threshold).
+MIN_INPUTS = 20
 COVERAGE = 0.9
 METHOD = ("mahalanobis: input summary statistics and penultimate features, Ledoit-Wolf "
           "covariance, each over its median, the larger of the two")
@@ -131,9 +133,9 @@ def fit(card: ModelCard, prepared: np.ndarray, truth: np.ndarray | None, *, seed
 
     t0 = time.time()
     n = len(prepared)
-    if n < 100:
-        raise AstrocatError(f"{n} reference inputs: at least 100 are needed (a few thousand "
-                            "is better)")
+    if n < MIN_INPUTS:
+        raise AstrocatError(f"{n} reference inputs: at least {MIN_INPUTS} are needed (a few "
+                            "thousand is better)")
     features = feature_tensor(card.weights("onnx"))
     probe = _with(card, ReferenceSpec("", "0" * 64, features, 1.0))
     model = open_engine(probe, engine)

@@ -252,9 +252,36 @@ def train(
         },
         "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
     }
+    if recipe.augment:  # trained for rotations and flips: the task is invariant to them
+        card = {**card, "invariances": ["rot90", "flip"]}
+    if recipe.task == "lens":  # p_lens is a sigmoid: keep its logit, which ranks strictly
+        card["outputs"] = [{**o, "logit": True} for o in card["outputs"]]
     write_card(card, out)
     log(f"{recipe.name}: held-out metrics {json.dumps(card['metrics'])}")
+    _write_reference(out, xp, y, np.concatenate([va, te]), seed, data, command, log)
     return card["metrics"]
+
+
+def _write_reference(out: Path, xp: np.ndarray, y: np.ndarray, held_out: np.ndarray,
+                     seed: int, data: Path, command: str, log) -> None:
+    """The new model's reference statistics, from inputs it was not trained on (at most
+    ``REFERENCE_LIMIT``), as ``astrocat models reference`` would compute them."""
+    from astrocat.models import reference
+    from astrocat.models.card import load_card
+
+    which = "held-out split"
+    if len(held_out) < REFERENCE_MIN_HELD_OUT:  # tiny data: every input, said in the card
+        held_out, which = np.arange(len(xp)), "all inputs: too few held out"
+    idx = np.random.default_rng(seed).permutation(held_out)[:REFERENCE_LIMIT]
+    card = load_card(out)
+    ref, record = reference.fit(card, xp[idx], y[idx], seed=seed, log=log)
+    reference.write(card, ref, record, f"{_provenance(Path(data))} ({which})", command)
+
+
+#: Held-out inputs the reference statistics of a new model are computed from (fewer held
+#: out than the minimum: every input, which the card's [reference] data says).
+REFERENCE_LIMIT = 3000
+REFERENCE_MIN_HELD_OUT = 200
 
 
 def _provenance(data: Path) -> str:
