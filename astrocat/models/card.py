@@ -176,7 +176,8 @@ class ModelCard:
         return [o.name for o in self.outputs]
 
     def verify(self) -> None:
-        """Check every listed weights file exists and matches its sha256."""
+        """Check every listed weights file, and the reference statistics, exist and match
+        their sha256."""
         files = dict(self.files)
         digests = dict(self.sha256)
         if self.reference is not None:
@@ -187,11 +188,12 @@ class ModelCard:
                 raise CardError(f"model '{self.name}': {fmt} file {path} is missing")
             digest = sha256_file(path)
             if digest != digests[fmt]:
-                raise CardError(
-                    f"model '{self.name}': sha256 of {path.name} is {digest[:12]}..., the card "
-                    f"says {self.sha256[fmt][:12]}...: the weights changed after the card was "
-                    "written (retrain/re-export, or update the card deliberately)"
-                )
+                what = ("the reference statistics changed after the card was written "
+                        "(re-run `astrocat models reference`)" if fmt == "reference" else
+                        "the weights changed after the card was written (retrain/re-export, "
+                        "or update the card deliberately)")
+                raise CardError(f"model '{self.name}': sha256 of {path.name} is "
+                                f"{digest[:12]}..., the card says {digests[fmt][:12]}...: {what}")
 
 
 def sha256_file(path: Path) -> str:

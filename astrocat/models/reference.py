@@ -66,13 +66,14 @@ class Reference:
     def interval(self, mean: np.ndarray, spread: np.ndarray, n_views: int
                  ) -> tuple[np.ndarray, np.ndarray] | None:
         """The calibrated interval (lo, hi), each (n, n_outputs), around the views' mean,
-        inside the range the truth took; None where not calibrated for ``n_views``."""
+        inside the range the truth took (stretched to the mean where that lies outside);
+        None where not calibrated for ``n_views``."""
         row = n_views - 2
         if row < 0 or row >= len(self.conformal_k):
             return None
         half = self.conformal_k[row] * (spread + self.conformal_eps[row])
-        return (np.maximum(mean - half, self.truth_min),
-                np.minimum(mean + half, self.truth_max))
+        return (np.maximum(mean - half, np.minimum(self.truth_min, mean)),
+                np.minimum(mean + half, np.maximum(self.truth_max, mean)))
 
     def save(self, path: Path) -> None:
         np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
