@@ -1,0 +1,569 @@
+"""Evaluate trust per row: the out-of-domain flag on fresh and foreign inputs, the TTA
+spread and intervals against the truth, and what both cost.
+
+    python -m benchmarks.trust [--size full|tiny] [--data DIR] [--out benchmarks/RESULTS.md]
+                               [--no-cards]
+
+Fresh simulated surveys (seed 99, never used in training or in the references) are the
+in-domain inputs; the foreign ones are real files made from them and from elsewhere:
+photographs (matplotlib's sample photographs), star fields (sparse, and as dense as a
+globular cluster's core), the other tasks' inputs forced through a model (``--model``),
+the right kind of input at 2x and 0.5x its pixel scale (or, for spectra, its sampling)
+with nothing in the file saying so, and 10x the noise. Every set goes through the real
+``astrocat infer``; the flagged share is over its ok rows.
+
+Writes ``benchmarks/TRUST.json``, the "Trust per row" section of ``RESULTS.md`` (the rest
+of that file is left as the last ``benchmarks.run`` wrote it) and, unless ``--no-cards``,
+the figures into the bundled cards' ``[evaluation]`` tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+SEED = 99
+HEADING = "## Trust per row"
+
+
+@dataclass(frozen=True)
+class Size:
+    galaxies: int
+    lenses: int
+    fields: int
+    spectra: int
+    foreign: int  # items per foreign set
+
+
+SIZES = {"full": Size(1000, 1000, 500, 5000, 200), "tiny": Size(24, 24, 16, 200, 6)}
+#: Share of in-domain rows flagged at most, and of clearly foreign rows at least.
+IN_DOMAIN_TARGET, FOREIGN_TARGET = 0.01, 0.95
+
+
+def log(msg: str) -> None:
+    print(f"[trust {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def astrocat(*args: str) -> float:
+    """Run the real CLI; its wall time (exit 1, some inputs unusable, is fine)."""
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-c", "from astrocat.cli import main; main()", *args],
+                       capture_output=True, text=True)
+    if r.returncode not in (0, 1):
+        raise RuntimeError(f"astrocat {shlex.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _photos() -> list[np.ndarray]:
+    import matplotlib
+    from PIL import Image
+
+    folder = Path(matplotlib.get_data_path()) / "sample_data"
+    return [np.asarray(Image.open(folder / f).convert("RGB"), np.float32)
+            for f in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")]
+
+
+def _photo_crops(n: int, size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    from PIL import Image
+
+    photos, out = _photos(), []
+    for i in range(n):
+        p = photos[i % len(photos)]
+        s = int(rng.integers(min(p.shape[:2]) // 3, min(p.shape[:2])))
+        y, x = (int(rng.integers(0, d - s + 1)) for d in p.shape[:2])
+        crop = Image.fromarray(p[y:y + s, x:x + s].astype(np.uint8)).resize((size, size))
+        out.append(np.asarray(crop, np.float32))
+    return out
+
+
+def _stars(size: int, n_stars: int, rng: np.random.Generator, sigma: float = 1.5
+           ) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    img = np.zeros((size, size))
+    for _ in range(n_stars):
+        cy, cx = rng.uniform(0, size, 2)
+        img += (rng.pareto(1.5) * 20 + 5) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2)
+                                                    / (2 * sigma**2))
+    return img
+
+
+def _noise_sigma(img: np.ndarray) -> float:
+    """The noise of an image from its border (median absolute deviation)."""
+    border = np.concatenate([img[:8].ravel(), img[-8:].ravel()])
+    return float(1.4826 * np.median(np.abs(border - np.median(border)))) or 1.0
+
+
+def _noise_sigma_8bit(rgb: np.ndarray) -> float:
+    """The noise of an 8-bit picture whose sky is clipped to black: the robust spread of
+    the residual from a 5-pixel median filter, where the picture is not clipped."""
+    from scipy import ndimage
+
+    g = rgb[..., 1]
+    resid = g - ndimage.median_filter(g, 5)
+    lit = g > 5
+    return float(1.4826 * np.median(np.abs(resid[lit]))) if lit.any() else 1.0
+
+
+def _scale(img: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """The same sky at ``factor`` x the pixel scale (2: objects half the size, the
+    border filled with noise like the image's; 0.5: the centre blown up twice)."""
+    from scipy import ndimage
+
+    h, w = img.shape[:2]
+    if factor > 1:
+        small = ndimage.zoom(img, (0.5, 0.5) + (1,) * (img.ndim - 2), order=1)
+        out = np.median(img[:8], axis=(0, 1)) + rng.normal(
+            0, _noise_sigma(img), img.shape)
+        sh, sw = small.shape[:2]
+        out[(h - sh) // 2:(h - sh) // 2 + sh, (w - sw) // 2:(w - sw) // 2 + sw] = small
+        return out
+    centre = img[h // 4:h // 4 + h // 2, w // 4:w // 4 + w // 2]
+    big = ndimage.zoom(centre, (h / centre.shape[0], w / centre.shape[1])
+                       + (1,) * (img.ndim - 2), order=1)
+    return big[:h, :w]
+
+
+def _jpeg(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def _fits(path: Path, data: np.ndarray) -> None:
+    from astropy.io import fits
+
+    fits.writeto(path, np.asarray(data, np.float32), overwrite=True)  # no WCS: no scale
+
+
+def _to_rgb(plane: np.ndarray) -> np.ndarray:
+    """A single-band image as an 8-bit colour picture (asinh stretch, grey)."""
+    lo, hi = np.percentile(plane, [1, 99.5])
+    x = np.arcsinh((plane - lo) / max(hi - lo, 1e-6) * 10) / np.arcsinh(10)
+    return np.repeat(np.clip(x * 255, 0, 255)[..., None], 3, axis=2)
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.zoom(img, (size / img.shape[0], size / img.shape[1])
+                        + (1,) * (img.ndim - 2), order=1)
+
+
+@dataclass
+class Surveys:
+    galaxies: Path
+    lenses: Path
+    fields: Path
+    spectra: Path
+
+
+def simulate(size: Size, data: Path) -> Surveys:
+    s = Surveys(data / "galaxies", data / "lenses", data / "fields", data / "spectra")
+    for kind, n, out in (("galaxies", size.galaxies, s.galaxies),
+                         ("lenses", size.lenses, s.lenses), ("fields", size.fields, s.fields),
+                         ("spectra", size.spectra, s.spectra)):
+        if not (out / "simulation.json").is_file():
+            log(f"simulating {n} {kind} (seed {SEED})")
+            extra = ["--merger-fraction", "0.05"] if kind == "galaxies" else []
+            astrocat("simulate", kind, "--n", str(n), "--seed", str(SEED), "--out", str(out),
+                     "-q", *extra)
+    return s
+
+
+def _read_spectra(path: Path, n: int) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    flux = pq.read_table(path, columns=["flux"]).column("flux").combine_chunks()
+    return np.asarray(flux.flatten(), np.float32).reshape(len(flux), -1)[:n]
+
+
+def _spectra_table(path: Path, flux: np.ndarray) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(np.asarray(flux, np.float32).ravel())
+    arr = pa.FixedSizeListArray.from_arrays(flat, flux.shape[1])
+    pq.write_table(pa.table({"source_id": np.arange(len(flux)), "flux": arr}), path)
+
+
+def foreign_sets(s: Surveys, size: Size, data: Path) -> list[dict]:
+    """Each foreign set written as files once: (model, label, directory, clearly foreign)."""
+    from astrocat.sources import readers
+
+    n = size.foreign
+    sets: list[dict] = []
+
+    def make(model: str, label: str, foreign: bool, build) -> None:
+        folder = data / "foreign" / f"{model}-{label.replace(' ', '_')}"
+        if not (folder / ".done").is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            build(folder, np.random.default_rng(len(sets) + 1))
+            (folder / ".done").write_text("")
+        sets.append({"model": model, "set": label, "dir": str(folder), "foreign": foreign})
+
+    gal = sorted(s.galaxies.glob("*.jpg"))[:n]
+    lens = sorted(s.lenses.glob("*.fits"))[:n]
+    fld = sorted(s.fields.glob("*.npy"))[:n]
+
+    def rgb(p: Path) -> np.ndarray:
+        from PIL import Image
+
+        return np.asarray(Image.open(p).convert("RGB"), np.float32)
+
+    def plane(p: Path) -> np.ndarray:
+        fmt = "npy" if p.suffix == ".npy" else "fits_image"
+        return readers.read_plane(str(p), fmt, None if fmt == "npy" else 0).data
+
+    # gz2-cnn: 424 x 424 colour JPEGs
+    make("gz2-cnn", "photographs", True, lambda d, r: [
+        _jpeg(d / f"p{i}.jpg", c) for i, c in enumerate(_photo_crops(n, 424, r))])
+    make("gz2-cnn", "star fields", True, lambda d, r: [
+        _jpeg(d / f"s{i}.jpg", 8 + r.normal(0, 3, (424, 424, 3))
+              + _stars(424, 40, r, 2.5)[..., None] * r.uniform(0.7, 1.3, 3)) for i in range(n)])
+    make("gz2-cnn", "lens cut-outs", True, lambda d, r: [
+        _jpeg(d / f"{p.stem}.jpg", _resize(_to_rgb(plane(p)), 424)) for p in lens])
+    make("gz2-cnn", "density fields", True, lambda d, r: [
+        _jpeg(d / f"{p.stem}.jpg", _resize(_to_rgb(np.log10(plane(p) + 1e-3)), 424))
+        for p in fld])
+    for factor in (2.0, 0.5):
+        make("gz2-cnn", f"{factor:g}x pixel scale", False, lambda d, r, f=factor: [
+            _jpeg(d / p.name, _scale(rgb(p), f, r)) for p in gal])
+    make("gz2-cnn", "10x noise", False, lambda d, r: [
+        _jpeg(d / p.name, (lambda a: a + r.normal(0, 9.95 * _noise_sigma_8bit(a),
+                                                  a.shape))(rgb(p))) for p in gal])
+    # lens-lastro: 101 x 101 single-band FITS
+    make("lens-lastro", "photographs", True, lambda d, r: [
+        _fits(d / f"p{i}.fits", c.mean(axis=2)) for i, c in enumerate(_photo_crops(n, 101, r))])
+    make("lens-lastro", "sparse star fields", True, lambda d, r: [
+        _fits(d / f"s{i}.fits", r.normal(0, 1, (101, 101)) + _stars(101, 15, r))
+        for i in range(n)])
+    make("lens-lastro", "globular cluster cores", True, lambda d, r: [
+        _fits(d / f"g{i}.fits", r.normal(0, 1, (101, 101)) + _stars(101, 500, r))
+        for i in range(n)])
+    make("lens-lastro", "galaxy images", True, lambda d, r: [
+        _fits(d / f"{p.stem}.fits", rgb(p).mean(axis=2)) for p in gal])
+    make("lens-lastro", "density fields", True, lambda d, r: [
+        _fits(d / f"{p.stem}.fits", _resize(plane(p), 101)) for p in fld])
+    for factor in (2.0, 0.5):
+        make("lens-lastro", f"{factor:g}x pixel scale", False, lambda d, r, f=factor: [
+            _fits(d / p.name, _scale(plane(p), f, r)) for p in lens])
+    make("lens-lastro", "10x noise", False, lambda d, r: [
+        _fits(d / p.name, (lambda a: a + r.normal(0, 9.95 * _noise_sigma(a), a.shape))(
+            plane(p))) for p in lens])
+    # cosmo-cnn: 64 x 64 density maps (.npy)
+    make("cosmo-cnn", "photographs", True, lambda d, r: [
+        np.save(d / f"p{i}.npy", c.mean(axis=2) / 128) for i, c in
+        enumerate(_photo_crops(n, 64, r))])
+    make("cosmo-cnn", "star fields", True, lambda d, r: [
+        np.save(d / f"s{i}.npy", 1 + _stars(64, 30, r)) for i in range(n)])
+    make("cosmo-cnn", "lens cut-outs", True, lambda d, r: [
+        np.save(d / f"{p.stem}.npy", np.maximum(plane(p), 0)[18:82, 18:82]) for p in lens])
+    for factor in (2.0, 0.5):
+        make("cosmo-cnn", f"{factor:g}x pixel scale", False, lambda d, r, f=factor: [
+            np.save(d / p.name, np.tile(_resize(plane(p), 32), (2, 2)) if f > 1 else
+                    _scale(plane(p), f, r)) for p in fld])
+    # redshift-cnn1d: 186-sample spectra in a Parquet table
+    flux = _read_spectra(s.spectra / "spectra.parquet", max(n, 20))
+    wl = np.linspace(330, 1050, flux.shape[1]) * 1e-9
+    make("redshift-cnn1d", "stellar blackbodies", True, lambda d, r: _spectra_table(
+        d / "stars.parquet", np.stack([1 / wl**5 / (np.exp(1.4388e-2 / (wl * t)) - 1) * 1e-25
+                                       * (1 + r.normal(0, 0.02, wl.shape))
+                                       for t in r.uniform(3000, 30000, n)])))
+    make("redshift-cnn1d", "image rows", True, lambda d, r: _spectra_table(
+        d / "rows.parquet", np.stack([_resize(rgb(p).mean(axis=2), 186)[93] for p in gal])))
+    make("redshift-cnn1d", "white noise", True, lambda d, r: _spectra_table(
+        d / "noise.parquet", r.normal(1, 1, (n, flux.shape[1]))))
+    for factor in (2.0, 0.5):
+        make("redshift-cnn1d", f"{factor:g}x sampling", False, lambda d, r, f=factor:
+             _spectra_table(d / "resampled.parquet", np.stack([np.interp(
+                 np.clip((np.arange(len(f_)) - len(f_) / 2) * f + len(f_) / 2, 0, len(f_) - 1),
+                 np.arange(len(f_)), f_) for f_ in flux[:n]])))
+    make("redshift-cnn1d", "10x noise", False, lambda d, r: _spectra_table(
+        d / "noisy.parquet", flux[:n] + r.normal(0, 1, flux[:n].shape) * 9.95
+        * np.median(np.abs(np.diff(flux[:n], axis=1)), axis=1, keepdims=True) / 1.35))
+    return sets
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def _catalog(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pandas()
+
+
+def flagged(cat, model: str) -> dict:
+    ok = cat[(cat.status == "ok") & (cat.model == model)]
+    return {"n": int(len(ok)), "errors": int((cat.status == "error").sum()),
+            "flagged": int(ok.ood_flag.sum()),
+            "share": round(float(ok.ood_flag.mean()), 4) if len(ok) else None,
+            "median_distance": round(float(ok.ood_distance.median()), 3) if len(ok) else None}
+
+
+def _truth(s: Surveys):
+    from astrocat.kernels.gz_tree import galaxy_zoo2
+
+    tree = galaxy_zoo2()
+    with open(s.galaxies / "training_solutions_rev1.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    gz = {r["GalaxyID"]: [float(r[c]) for c in tree.kaggle_columns] for r in rows}
+    with open(s.fields / "fields_truth.csv", newline="") as f:
+        cos = {f"field_{r['ID']}": [float(r["omega_m"]), float(r["sigma_8"])]
+               for r in csv.DictReader(f)}
+    return {"gz2-cnn": ([a.catalog_column for a in tree.answers], gz),
+            "cosmo-cnn": (["omega_m_pred", "sigma_8_pred"], cos)}
+
+
+def tta_figures(single, tta, names: list[str], truth: dict) -> dict:
+    from scipy import stats
+
+    a = single[single.status == "ok"].set_index("object_id")
+    b = tta[tta.status == "ok"].set_index("object_id")
+    ids = [i for i in b.index if i in truth and i in a.index]
+    y = np.array([truth[i] for i in ids])
+    p1, p8 = a.loc[ids, names].to_numpy(), b.loc[ids, names].to_numpy()
+    spread = b.loc[ids, [f"{c}_std" for c in names]].to_numpy()
+    err = np.abs(p8 - y)
+    out = {"n": len(ids), "rmse_single_view": float(np.sqrt(np.mean((p1 - y) ** 2))),
+           "rmse_tta_mean": float(np.sqrt(np.mean((p8 - y) ** 2))),
+           "spearman_spread_error": float(stats.spearmanr(spread.ravel(), err.ravel())[0])}
+    top = spread.ravel() >= np.quantile(spread.ravel(), 0.9)
+    low = spread.ravel() <= np.median(spread.ravel())
+    out["error_ratio_top10_vs_below_median"] = float(err.ravel()[top].mean()
+                                                    / err.ravel()[low].mean())
+    if f"{names[0]}_lo" in b.columns:
+        lo = b.loc[ids, [f"{c}_lo" for c in names]].to_numpy()
+        hi = b.loc[ids, [f"{c}_hi" for c in names]].to_numpy()
+        out["interval_coverage"] = float(((lo <= y) & (y <= hi)).mean())
+        out["interval_mean_width"] = float((hi - lo).mean())
+    return {k: round(v, 4) if isinstance(v, float) else v for k, v in out.items()}
+
+
+def flag_cost(s: Surveys) -> dict:
+    """Per item: the network alone, and the flag's statistics and distances beside it."""
+    import dataclasses
+
+    from astrocat.engines.base import open_engine
+    from astrocat.kernels import ood
+    from astrocat.kernels.preprocess import prepare
+    from astrocat.models import datasets
+    from astrocat.models.reference import of
+    from astrocat.models.zoo import bundled
+
+    out = {}
+    data = {"gz2-cnn": ("morphology", s.galaxies), "lens-lastro": ("lens", s.lenses),
+            "cosmo-cnn": ("cosmology", s.fields),
+            "redshift-cnn1d": ("redshift", s.spectra / "spectra.parquet")}
+    for name, (task, path) in data.items():
+        card = bundled()[name]
+        x, _ = datasets.load_task(task, card.input, path, limit=128, seed=0)
+        x = prepare(x, card.input)
+        bare = open_engine(dataclasses.replace(card, reference=None), "onnxruntime")
+        full = open_engine(card, "onnxruntime")
+        ref = of(card)
+
+        def best(fn, repeat: int = 5) -> float:
+            times = []
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            return min(times) / len(x) * 1e3
+
+        net = best(lambda: bare.run(x))
+        heads = best(lambda: full.run(x))
+        feats = full.run(x).features
+        flag = best(lambda: ref.distance(ood.input_statistics(x, card.input.layout), feats))
+        out[name] = {"network_ms": round(net, 4), "network_with_features_ms": round(heads, 4),
+                     "statistics_and_distance_ms": round(flag, 4),
+                     "flag_cost_vs_network": round((heads - net + flag) / net, 4)}
+    return out
+
+
+def evaluate(size: Size, data: Path) -> dict:
+    s = simulate(size, data)
+    sets = foreign_sets(s, size, data)
+    runs = data / "runs"
+    runs.mkdir(exist_ok=True)
+    results: dict = {"in_domain": {}, "shifts": [], "tta": {}, "cost": {}}
+    excl = ["--exclude", "*.csv", "--exclude", "*.json"]
+    domain = {"gz2-cnn": s.galaxies, "lens-lastro": s.lenses, "cosmo-cnn": s.fields,
+              "redshift-cnn1d": s.spectra}
+    single: dict = {}
+    for model, folder in domain.items():
+        out = runs / f"{model}-in-domain.parquet"
+        log(f"{model}: in-domain ({folder.name})")
+        seconds = astrocat("infer", "-q", "--model", model, "--input", str(folder), "--out",
+                           str(out), "--workers", "1", *excl)
+        single[model] = (_catalog(out), seconds)
+        results["in_domain"][model] = flagged(single[model][0], model)
+    for st in sets:
+        out = runs / f"{Path(st['dir']).name}.parquet"
+        log(f"{st['model']}: {st['set']}")
+        astrocat("infer", "-q", "--model", st["model"], "--input", st["dir"], "--out", str(out))
+        results["shifts"].append({**{k: st[k] for k in ("model", "set", "foreign")},
+                                  **flagged(_catalog(out), st["model"])})
+    truth = _truth(s)
+    for model in ("gz2-cnn", "lens-lastro", "cosmo-cnn"):
+        out = runs / f"{model}-tta8.parquet"
+        log(f"{model}: --tta 8")
+        seconds = astrocat("infer", "-q", "--model", model, "--tta", "8", "--input",
+                           str(domain[model]), "--out", str(out), "--workers", "1", *excl)
+        cat = _catalog(out)
+        entry = {"seconds_tta8": round(seconds, 2),
+                 "seconds_single": round(single[model][1], 2),
+                 "wall_ratio": round(seconds / single[model][1], 2)}
+        if model in truth:
+            names, t = truth[model]
+            entry |= tta_figures(single[model][0], cat, names, t)
+        else:
+            ok = cat[cat.status == "ok"]
+            entry["median_spread_p_lens"] = round(float(ok.p_lens_std.median()), 5)
+        results["tta"][model] = entry
+    log("flag cost, in process")
+    results["cost"] = flag_cost(s)
+    return results
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def markdown(r: dict) -> str:
+    """The "Trust per row" section of RESULTS.md, from TRUST.json."""
+    res = r["results"]
+    lines = [HEADING, "",
+             f"Produced by `{r['command']}` on {r['started'][:16].replace('T', ' ')} UTC "
+             f"({r['seconds'] / 60:.1f} min; size `{r['size']}`): fresh simulated surveys, "
+             f"seed {SEED}, never used in training or in the models' reference statistics, "
+             "and foreign inputs made as files, each set through the real `astrocat infer`.",
+             "", "### Out-of-domain flag: share of ok rows flagged", "",
+             "| model | inputs | N | flagged | target | met? |", "|---|---|---|---|---|---|"]
+    for model, f in res["in_domain"].items():
+        met = f["share"] is not None and f["share"] <= IN_DOMAIN_TARGET
+        lines.append(f"| {model} | in domain (fresh survey) | {f['n']} | {_pct(f['share'])} "
+                     f"| <= {IN_DOMAIN_TARGET:.0%} | {'yes' if met else '**no**'} |")
+    for f in res["shifts"]:
+        if f["foreign"]:
+            met = "yes" if (f["share"] or 0) >= FOREIGN_TARGET else "**no**"
+            target = f">= {FOREIGN_TARGET:.0%}"
+        else:
+            met, target = "-", "report"
+        lines.append(f"| {f['model']} | {f['set']} | {f['n']} | {_pct(f['share'])} | "
+                     f"{target} | {met} |")
+    lines += ["", "### Test-time augmentation (8 views) against the truth", "",
+              "| model | N | RMSE, one view | RMSE, mean of 8 | Spearman(spread, abs error) "
+              "| abs error, top 10% spread / below median | 90% interval coverage | mean "
+              "width | wall time, --tta 8 / none |", "|---|---|---|---|---|---|---|---|---|"]
+    for model, t in res["tta"].items():
+        if "rmse_tta_mean" in t:
+            lines.append(
+                f"| {model} | {t['n']} | {t['rmse_single_view']:.4f} | "
+                f"{t['rmse_tta_mean']:.4f} | {t['spearman_spread_error']:.2f} | "
+                f"{t['error_ratio_top10_vs_below_median']:.1f}x | "
+                f"{_pct(t.get('interval_coverage'))} | {t.get('interval_mean_width', 0):.3f} "
+                f"| {t['wall_ratio']:.2f}x |")
+        else:
+            lines.append(f"| {model} | - | - | - | - | - | - (a score: no interval) | - | "
+                         f"{t['wall_ratio']:.2f}x |")
+    lines += ["", "### What the flag costs, per item (one core, batches of up to 128)", "",
+              "| model | network | network + features output | statistics + distances | "
+              "flag / network |", "|---|---|---|---|---|"]
+    for model, c in res["cost"].items():
+        lines.append(f"| {model} | {c['network_ms']:.3f} ms | {c['network_with_features_ms']:.3f} "
+                     f"ms | {c['statistics_and_distance_ms']:.3f} ms | "
+                     f"{100 * c['flag_cost_vs_network']:.1f}% |")
+    missed = [f for f in res["shifts"] if f["foreign"] and (f["share"] or 0) < FOREIGN_TARGET]
+    missed += [{"model": m, "set": "in domain", **f} for m, f in res["in_domain"].items()
+               if f["share"] is not None and f["share"] > IN_DOMAIN_TARGET]
+    if missed:
+        lines += ["", "Misses: " + "; ".join(f"{f['model']} {f['set']} {_pct(f['share'])}"
+                                              for f in missed) + ". The shifts that keep an "
+                  "input's kind (pixel scale, sampling, noise) are reported, not targeted: "
+                  "a model may generalise to some of them, and the flag says only how unlike "
+                  "the training inputs they look."]
+    return "\n".join(lines) + "\n"
+
+
+def splice(results_md: Path, section: str) -> None:
+    """Put ``section`` in place of RESULTS.md's own (or at its end)."""
+    text = results_md.read_text() if results_md.is_file() else "# astrocat benchmarks\n"
+    if HEADING in text:
+        start = text.index(HEADING)
+        nxt = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    results_md.write_text(text)
+
+
+def update_cards(res: dict) -> None:
+    import tomllib
+
+    from astrocat.models.card import write_card
+    from astrocat.models.zoo import zoo_root
+
+    for model, f in res["in_domain"].items():
+        folder = zoo_root() / model
+        card = tomllib.loads((folder / "card.toml").read_text())
+        ev = card.setdefault("evaluation", {})
+        ev["ood_flagged_in_domain"] = f["share"]
+        ev["ood_command"] = "python -m benchmarks.trust --size full"
+        foreign = [x for x in res["shifts"] if x["model"] == model and x["foreign"]]
+        if foreign:
+            ev["ood_flagged_foreign_min"] = min(x["share"] for x in foreign)
+        t = res["tta"].get(model, {})
+        for key in ("rmse_tta_mean", "spearman_spread_error", "interval_coverage"):
+            if key in t:
+                ev[f"tta8_{key}"] = t[key]
+        write_card(card, folder)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.trust", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", choices=sorted(SIZES), default="full")
+    ap.add_argument("--data", type=Path, default=BENCH / ".data" / "trust")
+    ap.add_argument("--out", type=Path, default=BENCH / "RESULTS.md")
+    ap.add_argument("--no-cards", action="store_true",
+                    help="leave the bundled cards' [evaluation] tables as they are")
+    args = ap.parse_args(argv)
+    command = shlex.join(["python", "-m", "benchmarks.trust", *(argv if argv is not None
+                                                                  else sys.argv[1:])])
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    data = args.data.resolve() / args.size
+    data.mkdir(parents=True, exist_ok=True)
+    results = evaluate(SIZES[args.size], data)
+    record = {"command": command, "size": args.size, "started": started.isoformat(),
+              "seconds": time.perf_counter() - t0, "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_name("TRUST.json").write_text(json.dumps(record, indent=1))
+    splice(args.out, markdown(record))
+    if not args.no_cards:
+        update_cards(results)
+    log(f"wrote {args.out} and {args.out.with_name('TRUST.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
