@@ -62,8 +62,14 @@ def test_input_statistics_do_not_change_under_the_views():
     v = make_views(x, _D4, "NHWC")
     s = ood.input_statistics(v, "NHWC").reshape(8, 4, -1)
     assert s.shape[-1] == ood.N_STATS * 3
-    assert np.allclose(s, s[0], atol=1e-5)
+    level_to_tail = s[..., : (ood.N_STATS - 1) * 3]  # all but where the input peaks
+    assert np.allclose(level_to_tail, level_to_tail[0], atol=1e-5)
     assert np.isfinite(ood.input_statistics(rng.normal(size=(3, 186)), "NHWC")).all()
+    # where it peaks: a centred source near 0, one in a corner near the largest offset
+    yy, xx = np.mgrid[:64, :64]
+    blob = [np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0) for cy, cx in ((32, 32), (6, 58))]
+    peak = ood.input_statistics(np.stack(blob)[..., None], "NHWC")[:, -1]
+    assert peak[0] < 0.05 and peak[1] > 0.5
 
 
 # --------------------------------------------------------------------------- the flag

@@ -20,7 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 #: Statistics per channel in ``input_statistics`` (their order is part of the reference).
-N_STATS = 9
+N_STATS = 10
+#: Side of the blocks whose means locate an input's peak (robust to single noisy pixels).
+PEAK_BLOCK = 4
 
 
 def channels_first(x: np.ndarray, layout: str) -> np.ndarray:
@@ -33,10 +35,13 @@ def channels_first(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
-    """(n, 9 * C) summary statistics of a prepared batch. Level, spread and
+    """(n, 10 * C) summary statistics of a prepared batch. Level, spread and
     high-frequency power use every pixel; the quantiles, tail weight and share above
     3 sigma a quarter of them (every other row and column), which keeps the cost a small
-    fraction of the network's."""
+    fraction of the network's. The last is where the input peaks: for an image the
+    distance of its brightest 4x4 block from the centre (a cut-out is centred on its
+    target; a star field or a blank patch of sky is not), for a spectrum the position of
+    its brightest 4 samples along the spectrum."""
     x = np.ascontiguousarray(channels_first(np.asarray(x, np.float32), layout))
     n, c, h, w = x.shape
     flat = x.reshape(n, c, -1)
@@ -61,7 +66,25 @@ def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     tail = np.log(np.square(z2).mean(axis=2) + np.float32(1e-12))
     above = (z > 3).mean(axis=2)
     return np.concatenate([mean, np.log(std), q01, q50, q99, high_freq, concentration,
-                           tail, above], axis=1).astype(np.float64)
+                           tail, above, _peak(x)], axis=1).astype(np.float64)
+
+
+def _peak(x: np.ndarray) -> np.ndarray:
+    """(n, C): where a (n, C, H, W) batch peaks, from block means over every other pixel
+    (see input_statistics)."""
+    sub = x[:, :, ::2, ::2] if x.shape[3] > 1 else x[:, :, ::2, :]
+    n, c, h, w = sub.shape
+    b = PEAK_BLOCK // 2  # blocks of the half-resolution grid: 4x4 pixels of the input
+    if w == 1:  # a spectrum along H: signed position of the peak, -0.5 .. 0.5
+        hh = max(b, h // b * b)
+        blocks = sub[:, :, :hh, 0].reshape(n, c, -1, min(b, hh)).mean(axis=3)
+        return (blocks.argmax(axis=2) + 0.5) / blocks.shape[2] - 0.5
+    bh, bw = min(b, h), min(b, w)
+    hh, ww = h // bh * bh, w // bw * bw
+    blocks = sub[:, :, :hh, :ww].reshape(n, c, hh // bh, bh, ww // bw, bw).mean(axis=(3, 5))
+    sh, sw = blocks.shape[2:]
+    row, col = np.divmod(blocks.reshape(n, c, -1).argmax(axis=2), sw)
+    return np.hypot((row + 0.5) / sh - 0.5, (col + 0.5) / sw - 0.5)
 
 
 def mahalanobis(f: np.ndarray, mean: np.ndarray, precision: np.ndarray) -> np.ndarray:
