@@ -300,3 +300,18 @@ def test_job_file_takes_tta(tmp_path):
     job.write_text('[job]\nname = "n"\ninput = "in"\nout = "store"\ntta = 0\n')
     with pytest.raises(Exception, match="tta"):
         load_job(job)
+
+
+def test_tensorflow_gives_the_same_features_and_logits_as_onnx_runtime():
+    pytest.importorskip("tensorflow")
+    from astrocat.engines.base import open_engine
+
+    card = bundled()["lens-lastro"]
+    x = np.random.default_rng(2).normal(size=(4, 101, 101, 1)).astype(np.float32)
+    x[:2] += 5 * np.exp(-((np.mgrid[:101, :101] - 50) ** 2).sum(0) / 50.0)[..., None]
+    a = open_engine(card, "onnxruntime").run(x)
+    b = open_engine(card, "tensorflow").run(x)
+    assert a.features.shape == b.features.shape == (4, 64)
+    assert np.allclose(a.features, b.features, atol=1e-4)
+    assert np.allclose(a.logits, b.logits, atol=1e-4)
+    assert np.allclose(1 / (1 + np.exp(-b.logits)), b.values, atol=1e-5)
