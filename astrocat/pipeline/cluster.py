@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import queue
+import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,64 @@ def slurm_cluster(spec: ClusterSpec):
     kwargs.setdefault("memory", "32GB")
     kwargs.setdefault("processes", kwargs["cores"])
     return SLURMCluster(**kwargs)
+
+
+#: Seconds a run waits for its first Slurm worker job to start ([cluster] start_timeout).
+START_TIMEOUT = 600
+
+
+def slurm_preflight(job_script: str) -> None:
+    """Ask Slurm whether it would take the worker job (``sbatch --test-only``: nothing is
+    submitted), so a partition that does not exist or a memory request no node can meet
+    is one line now rather than a worker that never comes."""
+    import subprocess
+
+    try:
+        r = subprocess.run(["sbatch", "--test-only"], input=job_script, capture_output=True,
+                           text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise AstrocatError(f"could not ask Slurm about the worker job ({exc})") from exc
+    if r.returncode != 0:
+        lines = [ln.strip() for ln in r.stderr.splitlines() if ln.strip()]
+        why = "; ".join(ln.removeprefix("sbatch: error: ") for ln in lines) or "no reason given"
+        raise AstrocatError(f"Slurm refused the Dask worker job ({why}): check [cluster] "
+                            "queue, account, cores and memory against the site's partitions "
+                            "(sinfo)")
+
+
+def wait_for_slurm_workers(client, cluster, timeout: float) -> None:
+    """Wait for the first worker; past ``timeout`` say which jobs wait and why."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.wait_for_workers(1, timeout=min(5.0, max(0.1, deadline - time.monotonic())))
+            return
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                break
+    ids = [str(j.job_id) for j in cluster.workers.values() if getattr(j, "job_id", None)]
+    raise AstrocatError(f"no Dask worker started within {timeout:.0f} s: Slurm job(s) "
+                        f"{_squeue_states(ids) if ids else 'none submitted'}; raise [cluster] "
+                        "start_timeout, or ask for less (cores, memory, walltime)")
+
+
+def _squeue_states(ids: list[str]) -> str:
+    """"12 (PENDING: Resources), 13 (...)" from squeue, or just the ids."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids), "-o", "%i|%T|%r"],
+                             capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return ", ".join(ids)
+    states = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3:
+            states[parts[0]] = f"{parts[1]}: {parts[2]}"
+    return ", ".join(f"{i} ({states.get(i, 'no longer queued')})" for i in ids)
 
 
 #: Partitions in flight per worker: the next one decodes while one finishes (no drain).
@@ -176,15 +235,21 @@ def dask_client(
             yield client, ClusterInfo(scheduler, n, 0, embedded=False)
         return
     if spec is not None and spec.kind == "slurm":
+        if shutil.which("sbatch") is None:
+            raise AstrocatError("[cluster] kind = \"slurm\" needs Slurm's commands (sbatch, "
+                                "squeue, scancel) on this machine's PATH: run on a login "
+                                "node, or load the site's Slurm module")
         cluster = slurm_cluster(spec)
         try:
+            slurm_preflight(cluster.job_script())
             cluster.scale(jobs=int(spec.options.get("jobs", 1)))
             with Client(cluster) as client:
-                client.wait_for_workers(1, timeout=int(spec.options.get("start_timeout", 3600)))
+                wait_for_slurm_workers(client, cluster,
+                                       float(spec.options.get("start_timeout", START_TIMEOUT)))
                 n = max(1, len(client.scheduler_info().get("workers", {})))
                 yield client, ClusterInfo(cluster.scheduler_address, n, 0, embedded=False)
         finally:
-            cluster.close()
+            cluster.close()  # cancels the worker jobs: none outlives the run
         return
 
     cores = machine_cores()
