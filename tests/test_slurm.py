@@ -36,7 +36,7 @@ def slurm(tmp_path_factory):
 def _astrocat(slurm, *args: str, wait: bool = True, env: dict | None = None):
     cmd = [*ASTROCAT, *args]
     kwargs = dict(env=env or slurm.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                  text=True)
+                  text=True, cwd=slurm.root)  # worker jobs write slurm-<id>.out here
     if not wait:
         return subprocess.Popen(cmd, **kwargs)
     return subprocess.run(cmd, timeout=300, **kwargs)

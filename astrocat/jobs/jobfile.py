@@ -86,6 +86,7 @@ CLUSTER_FIELDS: Fields = {
     "account": (False, _TEXT),
     "job_extra_directives": (False, typed(_strs, "a list of #SBATCH options")),
     "start_timeout": (False, _int_at_least(1)),  # slurm: seconds to wait for a worker job
+    "log_directory": (False, _TEXT),  # slurm: the worker jobs' output [default: the cwd]
 }
 SCHEDULE_FIELDS: Fields = {
     "cron": (False, typed(lambda v: isinstance(v, str) and len(v.split()) == 5,

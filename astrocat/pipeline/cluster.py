@@ -43,7 +43,7 @@ def slurm_cluster(spec: ClusterSpec):
                             "'astrocat[cluster]'") from exc
     o = spec.options
     kwargs = {k: o[k] for k in ("cores", "memory", "queue", "walltime", "processes",
-                                "account", "job_extra_directives") if k in o}
+                                "account", "job_extra_directives", "log_directory") if k in o}
     kwargs.setdefault("cores", 8)
     kwargs.setdefault("memory", "32GB")
     kwargs.setdefault("processes", kwargs["cores"])
