@@ -56,7 +56,8 @@ def test_figures_and_html_report(imaged, tmp_path):
         "morphology_prototypes_interest_true", "morphology_prototypes_1",
         "morphology_prototypes_2", "morphology_prototypes_3", "merger_examples",
         "redshift_histograms", "redshift_2d", "redshift_bias", "lens_scores", "lens_roc",
-        "lens_rates", "lens_confusion", "lens_candidates", "cosmology_fields"}
+        "lens_rates", "lens_confusion", "lens_candidates", "cosmology_fields",
+        "lens_completeness_purity", "lens_reliability", "morphology_reliability"}
     assert expected <= names, expected - names
     for f in report["figures"]:
         data = Path(f["file"]).read_bytes()

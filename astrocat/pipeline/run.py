@@ -171,6 +171,8 @@ def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kin
 def trust_provenance(card: ModelCard) -> dict:
     """What the run's trust columns rest on: the TTA views, the reference statistics."""
     out: dict = {"tta": card.tta} if card.tta > 1 else {}
+    if card.tta > 1 and card.reference is not None and card.reference.interval_coverage:
+        out["interval_coverage"] = card.reference.interval_coverage
     if card.reference is not None:
         out["ood_threshold"] = card.reference.threshold
         out["reference_sha256"] = card.reference.sha256

@@ -31,10 +31,13 @@ class TaskOption:
     help: str
     type: Any = None  # a click ParamType; None: inferred from the default
     in_report: bool = True  # echoed under the report's "options"
+    switch: bool = False  # an on/off flag, --name/--no-name (the default is a bool)
 
     @property
     def flag(self) -> str:
-        return "--" + self.name.replace("_", "-")
+        """The click declaration: --name-with-dashes, or --name/--no-name for a switch."""
+        flag = "--" + self.name.replace("_", "-")
+        return f"{flag}/--no-{flag[2:]}" if self.switch else flag
 
 
 @dataclass
@@ -47,6 +50,7 @@ class Context:
     images: bool  # keep `source` strings for image mosaics (figures wanted)
     seed: int
     notes: list[str] = field(default_factory=list)  # the report's notes, shared
+    provenance: dict = field(default_factory=dict)  # the catalog's (models, their TTA views)
 
 
 class Accumulator(Protocol):

@@ -1,5 +1,7 @@
 """Cosmological parameters from density fields (seed 004's plan, CAMELS/Quijote-style):
-Omega_m and sigma_8 per field, and with truth RMSE and bias against the prior's centre.
+Omega_m and sigma_8 per field, and with truth RMSE and bias against the prior's centre;
+with test-time-augmentation columns too, how the spread tracks the error and how often
+the intervals hold the truth.
 """
 
 from __future__ import annotations
@@ -7,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from astrocat.science import stats, trust
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
-from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png
-from astrocat.science.render import Section, Table, num
+from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png, spread_axes
+from astrocat.science.render import Section, Table, num, uncertainty_items
 from astrocat.science.truth import Truth, TruthLayout
 
 KEY = "cosmology"
 COLUMNS = ["omega_m_pred", "sigma_8_pred"]
+PARAMS = (("omega_m", "Omega_m"), ("sigma_8", "sigma_8"))  # report keys, names
 #: Centre of the Quijote Latin-hypercube prior (Omega_m in [0.1, 0.5], sigma_8 in
 #: [0.6, 1.0]); predicting it is the trivial baseline (RMSE ~0.115, SCIENCE.md sec. 5).
 PRIOR_CENTRE = {"omega_m": 0.3, "sigma_8": 0.8}
@@ -30,9 +34,19 @@ class _Accumulator:
     """(Omega_m, sigma_8) of every ok field (float32), truth keys, the first fields listed."""
 
     def __init__(self, ctx: Context) -> None:
-        self.columns = list(COLUMNS) if set(COLUMNS) <= ctx.names else []
+        # TTA spreads and intervals matter only against truth (spread against |error|)
+        tta = {end: [f"{c}_{end}" for c in COLUMNS] for end in ("std", "lo", "hi")}
+        self.tta = {end: cs for end, cs in tta.items()
+                    if ctx.truth is not None and set(cs) <= ctx.names}
+        if "std" not in self.tta:
+            self.tta = {}
+        self.views = trust.tta_views(ctx.provenance, KEY)
+        self.nominal = trust.nominal_coverage(ctx.provenance, KEY)
+        self.columns = ([*COLUMNS, *(c for cs in self.tta.values() for c in cs)]
+                        if set(COLUMNS) <= ctx.names else [])
         self.truth, self.notes = ctx.truth, ctx.notes
         self.pred: list[np.ndarray] = []
+        self.spread: dict[str, list[np.ndarray]] = {end: [] for end in self.tta}
         self.keys: list[np.ndarray] = []
         self.fields: list[dict] = []
 
@@ -41,6 +55,9 @@ class _Accumulator:
         om, s8 = values(batch, "omega_m_pred"), values(batch, "sigma_8_pred")
         sel = np.flatnonzero(ok & np.isfinite(om) & np.isfinite(s8))
         self.pred.append(np.column_stack([om[sel], s8[sel]]).astype(np.float32))
+        for end, cs in self.tta.items():
+            self.spread[end].append(np.column_stack([values(batch, c)[sel] for c in cs])
+                                    .astype(np.float32))
         if self.truth is not None:
             self.keys.append(self.truth.keys(oid.take(pa.array(sel))))
         room = MAX_FIELDS_LISTED - len(self.fields)
@@ -57,7 +74,20 @@ class _Accumulator:
             return None
         c = np.concatenate(self.pred)
         keys = np.concatenate(self.keys) if self.truth is not None else None
-        return _numbers(c, keys, self.fields, self.truth, self.notes) if len(c) else None
+        if not len(c):
+            return None
+        out, data = _numbers(c, keys, self.fields, self.truth, self.notes)
+        if self.tta and "truth" in out:
+            hit = data["hit"]
+            tta = {end: np.concatenate(parts)[hit] for end, parts in self.spread.items()}
+            out["truth"]["uncertainty"] = {
+                key: {"views": self.views, **stats.uncertainty(
+                    data["pred"][:, j], data["true"][:, j], tta["std"][:, j],
+                    tta["lo"][:, j] if "lo" in tta else None,
+                    tta["hi"][:, j] if "hi" in tta else None, self.nominal)}
+                for j, (key, _) in enumerate(PARAMS)}
+            data["uncertainty"] = out["truth"]["uncertainty"]
+        return out, data
 
 
 def start(ctx: Context) -> _Accumulator:
@@ -99,7 +129,7 @@ def _numbers(c: np.ndarray, keys: np.ndarray | None, fields: list[dict],
         if r >= 0:
             f["omega_m_true"] = float(ctruth.values[r, 0])
             f["sigma_8_true"] = float(ctruth.values[r, 1])
-    data.update(pred=c[hit], true=true, pred_all=c)
+    data.update(pred=c[hit], true=true, pred_all=c, hit=hit)
     return out, data
 
 
@@ -116,7 +146,10 @@ def section(c: dict, show: int = 20) -> Section:
             "parameter", "RMSE", "bias", "baseline", "RMSE baseline", "bias baseline"], [
             [name, num(t[k]["rmse"]), num(t[k]["bias"], "+.4f"), num(t[k]["baseline"], ".2f"),
              num(t[k]["rmse_baseline"]), num(t[k]["bias_baseline"], "+.4f")]
-            for k, name in (("omega_m", "Omega_m"), ("sigma_8", "sigma_8"))]))
+            for k, name in PARAMS]))
+        for k, name in PARAMS:
+            if u := (t.get("uncertainty") or {}).get(k):
+                s.items += uncertainty_items(u, name, "fields")
     fields = c.get("fields", [])
     if fields:
         has_t = "omega_m_true" in fields[0]
@@ -134,11 +167,30 @@ def section(c: dict, show: int = 20) -> Section:
 
 
 def figures(d: dict, r: dict, images: Images) -> list[FigureOut]:
-    """Fields in the Omega_m-sigma_8 plane; with truth, predicted against true."""
-    return [FigureOut("cosmology_fields", "cosmology",
-                      "Omega_m and sigma_8 per field" + (" against truth" if d.get("true")
-                                                         is not None else ""),
-                      _cosmo(d, r))]
+    """Fields in the Omega_m-sigma_8 plane; with truth, predicted against true; with TTA
+    columns and truth, the spread against the error."""
+    out = [FigureOut("cosmology_fields", "cosmology",
+                     "Omega_m and sigma_8 per field" + (" against truth" if d.get("true")
+                                                        is not None else ""),
+                     _cosmo(d, r))]
+    if d.get("uncertainty"):
+        out.append(FigureOut("cosmology_uncertainty", "cosmology", "Test-time-augmentation "
+                             "spread against the actual error of Omega_m and sigma_8",
+                             _uncertainty_figure(d["uncertainty"])))
+    return out
+
+
+def _uncertainty_figure(u: dict) -> bytes:
+    fig = new_figure(figsize=(11, 4.8), layout="constrained")
+    for ax, (key, name) in zip(fig.subplots(1, 2), PARAMS, strict=True):
+        x = u[key]
+        label = f"model, Spearman {num(x['spearman_spread_abs_error'], '.3f')}"
+        if "coverage" in x:
+            label += (f"; interval coverage {100 * x['coverage']:.0f}% (nominal "
+                      f"{100 * (x.get('nominal_coverage') or 0.9):.0f}%)")
+        spread_axes(ax, x["by_spread"], label)
+        ax.set_title(f"{name}: |error| against TTA spread ({x['n']} fields)")
+    return png(fig)
 
 
 def _cosmo(d: dict, r: dict) -> bytes:

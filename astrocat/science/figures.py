@@ -102,6 +102,53 @@ def make_figures(result: Summary) -> list[FigureOut]:
     return out
 
 
+# --------------------------------------------------------------------------- shared plots
+
+
+def reliability_figure(rel: Any, predicted: str, observed: str, title: str) -> bytes:
+    """A reliability diagram (``stats.Reliability``): mean outcome against mean
+    prediction per equal-width bin, the diagonal of perfect calibration, and the count
+    per bin beneath; the ECE in the title."""
+    fig = new_figure(figsize=(6.4, 6.6), layout="constrained")
+    a1, a2 = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    used = rel.n > 0
+    mids = (rel.edges[:-1] + rel.edges[1:]) / 2
+    a1.plot([0, 1], [0, 1], "--", color=PALETTE.base, lw=1, label="perfectly calibrated")
+    a1.plot(rel.mean_predicted[used], rel.mean_observed[used], "o-", color=PALETTE.pred,
+            label=f"model ({int(rel.n.sum())} pairs)")
+    a1.set_ylabel(observed)
+    a1.set_xlim(0, 1)
+    a1.set_ylim(-0.02, 1.02)
+    a1.set_title(f"{title}\nECE {rel.ece:.4f} over {rel.bins} equal-width bins")
+    a1.legend(loc="upper left")
+    a1.grid(alpha=0.3)
+    a2.bar(mids, rel.n, width=0.9 / rel.bins, color=PALETTE.pred, alpha=0.6)
+    a2.set_yscale("symlog", linthresh=1)
+    a2.set_xlabel(predicted)
+    a2.set_ylabel("pairs per bin")
+    a2.grid(alpha=0.3)
+    return png(fig)
+
+
+def spread_axes(ax: Any, rows: list[dict], label: str, unit: str = "") -> None:
+    """Mean |error| against mean predicted spread per bin of spread (``stats.uncertainty``'s
+    ``by_spread``), with the line a Gaussian error of that spread would follow
+    (mean |error| = sqrt(2/pi) x spread)."""
+    s = np.array([r["mean_spread"] for r in rows])
+    e = np.array([r["mean_abs_error"] for r in rows])
+    right = float(s.max(initial=0)) * 1.1 or 1.0
+    top = float(e.max(initial=0)) * 1.1 or 1.0
+    ax.plot([0, right], [0, np.sqrt(2 / np.pi) * right], "--", color=PALETTE.base, lw=1,
+            label="Gaussian error of that spread")
+    ax.plot(s, e, "o-", color=PALETTE.pred, label=label)
+    ax.set_xlim(0, right)
+    ax.set_ylim(0, max(top, np.sqrt(2 / np.pi) * right * 1.02))
+    ax.set_xlabel(f"mean predicted spread (TTA std{unit}), per equal-count bin")
+    ax.set_ylabel(f"mean |prediction - truth|{unit}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+
+
 # --------------------------------------------------------------------------- images
 
 

@@ -1,5 +1,8 @@
 """Strong-lens finding (seed 004, the Bologna Lens Finding Challenge): candidates above a
-threshold, and with the challenge's labels AUROC, TPR0, TPR10, the confusion matrix.
+threshold, ranked by the network's logit where the catalog has one (``p_lens`` saturates at
+exactly 1 in float32, so many candidates would tie), and with the challenge's labels
+AUROC, TPR0, TPR10, the confusion matrix, completeness and purity against threshold and
+the reliability of p_lens (ECE).
 """
 
 from __future__ import annotations
@@ -10,16 +13,28 @@ import click
 import numpy as np
 import pyarrow as pa
 
-from astrocat.science import stats
+from astrocat.science import stats, trust
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
-from astrocat.science.figures import PALETTE, FigureOut, Images, mosaic, new_figure, png
-from astrocat.science.render import Section, Table, num
+from astrocat.science.figures import (
+    PALETTE,
+    FigureOut,
+    Images,
+    mosaic,
+    new_figure,
+    png,
+    reliability_figure,
+)
+from astrocat.science.render import Section, Table, calibration_items, num
 from astrocat.science.streaming import TopK
 from astrocat.science.truth import Truth, TruthLayout
 
 KEY = "lens"
 LENS_RATE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 LENS_THUMB = 202  # a 101 x 101 cut-out at 2x, nearest-neighbour
+LOGIT = "p_lens_logit"  # the network's pre-sigmoid value: strict order where p_lens is 1
+#: Thresholds of the completeness/purity table (the chosen threshold is added).
+COMPLETENESS_THRESHOLDS = (0.1, 0.3, 0.5, 0.7, 0.9, 0.99)
+RELIABILITY_BINNING = "share of true lenses per bin of p_lens"
 OPTIONS = (
     TaskOption("lens_threshold", 0.5, "Lens candidate when p_lens >= this (also the "
                "confusion matrix's).", click.FloatRange(0, 1)),
@@ -34,10 +49,14 @@ TRUTH = TruthLayout(
 
 
 class _Accumulator:
-    """Every finite p_lens (float32), its truth key, and a running top list of candidates."""
+    """Every finite p_lens (float32), its truth key, and a running top list of candidates
+    (ranked by the logit where there is one; flagged out-of-domain ones left out)."""
 
     def __init__(self, ctx: Context) -> None:
-        self.columns = ["p_lens"] if "p_lens" in ctx.names else []
+        self.logit = LOGIT in ctx.names
+        self.domain = trust.Domain(ctx)
+        self.columns = (["p_lens", *([LOGIT] if self.logit else []), *self.domain.columns]
+                        if "p_lens" in ctx.names else [])
         self.threshold = ctx.options["lens_threshold"]
         self.truth, self.notes, self.images = ctx.truth, ctx.notes, ctx.images
         self.p: list[np.ndarray] = []
@@ -53,10 +72,12 @@ class _Accumulator:
         if self.truth is not None:
             self.keys.append(self.truth.keys(oid.take(pa.array(sel))))
         above = sel[p[sel] >= self.threshold]
+        above = above[self.domain.keep(self.domain.flags(batch)[above])]
         self.n_cands += len(above)
         if len(above):
             take = pa.array(above)
-            self.cands.update(p[above, None], p[above, None], oid.take(take),
+            key = rank_key(p[above], values(batch, LOGIT)[above] if self.logit else None)
+            self.cands.update(key[:, None], p[above, None], oid.take(take),
                               batch.column("source").take(take) if self.images
                               else oid.take(take))
 
@@ -66,24 +87,42 @@ class _Accumulator:
                 self.truth.note_unused(self.notes, "no p_lens column")
             return None
         keys = np.concatenate(self.keys) if self.truth is not None else None
-        return _numbers(np.concatenate(self.p), keys, self.cands, self.n_cands, self.threshold,
-                        self.truth, self.notes)
+        out, data = _numbers(np.concatenate(self.p), keys, self.cands, self.n_cands,
+                             self.threshold, self.truth, self.notes, self.logit)
+        if (ood := self.domain.report()) is not None:
+            out["ood"] = ood
+        return out, data
 
 
 def start(ctx: Context) -> _Accumulator:
     return _Accumulator(ctx)
 
 
+def rank_key(p: np.ndarray, logit: np.ndarray | None) -> np.ndarray:
+    """What candidates are ranked by: the logit where the catalog has one (finite), else
+    the log-odds of p_lens (the same order as p_lens, ties included)."""
+    p = np.asarray(p, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        odds = np.clip(np.log(p) - np.log1p(-p), -1e3, 1e3)
+    if logit is None:
+        return odds
+    lg = np.asarray(logit, np.float64)
+    return np.where(np.isfinite(lg), lg, odds)
+
+
 def _numbers(p: np.ndarray, keys: np.ndarray | None, cands: TopK, n_cands: int,
-             threshold: float, ltruth: Truth | None, notes: list[str]) -> tuple[dict, dict]:
-    cand = [{"object_id": c["object_id"], "p_lens": c["score"]} for c in cands.column(0)]
+             threshold: float, ltruth: Truth | None, notes: list[str],
+             logit: bool = False) -> tuple[dict, dict]:
+    entries = cands.column(0, key=LOGIT if logit else None)
+    cand = [{"object_id": c["object_id"], "p_lens": c["score"],
+             **({LOGIT: c[LOGIT]} if logit else {})} for c in entries]
     out: dict = {"n": len(p), "threshold": threshold, "n_candidates": n_cands,
-                 "candidates": cand,
+                 "ranked_by": LOGIT if logit else "p_lens", "candidates": cand,
                  "p_lens_percentiles": dict(zip(["p5", "p50", "p95"],
                                                 map(float, np.percentile(p, [5, 50, 95]))
                                                 if len(p) else [math.nan] * 3, strict=True))}
-    data: dict = {"p": p, "labels": None, "threshold": threshold,
-                  "candidates": cands.column(0)}
+    data: dict = {"p": p, "labels": None, "threshold": threshold, "candidates": entries,
+                  "ranked_by": out["ranked_by"]}
     rows = None if ltruth is None else ltruth.match(keys, notes)
     if rows is None:
         return out, data
@@ -94,6 +133,9 @@ def _numbers(p: np.ndarray, keys: np.ndarray | None, cands: TopK, n_cands: int,
     for c, d, r in zip(cand, data["candidates"], lookup, strict=True):
         c["is_lens"] = d["is_lens"] = None if r < 0 else bool(ltruth.column("is_lens")[r] > 0.5)
     tpr, tnr = stats.rates_by_threshold(s, y, np.array(LENS_RATE_THRESHOLDS))
+    cp_t = sorted(set(COMPLETENESS_THRESHOLDS) | {round(float(threshold), 4)})
+    comp, pur, n_sel = stats.completeness_purity(s, y, np.array(cp_t))
+    rel = stats.reliability(s, y)
     out["truth"] = {
         "file": str(ltruth.path), "n_matched": int(hit.sum()),
         "n_catalog_without_truth": int((~hit).sum()),
@@ -102,8 +144,12 @@ def _numbers(p: np.ndarray, keys: np.ndarray | None, cands: TopK, n_cands: int,
         "confusion": stats.confusion(s, y, threshold),
         "rates_by_threshold": [{"threshold": t, "tpr": float(a), "tnr": float(b)}
                                for t, a, b in zip(LENS_RATE_THRESHOLDS, tpr, tnr, strict=True)],
+        "completeness_purity": [{"threshold": t, "selected": int(k), "completeness": float(c),
+                                 "purity": float(q)}
+                                for t, k, c, q in zip(cp_t, n_sel, comp, pur, strict=True)],
+        "calibration": stats.calibration_report(rel, RELIABILITY_BINNING),
     }
-    data.update(p=s, p_all=p, labels=y, metrics=out["truth"])
+    data.update(p=s, p_all=p, labels=y, metrics=out["truth"], reliability=rel)
     return out, data
 
 
@@ -111,6 +157,10 @@ def section(lens: dict) -> Section:
     """The terminal/HTML section."""
     s = Section("lens", f"Lens finding: {lens['n']} cut-outs")
     s.items.append(f"{lens['n_candidates']} candidates with p_lens >= {lens['threshold']}")
+    above = f"p_lens >= {lens['threshold']}"
+    if line := trust.sentence(lens.get("ood"), (f"cut-out with {above}", f"cut-outs with {above}"),
+                              "the candidates"):
+        s.items.append(line)
     t = lens.get("truth")
     if t:
         s.items.append(
@@ -129,12 +179,24 @@ def section(lens: dict) -> Section:
                              [[f"{r['threshold']:.2f}", num(r["tpr"], ".3f"),
                                num(r["tnr"], ".3f")]
                               for r in t["rates_by_threshold"][::2]]))
+        if cp := t.get("completeness_purity"):
+            s.items.append(Table(
+                "Completeness and purity of p_lens >= threshold (all matched cut-outs)",
+                ["threshold", "selected", "completeness", "purity"],
+                [[f"{r['threshold']:g}", str(r["selected"]), num(r["completeness"], ".3f"),
+                  num(r["purity"], ".3f")] for r in cp]))
+        if c := t.get("calibration"):
+            s.items += calibration_items(c, "lens score p_lens", "lens share")
     if lens["candidates"]:
         has_t = any("is_lens" in c for c in lens["candidates"])
-        cols = ["rank", "object_id", "p_lens"] + (["true lens?"] if has_t else [])
+        has_logit = lens.get("ranked_by") == LOGIT
+        cols = (["rank", "object_id", "p_lens"] + (["logit"] if has_logit else [])
+                + (["true lens?"] if has_t else []))
         s.items.append(Table(
-            f"Top {len(lens['candidates'])} of {lens['n_candidates']} candidates, by p_lens",
+            f"Top {len(lens['candidates'])} of {lens['n_candidates']} candidates, by "
+            f"{lens.get('ranked_by', 'p_lens')}",
             cols, [[str(i + 1), c["object_id"], num(c["p_lens"])]
+                   + ([num(c.get(LOGIT), ".3f")] if has_logit else [])
                    + ([{True: "yes", False: "no", None: "?"}[c.get("is_lens")]]
                       if has_t else [])
                    for i, c in enumerate(lens["candidates"])]))
@@ -156,6 +218,12 @@ def figures(d: dict, r: dict, images: Images) -> list[FigureOut]:
                       _lens_rates(d["p"], d["labels"], r["threshold"])),
             FigureOut("lens_confusion", "lens", f"Confusion matrix at p_lens >= "
                       f"{r['threshold']}", _lens_confusion(t["confusion"])),
+            FigureOut("lens_completeness_purity", "lens", "Completeness and purity of the "
+                      "candidates against threshold", _lens_completeness(d, r)),
+            FigureOut("lens_reliability", "lens", "Reliability of p_lens with the expected "
+                      "calibration error",
+                      reliability_figure(d["reliability"], "predicted p_lens",
+                                         "share of true lenses", "Lens score p_lens")),
         ]
     cands = d.get("candidates") or []
     if cands and images.reachable([c["source"] for c in cands]):
@@ -235,6 +303,29 @@ def _lens_rates(p: np.ndarray, y: np.ndarray, thr: float) -> bytes:
     return png(fig)
 
 
+def _lens_completeness(d: dict, r: dict) -> bytes:
+    t = np.linspace(0, 1, 201)
+    comp, pur, _ = stats.completeness_purity(d["p"], d["labels"], t)
+    fig = new_figure(figsize=(7.5, 4.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(t, comp, color=PALETTE.true, label="completeness (lenses found / all lenses)")
+    ax.plot(t, pur, color=PALETTE.pred, label="purity (lenses / cut-outs selected)")
+    table = r["truth"]["completeness_purity"]
+    ax.plot([x["threshold"] for x in table], [x["completeness"] for x in table], "o",
+            color=PALETTE.true)
+    ax.plot([x["threshold"] for x in table], [x["purity"] for x in table], "s",
+            color=PALETTE.pred)
+    ax.axvline(r["threshold"], color="k", ls=":", lw=1, label=f"threshold {r['threshold']}")
+    ax.set_xlabel("threshold on p_lens (selected: p_lens >= threshold)")
+    ax.set_ylabel("fraction")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"Completeness and purity against threshold ({r['truth']['n_lenses']} "
+                 f"lenses, {r['truth']['n_nonlenses']} non-lenses)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
+    ax.grid(alpha=0.3)
+    return png(fig)
+
+
 def _lens_confusion(c: dict) -> bytes:
     m = np.array([[c["tp"], c["fn"]], [c["fp"], c["tn"]]])
     rows = m.sum(axis=1, keepdims=True)
@@ -266,22 +357,28 @@ def _lensmosaic(cands: list[dict], r: dict, images: Images) -> bytes:
 
     cands = cands[:12]
     mark = {True: " lens", False: " NOT lens", None: ""}
+    by_logit = r.get("ranked_by") == LOGIT
     flat = [(thumb(c["source"]), f"{c['object_id'].rsplit('-', 1)[-1]}  {c['score']:.3f}"
-             f"{mark[c.get('is_lens')]}") for c in cands]
+             + (f" ({c[LOGIT]:.1f})" if by_logit else "") + mark[c.get("is_lens")])
+            for c in cands]
+    what = "score (logit)" if by_logit else "score"
     return mosaic([flat[i:i + 6] for i in range(0, len(flat), 6)],
-                   f"Top {len(cands)} lens candidates by p_lens\n(ID, score, truth if known; "
-                   "asinh stretch between the 1st and 99.5th percentile)", LENS_THUMB, font=8)
+                   f"Top {len(cands)} lens candidates by {r.get('ranked_by', 'p_lens')}\n"
+                   f"(ID, {what}, truth if known; asinh stretch between the 1st and 99.5th "
+                   "percentile)", LENS_THUMB, font=8)
 
 
 # --------------------------------------------------------------------------- comparison
 
 
 class _Comparison:
-    """Lens candidates gained and lost at the threshold between two versions."""
+    """Lens candidates gained and lost at the threshold between two versions (of the
+    cut-outs neither version leaves out as out-of-domain)."""
 
     def __init__(self, ctx: CompareContext) -> None:
         here = "p_lens" in ctx.names_a and "p_lens" in ctx.names_b
-        self.columns = ["p_lens", "object_id"] if here else []
+        self.ctx = ctx
+        self.columns = ["p_lens", "object_id", *trust.compare_columns(ctx)] if here else []
         self.threshold = ctx.options["lens_threshold"]
         self.gained, self.lost = TopK(ctx.examples, 1), TopK(ctx.examples, 1)
         self.n = {"gained": 0, "lost": 0, "new_inputs": 0, "removed_inputs": 0}
@@ -289,8 +386,10 @@ class _Comparison:
     def update(self, j: Joined) -> None:
         pa_, pb = j.a("p_lens"), j.b("p_lens")
         with np.errstate(invalid="ignore"):
-            ca, cb = pa_ >= self.threshold, pb >= self.threshold
-        both = j.ok_in_both()
+            ca = (pa_ >= self.threshold) & trust.joined_keep(j, "a", self.ctx)
+            cb = (pb >= self.threshold) & trust.joined_keep(j, "b", self.ctx)
+        both = (j.ok_in_both() & trust.joined_keep(j, "a", self.ctx)
+                & trust.joined_keep(j, "b", self.ctx))
         in_a, in_b = j.in_a, j.in_b
         gained, lost = both & cb & ~ca, both & ca & ~cb
         self.n["gained"] += int(gained.sum())
@@ -311,6 +410,9 @@ class _Comparison:
                "candidates_b": b["n_candidates"], **self.n,
                "examples_gained": [e["object_id"] for e in self.gained.column(0)],
                "examples_lost": [e["object_id"] for e in self.lost.column(0)]}
+        if "ood" in a or "ood" in b:
+            out["ood_left_out"] = {v: (x.get("ood") or {}).get("left_out")
+                                   for v, x in (("a", a), ("b", b))}
         if "truth" in a and "truth" in b:
             out["metrics"] = {k: {"a": a["truth"][k], "b": b["truth"][k],
                                   "change": b["truth"][k] - a["truth"][k]}
@@ -330,6 +432,10 @@ def compare_section(c: dict) -> Section:
         f"{c['candidates_b']} in B. Of the cut-outs in both, {c['gained']} became candidates "
         f"and {c['lost']} stopped being candidates; {c['new_inputs']} candidates are new "
         f"inputs, {c['removed_inputs']} were removed inputs.")
+    if ood := c.get("ood_left_out"):
+        s.items.append("Flagged out-of-domain cut-outs above the threshold left out of the "
+                       f"candidates: {num(ood['a'], 'd')} in A, {num(ood['b'], 'd')} in B "
+                       "(--include-ood keeps them).")
     for what in ("gained", "lost"):
         if c[f"examples_{what}"]:
             s.items.append(f"{what.capitalize()} (largest p_lens first): "

@@ -17,10 +17,27 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.kernels.gz_tree import galaxy_zoo2
-from astrocat.science import stats
+from astrocat.science import stats, trust
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
-from astrocat.science.figures import PALETTE, THUMB, FigureOut, Images, mosaic, new_figure, png
-from astrocat.science.render import Section, Table, num, pct
+from astrocat.science.figures import (
+    PALETTE,
+    THUMB,
+    FigureOut,
+    Images,
+    mosaic,
+    new_figure,
+    png,
+    reliability_figure,
+    spread_axes,
+)
+from astrocat.science.render import (
+    Section,
+    Table,
+    calibration_items,
+    num,
+    pct,
+    uncertainty_items,
+)
 from astrocat.science.streaming import Moments, TopK
 from astrocat.science.truth import Truth, TruthLayout
 
@@ -55,15 +72,32 @@ TRUTH = TruthLayout(
     join="joined on GalaxyID == object_id")
 
 
+#: How the vote fractions' reliability diagram is binned (said in the JSON and the report).
+RELIABILITY_BINNING = ("predicted against true vote fraction, pooled over every answer "
+                       "of every matched galaxy, binned by the predicted value")
+
+
 class _Accumulator:
     """Running moments, confident counts and histograms of the 37 answers; every merger
-    score (float32); prototype and merger-example top lists; predictions matched to truth."""
+    score (float32) of galaxies not left out as out-of-domain; prototype and
+    merger-example top lists; predictions (and their TTA spreads and intervals) matched
+    to truth."""
 
     def __init__(self, ctx: Context) -> None:
         tree = galaxy_zoo2()
         self.opts, self.truth, self.notes = ctx.options, ctx.truth, ctx.notes
         self.cols = [c for c in tree.catalog_columns if c in ctx.names]
-        self.columns = list(self.cols)
+        self.domain = trust.Domain(ctx)
+        # TTA spreads and intervals matter only against truth (spread against |error|)
+        tta = {end: [f"{c}_{end}" for c in self.cols] for end in ("std", "lo", "hi")}
+        self.tta = {end: cs for end, cs in tta.items()
+                    if self.cols and self.truth is not None and set(cs) <= ctx.names}
+        if "std" not in self.tta:
+            self.tta = {}
+        self.views = trust.tta_views(ctx.provenance, KEY)
+        self.nominal = trust.nominal_coverage(ctx.provenance, KEY)
+        self.columns = ([*self.cols, *self.domain.columns,
+                         *(c for cs in self.tta.values() for c in cs)] if self.cols else [])
         m = len(self.cols)
         self.moments = Moments(m)
         self.confident = np.zeros(m, np.int64)
@@ -79,6 +113,8 @@ class _Accumulator:
         self.rng = np.random.default_rng(ctx.seed)
         self.pred_matched: list[np.ndarray] = []
         self.truth_row: list[np.ndarray] = []
+        self.keep_matched: list[np.ndarray] = []  # not left out as out-of-domain
+        self.tta_matched: dict[str, list[np.ndarray]] = {end: [] for end in self.tta}
         self.n_without_truth = 0
         self.q1_wins: np.ndarray | None = None  # galaxies whose largest Q1 answer is each
 
@@ -95,6 +131,7 @@ class _Accumulator:
         oid = batch.column("object_id")
         if not len(v):
             return
+        keep = self.domain.keep(self.domain.flags(batch)[sel])  # for the merger fraction
         self.moments.update(v)
         q1 = [self.cols.index(c) for c in Q1 if c in self.cols]
         if q1:
@@ -108,10 +145,11 @@ class _Accumulator:
         take = pa.array(sel)
         if MERGER_COLUMN in self.cols:
             mv = v[:, self.cols.index(MERGER_COLUMN)]
-            self.merger.append(mv.copy())
+            self.merger.append(mv[keep])
             if self.examples is not None:
                 # a seeded random sample of mergers, as seed 001 Fig. 18 ("nine random images")
-                key = np.where(mv >= opts["merger_threshold"], self.rng.random(len(mv)), -np.inf)
+                key = np.where((mv >= opts["merger_threshold"]) & keep,
+                               self.rng.random(len(mv)), -np.inf)
                 if np.isfinite(key).any():
                     self.examples.update(key[:, None], mv[:, None], oid.take(take),
                                           batch.column("source").take(take))
@@ -124,6 +162,10 @@ class _Accumulator:
             if hit.any():
                 self.pred_matched.append(v[hit])
                 self.truth_row.append(rows[hit])
+                self.keep_matched.append(keep[hit])
+                for end, cs in self.tta.items():
+                    self.tta_matched[end].append(np.column_stack(
+                        [values(batch, c)[sel[hit]] for c in cs]).astype(np.float32))
                 if self.proto_true is not None:
                     tv = mtruth.values[np.ix_(rows[hit], self.t_idx)]
                     t2 = pa.array(sel[hit])
@@ -176,11 +218,17 @@ def _numbers(g: _Accumulator) -> tuple[dict, dict]:
     if mtruth is not None and g.pred_matched:
         pred = np.concatenate(g.pred_matched)
         trows = np.concatenate(g.truth_row)
-        g.pred_matched, g.truth_row = [], []  # the parts die here, not at return
+        keep = np.concatenate(g.keep_matched)
+        tta = {end: np.concatenate(parts) for end, parts in g.tta_matched.items()}
+        g.pred_matched, g.truth_row, g.tta_matched = [], [], {}  # the parts die here
         t_idx = [tree.index(c) for c in cols]
         tv = mtruth.values[np.ix_(trows, t_idx)]  # one copy, float32
-        matched = (pred, tv)
+        # the merger fraction's galaxies: those it left out as out-of-domain, left out here
+        matched = (pred, tv) if keep.all() else (pred[keep], tv[keep]) if keep.any() else None
         out["truth"], tdata = _against_truth(pred, tv, cols, opts, mtruth, g.n_without_truth)
+        if tta:
+            out["truth"]["uncertainty"], data["uncertainty"] = _uncertainty(
+                pred, tv, tta, cols, g.views, g.nominal)
         for row, extra in zip(out["answers"], tdata.pop("per_answer"), strict=True):
             row.update(extra)
         data.update(tdata)
@@ -192,6 +240,8 @@ def _numbers(g: _Accumulator) -> tuple[dict, dict]:
         out["correlation"]["truth"] = _matrix(data["corr_true"])
     if merger is not None:
         out["merger"], data["merger"] = _merger(merger, matched, cols, opts)
+        if (ood := g.domain.report()) is not None:
+            out["merger"]["ood"] = ood
     return out, data
 
 
@@ -206,10 +256,13 @@ def _against_truth(pred: np.ndarray, tv: np.ndarray, cols: list[str], opts: dict
     n, m = pred.shape
     sq = np.zeros(m)
     tm = Moments(m)
+    rel = stats.ReliabilityBins()
     for a in range(0, n, 65_536):  # chunks: no float64 copy of a million-row matrix
         p, t = pred[a:a + 65_536].astype(np.float64), tv[a:a + 65_536].astype(np.float64)
         sq += ((p - t) ** 2).sum(axis=0)
         tm.update(t)
+        rel.update(p, t)
+    reliability = rel.result()
     tmean = tm.mean
     base = np.clip(np.diag(tm.xx) / n - tmean ** 2, 0, None)  # MSE of predicting the mean
     zeros = np.diag(tm.xx) / n
@@ -234,12 +287,28 @@ def _against_truth(pred: np.ndarray, tv: np.ndarray, cols: list[str], opts: dict
         "auc_defined": int(good.sum()),
         "auc_median": float(np.median(aucs[good])) if good.any() else float("nan"),
         "auc_at_least_0_9": int((aucs[good] >= 0.9).sum()),
+        "calibration": stats.calibration_report(reliability, RELIABILITY_BINNING),
     }
     return summary, {"per_answer": per, "corr_true": tm.corr(), "truth_mean": tmean,
+                     "reliability": reliability,
                      "truth_hist": np.stack([np.histogram(tv[:, j], HIST_BINS, (0, 1))[0]
                                              for j in range(m)]),
                      "rmse": np.array([p["rmse"] for p in per]),
                      "rmse_baseline": np.array([p["rmse_baseline"] for p in per]), "auc": aucs}
+
+
+def _uncertainty(pred: np.ndarray, tv: np.ndarray, tta: dict[str, np.ndarray],
+                 cols: list[str], views: int | None, nominal: float) -> tuple[dict, dict]:
+    """TTA spread against the actual error, pooled over every answer of every matched
+    galaxy; with the intervals their coverage of the true vote fraction, pooled and per
+    answer."""
+    lo, hi = tta.get("lo"), tta.get("hi")
+    out = {"views": views, "pooled_over": "every answer of every matched galaxy",
+           **stats.uncertainty(pred, tv, tta["std"], lo, hi, nominal)}
+    if lo is not None and hi is not None:
+        out["coverage_per_answer"] = {c: stats.coverage(tv[:, j], lo[:, j], hi[:, j])
+                                      for j, c in enumerate(cols)}
+    return out, {"by_spread": out["by_spread"], "report": out, "columns": cols}
 
 
 def _merger(m: np.ndarray, matched: tuple | None, cols: list[str],
@@ -322,12 +391,19 @@ def section(m: dict) -> Section:
               num(a.get("rmse_baseline"), ".3f"), num(a.get("auc"), ".3f"),
               str(a.get("n_positive", "-"))]
              for name, a in zip(names, m["answers"], strict=True)]))
+        if c := t.get("calibration"):
+            s.items += calibration_items(c, "vote fractions", "true fraction")
+        if u := t.get("uncertainty"):
+            s.items += uncertainty_items(u, "the vote fractions", "(answer, galaxy) pairs")
     if mg := m.get("merger"):
         s.items.append(
             f"Merger fraction ({mg['column']} = {mg['kaggle_column']} >= {mg['threshold']}; "
             f"Class8.6 already includes Class6.1): {num(mg['fraction'])} "
             f"({mg['k']}/{mg['n']}), {100 * mg['confidence']:.1f}% interval "
             f"[{num(mg['lower'])}, {num(mg['upper'])}] (Beta, Cameron 2011)")
+        if line := trust.sentence(mg.get("ood"), ("galaxy", "galaxies"),
+                                  "the merger fraction"):
+            s.items.append(line)
         if mt := mg.get("truth"):
             verdict = "contains" if mt["interval_contains_truth"] else "does NOT contain"
             sel = mt["selection"]
@@ -353,6 +429,7 @@ def section(m: dict) -> Section:
     return s
 
 
+
 # --------------------------------------------------------------------------- figures
 
 
@@ -373,6 +450,17 @@ def figures(d: dict, r: dict, images: Images) -> list[FigureOut]:
         out.append(FigureOut("morphology_truth", "morphology",
                              "Per-answer RMSE against the mean baseline, and ROC AUC",
                              _truth_metrics(d, r)))
+    if d.get("reliability") is not None:
+        out.append(FigureOut(
+            "morphology_reliability", "morphology", "Reliability of the vote fractions "
+            "(pooled over answers) with the expected calibration error",
+            reliability_figure(d["reliability"], "predicted vote fraction",
+                               "mean true vote fraction",
+                               "Vote fractions, pooled over every answer")))
+    if d.get("uncertainty") is not None:
+        out.append(FigureOut("morphology_uncertainty", "morphology",
+                             "Test-time-augmentation spread against the actual error, and "
+                             "interval coverage per answer", _uncertainty_figure(d)))
     out.append(FigureOut("label_correlation", "morphology",
                          "Label correlation matrix (seed 001 Fig. 4)", _correlation(d)))
     proto = d.get("proto")
@@ -525,6 +613,32 @@ def _truth_metrics(d: dict, r: dict) -> bytes:
     return png(fig)
 
 
+def _uncertainty_figure(d: dict) -> bytes:
+    u = d["uncertainty"]["report"]
+    cov = u.get("coverage_per_answer")
+    fig = new_figure(figsize=(13 if cov else 6.4, 5.2), layout="constrained")
+    axes = fig.subplots(1, 2 if cov else 1, squeeze=False, width_ratios=(1, 2) if cov
+                        else None)[0]
+    spread_axes(axes[0], u["by_spread"],
+                f"model, Spearman {u['spearman_spread_abs_error']:.3f}")
+    axes[0].set_title(f"|error| against TTA spread ({u['n']} answer x galaxy pairs)")
+    if cov:
+        cols = d["uncertainty"]["columns"]
+        x = np.arange(len(cols))
+        axes[1].bar(x, [100 * cov[c] for c in cols], 0.7, color=PALETTE.pred)
+        nominal = 100 * (u.get("nominal_coverage") or 0.9)
+        axes[1].axhline(nominal, color="k", ls="--", lw=0.8, label=f"nominal {nominal:.0f}%")
+        axes[1].axhline(100 * u["coverage"], color=PALETTE.true, lw=1,
+                        label=f"pooled {100 * u['coverage']:.1f}%")
+        axes[1].set_xticks(x, [_label(c) for c in cols], rotation=90, fontsize=7)
+        axes[1].set_ylabel("true vote fraction inside [_lo, _hi] (%)")
+        axes[1].set_ylim(0, 115)
+        axes[1].set_title("Interval coverage per answer")
+        axes[1].legend(loc="upper right", ncol=2)
+        axes[1].grid(axis="y", alpha=0.3)
+    return png(fig)
+
+
 def _question_bounds(cols: list[str]) -> list[float]:
     tree = galaxy_zoo2()
     q = [tree.answers[tree.index(c)].question for c in cols]
@@ -576,18 +690,22 @@ def _merger_examples(tk: TopK, r: dict, images: Images) -> bytes:
 
 
 class _Comparison:
-    """Galaxies that became, or stopped being, mergers between two versions."""
+    """Galaxies that became, or stopped being, mergers between two versions (of those
+    neither version's merger fraction leaves out as out-of-domain)."""
 
     def __init__(self, ctx: CompareContext) -> None:
         here = MERGER_COLUMN in ctx.names_a and MERGER_COLUMN in ctx.names_b
-        self.columns = [MERGER_COLUMN, "kind", "object_id"] if here else []
+        self.ctx = ctx
+        self.columns = ([MERGER_COLUMN, "kind", "object_id", *trust.compare_columns(ctx)]
+                        if here else [])
         self.threshold = ctx.options["merger_threshold"]
         self.confidence = ctx.options["confidence"]
         self.became, self.stopped = TopK(ctx.examples, 1), TopK(ctx.examples, 1)
         self.n_became = self.n_stopped = 0
 
     def update(self, j: Joined) -> None:
-        both = j.ok_in_both() & equals(j.column("b", "kind").fill_null(""), "rgb_image")
+        both = (j.ok_in_both() & equals(j.column("b", "kind").fill_null(""), "rgb_image")
+                & trust.joined_keep(j, "a", self.ctx) & trust.joined_keep(j, "b", self.ctx))
         ma, mb = j.a(MERGER_COLUMN), j.b(MERGER_COLUMN)
         with np.errstate(invalid="ignore"):
             ia, ib = both & (ma >= self.threshold), both & (mb >= self.threshold)
@@ -607,8 +725,15 @@ class _Comparison:
         fa, fb = a["merger"], b["merger"]
         p, same = stats.fractions_consistent(fa["k"], fa["n"], fb["k"], fb["n"])
         side = ("fraction", "lower", "upper", "k", "n")
+
+        def one(f: dict) -> dict:
+            out = {k: f[k] for k in side}
+            if "ood" in f:
+                out["ood_left_out"] = f["ood"]["left_out"]
+            return out
+
         return {"threshold": self.threshold, "confidence": self.confidence,
-                "merger_a": {k: fa[k] for k in side}, "merger_b": {k: fb[k] for k in side},
+                "merger_a": one(fa), "merger_b": one(fb),
                 "difference": fb["fraction"] - fa["fraction"], "fisher_p": p,
                 "consistent": same, "intervals_overlap": bool(
                     fa["lower"] <= fb["upper"] and fb["lower"] <= fa["upper"]),
@@ -625,11 +750,14 @@ def compare_section(c: dict) -> Section:
     """The comparison's terminal/HTML section."""
     s = Section("morphology", "Morphology: merger fraction, A against B")
     pct_ = f"{100 * c['confidence']:.1f}%"
+    sides = (("A", c["merger_a"]), ("B", c["merger_b"]))
+    ood = any("ood_left_out" in m for _, m in sides)
     s.items.append(Table(
         f"Merger fraction ({MERGER_COLUMN} >= {c['threshold']}) with its {pct_} Beta interval",
-        ["version", "mergers", "galaxies", "fraction", "lower", "upper"],
+        ["version", "mergers", "galaxies", "fraction", "lower", "upper"]
+        + (["out-of-domain left out"] if ood else []),
         [[v, str(m["k"]), str(m["n"]), num(m["fraction"]), num(m["lower"]), num(m["upper"])]
-         for v, m in (("A", c["merger_a"]), ("B", c["merger_b"]))]))
+         + ([str(m.get("ood_left_out", "-"))] if ood else []) for v, m in sides]))
     verdict = "consistent" if c["consistent"] else "NOT consistent"
     s.items.append(f"Change {num(c['difference'], '+.4f')}: {verdict} (Fisher exact p = "
                    f"{num(c['fisher_p'], '.3g')}; intervals "

@@ -1,7 +1,9 @@
 """Redshift from spectra (seed 003): bias table, sigma_NMAD, outlier fraction, figures.
 
 Truth is a column of the catalog itself (a spectra table's carried ``z``, ``z_true`` or
-``redshift``, or ``--truth-column``), not a separate file.
+``redshift``, or ``--truth-column``), not a separate file. Spectra flagged out-of-domain
+are left out of the numbers against truth (the bias table and its summary metrics) unless
+``--include-ood``; the z_pred distribution uses every spectrum.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.errors import AstrocatError
-from astrocat.science import stats
+from astrocat.science import stats, trust
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
 from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png
 from astrocat.science.render import Section, Table, num, pct
@@ -26,7 +28,8 @@ TRUTH = None  # the truth is a catalog column
 
 
 class _Accumulator:
-    """z_pred (and the true redshift, when the catalog carries one) of every ok spectrum."""
+    """z_pred (and the true redshift, when the catalog carries one) of every ok spectrum,
+    and whether each is flagged out-of-domain."""
 
     def __init__(self, ctx: Context) -> None:
         column = ctx.options["truth_column"]
@@ -34,34 +37,49 @@ class _Accumulator:
             raise AstrocatError(f"--truth-column {column} is not in the catalog")
         self.truth = column or next((c for c in TRUE_Z_COLUMNS if c in ctx.names), None)
         present = "z_pred" in ctx.names
-        self.columns = (["z_pred"] + ([self.truth] if self.truth else [])) if present else []
+        self.domain = trust.Domain(ctx)
+        self.columns = (["z_pred"] + ([self.truth] if self.truth else [])
+                        + self.domain.columns) if present else []
         self.z_pred: list[np.ndarray] = []
         self.z_true: list[np.ndarray] = []
+        self.flagged: list[np.ndarray] = []
 
     def update(self, batch: pa.RecordBatch, ok: np.ndarray) -> None:
         sel = ok & equals(batch.column("kind"), "spectrum")
         self.z_pred.append(values(batch, "z_pred")[sel].astype(np.float32))
         self.z_true.append(values(batch, self.truth)[sel].astype(np.float32) if self.truth
                            else np.full(int(sel.sum()), np.nan, np.float32))
+        self.flagged.append(self.domain.flags(batch)[sel])
 
     def finish(self) -> tuple[dict, dict] | None:
         if not self.z_pred:
             return None
         zp, zt = np.concatenate(self.z_pred), np.concatenate(self.z_true)
-        return _numbers(zp, zt, self.truth) if len(zp) else None
+        if not len(zp):
+            return None
+        flagged = np.concatenate(self.flagged)
+        # the numbers against truth: of spectra with a true redshift, flagged ones left out
+        use = np.isfinite(zt) & self.domain.keep(flagged & np.isfinite(zt))
+        out, data = _numbers(zp, zt, self.truth, use)
+        if "truth_column" in out and (ood := self.domain.report()) is not None:
+            out["ood"] = ood
+        return out, data
 
 
 def start(ctx: Context) -> _Accumulator:
     return _Accumulator(ctx)
 
 
-def _numbers(zp: np.ndarray, zt: np.ndarray, truth: str | None) -> tuple[dict, dict]:
+def _numbers(zp: np.ndarray, zt: np.ndarray, truth: str | None,
+             use: np.ndarray | None = None) -> tuple[dict, dict]:
+    """The distribution of every z_pred; against truth, of the spectra ``use`` marks (those
+    with a true redshift, less any left out as out-of-domain)."""
     q = np.percentile(zp, [5, 16, 50, 84, 95])
     out: dict = {"n": len(zp), "z_pred_mean": float(np.mean(zp, dtype=np.float64)),
                  "z_pred_std": float(np.std(zp, dtype=np.float64)),
                  "z_pred_percentiles": dict(zip(["p5", "p16", "p50", "p84", "p95"],
                                                 map(float, q), strict=True))}
-    has = np.isfinite(zt)
+    has = np.isfinite(zt) if use is None else use
     data: dict = {"z_pred": zp, "z_true": None}
     if truth and has.any():
         m = stats.redshift_metrics(zp[has], zt[has])
@@ -72,6 +90,9 @@ def _numbers(zp: np.ndarray, zt: np.ndarray, truth: str | None) -> tuple[dict, d
         out["bias_table"] = stats.bias_table(zp[has], zt[has])
         data.update(z_pred=zp[has], z_true=zt[has], z_pred_all=zp, bias_table=out["bias_table"],
                     metrics=out["metrics"])
+    elif truth and np.isfinite(zt).any():  # every spectrum with truth left out
+        out["truth_column"] = truth
+        out["n_with_truth"] = 0
     return out, data
 
 
@@ -88,6 +109,9 @@ def section(z: dict) -> Section:
             f"z_true)/(1 + z_true); bias {num(m['bias'], '+.4f')} (median "
             f"{num(m['median_bias'], '+.4f')}), sigma_NMAD {num(m['sigma_nmad'])}, outlier "
             f"fraction eta (|dz| > 0.15) {pct(m['outlier_fraction'])}, MAE {num(m['mae'])}")
+        if line := trust.sentence(z.get("ood"), ("spectrum", "spectra"),
+                                  "the numbers against truth and the bias table"):
+            s.items.append(line)
         s.items.append(Table(
             "Error per 0.05 bin of true redshift (seed 003 layout, error = z_pred - z_true)",
             ["z bin", "n", "% data", "mean error", "std error", "bias dz/(1+z)",
@@ -96,6 +120,10 @@ def section(z: dict) -> Section:
               num(r["mean_error"], "+.4f"), num(r["std_error"]), num(r["bias"], "+.4f"),
               num(r["sigma_nmad"]), num(r["outlier_fraction"], ".3f"), num(r["mae"])]
              for r in z["bias_table"]]))
+    elif "truth_column" in z:
+        s.items.append(f"Every spectrum with a true redshift ({z['truth_column']}) is flagged "
+                       "out-of-domain and left out of the numbers against truth "
+                       "(--include-ood keeps them): distribution of z_pred only.")
     else:
         s.items.append("No true redshift column (--truth-column; z, z_true or redshift are "
                        "found automatically): distribution of z_pred only.")
@@ -226,6 +254,9 @@ class _Comparison:
             out["metrics"] = {k: {"a": a["metrics"][k], "b": b["metrics"][k],
                                   "change": b["metrics"][k] - a["metrics"][k]}
                               for k in METRICS}
+            if "ood" in a or "ood" in b:
+                out["ood_left_out"] = {v: (x.get("ood") or {}).get("left_out")
+                                       for v, x in (("a", a), ("b", b))}
         return out
 
 
@@ -244,4 +275,7 @@ def compare_section(c: dict) -> Section:
         s.items.append(Table(f"Against {c['truth_column']}", ["metric", "A", "B", "change"],
                              [[names[k], num(m["a"]), num(m["b"]), num(m["change"], "+.4f")]
                               for k, m in c["metrics"].items()]))
+    if ood := c.get("ood_left_out"):
+        s.items.append("Flagged out-of-domain spectra left out of the numbers against truth: "
+                       f"{num(ood['a'], 'd')} in A, {num(ood['b'], 'd')} in B.")
     return s

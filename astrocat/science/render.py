@@ -39,6 +39,38 @@ def pct(x: float | None, fmt: str = ".2f") -> str:
     return "-" if x is None or x != x else format(100 * x, fmt) + "%"
 
 
+def calibration_items(c: dict, what: str, observed: str) -> list[str | Table]:
+    """A reliability diagram's line and table (``stats.calibration_report``)."""
+    return [f"Calibration of the {what}: expected calibration error ECE {num(c['ece'])} "
+            f"over {c['bins']} equal-width bins ({c['binning']}; {c['n']} pairs).",
+            Table("Reliability per bin of the prediction",
+                  ["bin", "pairs", "mean predicted", f"mean {observed}"],
+                  [[f"{r['lo']:.2f}-{r['hi']:.2f}", str(r["n"]), num(r["mean_predicted"]),
+                    num(r["mean_observed"])] for r in c["reliability"]])]
+
+
+def uncertainty_items(u: dict, what: str, pairs: str) -> list[str | Table]:
+    """The TTA spread against the error: a line and the table per bin of spread
+    (``stats.uncertainty``)."""
+    views = f"{u['views']} views" if u.get("views") else "views"
+    line = (f"Test-time augmentation ({views}): the spread (_std) against |error| of "
+            f"{what}: Spearman rank correlation {num(u['spearman_spread_abs_error'], '.3f')} "
+            f"over {u['n']} {pairs}; mean spread {num(u['mean_spread'])}, mean |error| "
+            f"{num(u['mean_abs_error'])}.")
+    if "coverage" in u:
+        nominal = u.get("nominal_coverage")
+        line += (f" The intervals (_lo/_hi, nominal {pct(nominal, '.0f')}) hold the truth "
+                 f"for {pct(u['coverage'], '.1f')}, mean width {num(u['mean_interval_width'])}.")
+        per = [v for v in (u.get("coverage_per_answer") or {}).values() if v == v]
+        if per:
+            line += f" Per answer from {pct(min(per), '.1f')} to {pct(max(per), '.1f')}."
+    return [line, Table(f"Mean |error| of {what} per equal-count bin of the spread",
+                        ["spread from", "to", "n", "mean spread", "mean |error|"],
+                        [[num(r["spread_lo"]), num(r["spread_hi"]), str(r["n"]),
+                          num(r["mean_spread"]), num(r["mean_abs_error"])]
+                         for r in u["by_spread"]], text_columns=())]
+
+
 def sections(report: dict) -> list[Section]:
     """Everything a reader sees, in reading order; only sections the catalog has."""
     from astrocat.science import TASKS

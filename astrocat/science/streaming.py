@@ -48,10 +48,12 @@ class TopK:
         self.oid = np.take_along_axis(alloid, order, 0)
         self.src = np.take_along_axis(allsrc, order, 0)
 
-    def column(self, j: int) -> list[dict]:
-        """Best first: [{object_id, source, score}] for column j (finite keys only)."""
+    def column(self, j: int, key: str | None = None) -> list[dict]:
+        """Best first: [{object_id, source, score}] for column j (finite keys only); with
+        ``key``, each entry also carries its sort key under that name."""
         return [{"object_id": str(self.oid[i, j]), "source": str(self.src[i, j]),
-                 "score": float(self.score[i, j])}
+                 "score": float(self.score[i, j]),
+                 **({key: float(self.key[i, j])} if key else {})}
                 for i in range(len(self.key)) if np.isfinite(self.key[i, j])]
 
 

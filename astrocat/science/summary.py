@@ -82,7 +82,8 @@ def collect(path: Path, opts: SummaryOptions | None = None) -> Summary:
              for t in truths.values() if t.n_duplicates]
     images = opts.images and "source" in names
     accumulators = [task.start(Context(names, options, truths.get(task.KEY), images,
-                                       opts.seed, notes)) for task in science.TASKS]
+                                       opts.seed, notes, catalog.provenance))
+                    for task in science.TASKS]
     want = list(dict.fromkeys([*BASE_COLUMNS, *(c for a in accumulators for c in a.columns),
                                *(["source"] if images else [])]))
 
