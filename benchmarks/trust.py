@@ -24,6 +24,7 @@ import csv
 import datetime as dt
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -57,7 +58,12 @@ def log(msg: str) -> None:
 
 
 def astrocat(*args: str) -> float:
-    """Run the real CLI; its wall time (exit 1, some inputs unusable, is fine)."""
+    """Run the real CLI; its wall time (exit 1, some inputs unusable, is fine). An
+    ``infer`` always writes a fresh catalog: no part of an earlier run is reused."""
+    if args[0] == "infer":
+        out = Path(args[args.index("--out") + 1])
+        out.unlink(missing_ok=True)
+        shutil.rmtree(out.with_name(out.name + ".parts"), ignore_errors=True)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-c", "from astrocat.cli import main; main()", *args],
                        capture_output=True, text=True)
