@@ -14,7 +14,7 @@ class OnnxRuntimeEngine:
     def __init__(self, card: ModelCard, threads: int = 1) -> None:
         import onnxruntime as ort
 
-        from astrocat.models.graph import heads, with_heads
+        from astrocat.models.graph import graph_with_heads
 
         opts = ort.SessionOptions()
         # Its feed's intra_op: on a CPU one thread per instance, an instance per core.
@@ -23,11 +23,11 @@ class OnnxRuntimeEngine:
         # Decoder threads share these cores: idle intra-op threads must sleep, not spin.
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        path = card.weights("onnx")
-        extra = heads(card)  # features and logits as outputs, if the card wants them
-        graph = with_heads(path, extra) if extra else str(path)
+        path, extra = card.weights("onnx"), []
+        if card.reference is not None or card.logits:  # features and logits as outputs
+            path, extra = graph_with_heads(card)
         self._session = ort.InferenceSession(
-            graph, sess_options=opts, providers=["CPUExecutionProvider"]
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._input = self._session.get_inputs()[0].name
         self._outputs = [self._session.get_outputs()[0].name, *extra]

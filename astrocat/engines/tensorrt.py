@@ -11,12 +11,12 @@ sha256, TensorRT version, GPU name and compute capability, precision and batch p
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from astrocat.cache import cache_dir, write_atomically
 from astrocat.engines.base import Heads, heads_of
 from astrocat.errors import AstrocatError
 from astrocat.models.card import ModelCard
@@ -49,11 +49,6 @@ class PlanKey:
 
     def digest(self) -> str:
         return hashlib.sha256(repr(self).encode()).hexdigest()[:32]
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "astrocat" / "tensorrt"
 
 
 def plan_key(card: ModelCard, precision: str, max_batch: int, device: int = 0) -> PlanKey:
@@ -125,12 +120,9 @@ def _mark_heads(network, card: ModelCard) -> None:
 
 def cached_plan(card: ModelCard, precision: str, max_batch: int, device: int = 0) -> Path:
     key = plan_key(card, precision, max_batch, device)
-    path = cache_dir() / f"{card.name}-{key.digest()}.plan"
+    path = cache_dir("tensorrt") / f"{card.name}-{key.digest()}.plan"
     if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_bytes(build_plan(card, precision, max_batch))
-        os.replace(tmp, path)
+        write_atomically(path, build_plan(card, precision, max_batch))
     return path
 
 

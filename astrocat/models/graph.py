@@ -7,12 +7,16 @@ checked against their card alone (reading a Keras graph would import TensorFlow)
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from astrocat.cache import cache_dir, write_atomically
 from astrocat.errors import CardError
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
@@ -109,7 +113,7 @@ def check_graph(card: ModelCard) -> GraphSignature | None:
         raise CardError(f"{where}: [[outputs]] lists {len(card.outputs)} outputs but the graph "
                         f"gives {n} per item ({sig.output_name} {fmt_dims(sig.output_dims)}): list "
                         f"exactly {n}, in the graph's order")
-    _check_heads(card, where)
+    heads(card)  # the extra heads exist: a wrong tensor name fails here, not mid-run
     return sig
 
 
@@ -166,7 +170,7 @@ def with_heads(path, names: list[str]) -> bytes:
     return model.SerializeToString()
 
 
-def heads(card: ModelCard) -> list[str]:
+def _heads(card: ModelCard) -> list[str]:
     """The extra tensors ``card``'s engine must give: features, then the logits."""
     out = []
     if card.reference is not None:
@@ -180,14 +184,29 @@ def heads(card: ModelCard) -> list[str]:
     return out
 
 
-def _check_heads(card: ModelCard, where: str) -> None:
-    """The card's extra heads exist in the graph (a wrong tensor name fails here)."""
-    if card.reference is None and not card.logits:
-        return
-    names = heads(card)
-    graph = _load(card.weights("onnx")).graph
-    known = {o for n in graph.node for o in n.output}
+def graph_with_heads(card: ModelCard) -> tuple[Path, list[str]]:
+    """``card``'s ONNX graph with its extra heads as outputs (features, then logits), and
+    their names. Made once per machine and weights (importing ``onnx`` alone takes about a
+    second) and cached beside the TensorRT plans; later runs open the cached file."""
+    want = [card.reference.features if card.reference else None, bool(card.logits)]
+    key = hashlib.sha256(json.dumps([card.fingerprint, *want]).encode()).hexdigest()[:24]
+    path = cache_dir("graphs") / f"{card.name}-{key}.onnx"
+    names_file = path.with_suffix(".json")
+    if path.is_file() and names_file.is_file():
+        return path, json.loads(names_file.read_text())
+    names = _heads(card)
+    known = {o for n in _load(card.weights("onnx")).graph.node for o in n.output}
     for name in names:
         if name not in known:
-            raise CardError(f"{where} [reference]: features = \"{name}\" is not a tensor of "
-                            "the graph (re-run `astrocat models reference`)")
+            raise CardError(f"{card.source or card.name} [reference]: features = \"{name}\" "
+                            "is not a tensor of the graph (re-run `astrocat models reference`)")
+    write_atomically(path, with_heads(card.weights("onnx"), names))
+    write_atomically(names_file, json.dumps(names).encode())
+    return path, names
+
+
+def heads(card: ModelCard) -> list[str]:
+    """The extra outputs ``card``'s engine gives (none for a card that asks for none)."""
+    if card.reference is None and not card.logits:
+        return []
+    return graph_with_heads(card)[1]
