@@ -9,7 +9,8 @@ Pitfalls this avoids (each seen): every client needs ``SLURM_CONF``; the node na
 munge socket's directory must be traversable by everyone; on a 2-core machine dask-jobqueue
 workers and a batch job need more CPUs than the node has (``config_overrides`` lets the
 node claim ``CPUS``); ``scontrol shutdown`` can hang on a stuck step, so the daemons are
-ended by PID after a grace period.
+ended by PID after a grace period. The node and controller are given 127.0.0.1, so no
+name lookup of the host is needed.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class OneNodeSlurm:
 
         memory_mb = int(psutil.virtual_memory().total / 2**20 * 0.8)
         self.conf.write_text(f"""ClusterName=astrocat-test
-SlurmctldHost={self.node}
+SlurmctldHost={self.node}(127.0.0.1)
 SlurmctldPort={_free_port()}
 SlurmdPort={_free_port()}
 SlurmUser=root
@@ -105,7 +106,7 @@ DefMemPerCPU=256
 MinJobAge=30
 KillWait=2
 InactiveLimit=0
-NodeName={self.node} CPUs={CPUS} RealMemory={memory_mb} State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={memory_mb} State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
         self._start(["slurmctld", "-D", "-i", "-f", str(self.conf)], r / "slurmctld.out")
