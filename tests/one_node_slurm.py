@@ -30,8 +30,17 @@ CPUS = 8
 PARTITION = "debug"
 
 
+#: Where Debian puts the daemons, whether or not the caller's PATH has it.
+SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin",
+                          "/usr/bin"])
+
+
+def which(binary: str) -> str | None:
+    return shutil.which(binary, path=SEARCH)
+
+
 def missing() -> list[str]:
-    return [b for b in BINARIES if shutil.which(b) is None]
+    return [b for b in BINARIES if which(b) is None]
 
 
 def _free_port() -> int:
@@ -51,7 +60,7 @@ class OneNodeSlurm:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SLURM_CONF": str(self.conf)}
+        return {**os.environ, "SLURM_CONF": str(self.conf), "PATH": SEARCH}
 
     def run(self, *cmd: str, timeout: float = 30, check: bool = True
             ) -> subprocess.CompletedProcess:
@@ -65,10 +74,10 @@ class OneNodeSlurm:
         os.chmod(r / "munge", 0o755)  # clients (jobs) must reach the socket
         os.chmod(r, 0o755)
         key = r / "munge" / "munge.key"
-        subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
+        subprocess.run([which("mungekey"), "--create", "--keyfile", str(key)], check=True)
         os.chmod(key, 0o600)
         socket_path = r / "munge" / "munge.socket"
-        self._start(["munged", "--foreground", "--force", f"--key-file={key}",
+        self._start([which("munged"), "--foreground", "--force", f"--key-file={key}",
                      f"--socket={socket_path}", f"--pid-file={r / 'munge' / 'munged.pid'}",
                      f"--log-file={r / 'munge' / 'munged.log'}",
                      f"--seed-file={r / 'munge' / 'munged.seed'}"], r / "munged.out")
@@ -109,8 +118,10 @@ InactiveLimit=0
 NodeName={self.node} NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory={memory_mb} State=UNKNOWN
 PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """)
-        self._start(["slurmctld", "-D", "-i", "-f", str(self.conf)], r / "slurmctld.out")
-        self._start(["slurmd", "-D", "-N", self.node, "-f", str(self.conf)], r / "slurmd.out")
+        self._start([which("slurmctld"), "-D", "-i", "-f", str(self.conf)],
+                    r / "slurmctld.out")
+        self._start([which("slurmd"), "-D", "-N", self.node, "-f", str(self.conf)],
+                    r / "slurmd.out")
         _wait(self._idle, 60, f"the Slurm node did not become idle (see {r}/slurm*.log)")
         return self
 

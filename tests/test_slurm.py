@@ -223,6 +223,6 @@ def test_slurm_errors_are_one_line_and_exit_2(slurm, sample_dir, tmp_path):
 def test_fixture_skips_cleanly_without_slurm(monkeypatch):
     import one_node_slurm
 
-    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name, **where: None)
     assert set(one_node_slurm.missing()) == set(one_node_slurm.BINARIES)
     assert os.environ.get("SLURM_CONF") is None  # the tests never leak it
