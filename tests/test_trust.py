@@ -315,3 +315,38 @@ def test_tensorflow_gives_the_same_features_and_logits_as_onnx_runtime():
     assert np.allclose(a.features, b.features, atol=1e-4)
     assert np.allclose(a.logits, b.logits, atol=1e-4)
     assert np.allclose(1 / (1 + np.exp(-b.logits)), b.values, atol=1e-5)
+
+
+def test_engine_threads_filling_an_empty_graph_cache_all_get_a_whole_graph(
+    tmp_path, monkeypatch
+):
+    """Two engine threads of one run may both find the cache empty (seen in CI: a run with
+    ``engines = 2`` on a fresh machine made every row an error)."""
+    import threading
+
+    import onnxruntime as ort
+
+    from astrocat.models.graph import graph_with_heads
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    card = bundled()["gz2-cnn"]
+    start, got, failed = threading.Barrier(6), [], []
+
+    def fill() -> None:
+        start.wait()
+        try:
+            got.append(graph_with_heads(card))
+        except Exception as err:  # noqa: BLE001 - the test reports every thread's failure
+            failed.append(repr(err))
+
+    threads = [threading.Thread(target=fill) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failed
+    (path, names), *_ = got
+    outputs = [o.name for o in ort.InferenceSession(str(path)).get_outputs()]
+    assert set(names) <= set(outputs)
+    assert [p.name for p in (tmp_path / "cache" / "astrocat" / "graphs").iterdir()
+            if p.name.startswith(".")] == []
