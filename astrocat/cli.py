@@ -135,18 +135,23 @@ def infer(input_, out, layout, positions, positions_id, model, engine, precision
     predictions, or status "error" with a message saying what to fix. Re-running the same
     command reuses finished parts: only new or changed inputs are processed.
     """
-    from astrocat.pipeline.run import InferOptions
-    from astrocat.pipeline.run import infer as run_infer
+    from astrocat import api
 
-    summary = run_infer(InferOptions(
-        input=input_, out=out, layout=layout, positions=positions, positions_id=positions_id,
-        models=(model,) if model else (), engine=engine, precision=precision,
-        scheduler=scheduler,
+    result = api.infer(
+        input_, out, model=model, layout=layout, positions=positions,
+        positions_id=positions_id, engine=engine, precision=precision, scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
-        memory_budget=_bytes(memory_budget), exclude=tuple(exclude), quiet=quiet,
-        hdu=_hdu(hdu, "--hdu"), plane=_plane(plane), mask_hdu=_hdu(mask_hdu, "--mask-hdu"),
-        mask_bits=mask_bits, tta=tta))
-    sys.exit(_report(summary, quiet, positions))
+        memory_budget=_bytes(memory_budget), exclude=exclude, hdu=_hdu(hdu, "--hdu"),
+        plane=_plane(plane), mask_hdu=_hdu(mask_hdu, "--mask-hdu"), mask_bits=mask_bits,
+        tta=tta, progress=not quiet, command=_command())
+    sys.exit(_report(result, quiet, positions))
+
+
+def _command() -> str:
+    """The command line as the user typed it, for the provenance."""
+    import shlex
+
+    return shlex.join(["astrocat", *sys.argv[1:]])
 
 
 def _hdu(text: str | None, option: str):
@@ -177,44 +182,14 @@ def _bytes(size: str | None) -> int | None:
         raise click.BadParameter(str(exc), param_hint="--memory-budget") from exc
 
 
-def _report(summary, quiet: bool, positions: str | None = None) -> int:
+def _report(result, quiet: bool, positions: str | None = None) -> int:
     """Print what a run did (warnings always, the summary unless quiet); its exit code."""
-    if summary.taken_over:
-        t = summary.taken_over
-        click.secho(f"warning: took over the lock of a run that did not end cleanly (host "
-                    f"{t.get('host')}, pid {t.get('pid')}, started {t.get('started_utc')}); "
-                    "its finished parts were reused", fg="yellow", err=True)
-    for cause, n in summary.failures.items():
-        click.secho(f"warning: {n} partition(s) failed in the workers ({cause}); their inputs "
-                    f"are error rows that the next run retries; details in "
-                    f"{summary.failure_log}", fg="yellow", err=True)
+    for warning in result.warnings():
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
     if not quiet:
-        if summary.positions is not None:
-            click.echo(f"positions: {summary.positions['placed']} rows placed from {positions}, "
-                       f"{summary.positions['unmatched']} without an entry there (ra/dec "
-                       "stay NaN)", err=True)
-        if "unplaced" in summary.published:
-            click.echo(f"HATS: {summary.published['placed']} rows on the sky, "
-                       f"{summary.published['unplaced']} without coordinates in "
-                       "_astrocat_unplaced.parquet", err=True)
-        rate = summary.n_rows / summary.seconds if summary.seconds else 0.0
-        engines = ", ".join(f"{m} on {e}" for m, e in summary.by_model.items()) or "no model"
-        if not summary.new_version:
-            click.echo(f"no changes: version {summary.version} of {summary.out} is current "
-                       f"({summary.n_rows} rows, {summary.n_errors} errors, "
-                       f"{summary.n_parts} parts all reused); nothing published", err=True)
-        else:
-            c = summary.changes
-            what = (f"version {summary.version}: inputs {c.get('added', 0)} added, "
-                    f"{c.get('removed', 0)} removed, {c.get('changed', 0)} changed; "
-                    if summary.version and c else "")
-            click.echo(
-                f"wrote {summary.out}: {what}{summary.n_rows} rows, {summary.n_errors} errors, "
-                f"{summary.n_parts} parts ({summary.n_reused} reused) in "
-                f"{summary.seconds:.1f}s ({rate:.0f} rows/s); {engines}"
-                + (f"; {summary.n_warnings} library warning(s) in {summary.warnings_log}"
-                   if summary.n_warnings else ""), err=True)
-    return EXIT_SOME_ERRORS if summary.n_errors else EXIT_OK
+        for line in result.lines(positions):
+            click.echo(line, err=True)
+    return result.exit_code
 
 
 @main.command("run", epilog=EXIT_CODES_HELP)
@@ -232,10 +207,10 @@ def run_job(job, retry_errors, quiet) -> None:
     nothing. One run per store at a time: a second one exits 3 at once. Each run leaves a
     JSON record in STORE/runs/.
     """
-    from astrocat.jobs.runner import run_job as run
+    from astrocat import api
 
-    summary = run(job, retry_errors=retry_errors, quiet=quiet)
-    sys.exit(_report(summary, quiet, summary.positions and "the positions table"))
+    result = api.run(job, retry_errors=retry_errors, progress=not quiet)
+    sys.exit(_report(result, quiet, result.positions and "the positions table"))
 
 
 class _TaskOptionsCommand(click.Command):
@@ -281,33 +256,22 @@ def summarize(catalog, truth, as_json, plots_dir, report_html, images_root,
     millions of rows take seconds and little memory; figures cost more (image mosaics read
     a few hundred source images) and are made only with --plots or --report.
     """
-    from astrocat.science.summary import SummaryOptions, collect, to_json
+    from astrocat import api
 
     figures_wanted = plots_dir is not None or report_html is not None
-    result = collect(catalog, SummaryOptions(task=task_options, truth=tuple(truth),
-                                             images=figures_wanted, images_root=images_root))
-    report = result.report
-    if figures_wanted:
-        from astrocat.science.figures import make_figures, save_figures
-
-        figures = make_figures(result)
-        report["notes"].extend(f.note for f in figures if f.note)
-        figures = [f for f in figures if f.png]
-        files = save_figures(figures, plots_dir) if plots_dir is not None else {}
-        report["figures"] = [{"name": f.name, "title": f.title, "section": f.section,
-                              "file": str(files[f.name]) if f.name in files else None}
-                             for f in figures]
-        if report_html is not None:
-            from astrocat.science.report import to_html, write_html
-
-            write_html(to_html(report, figures), report_html)
-            report["html_report"] = str(report_html)
+    result = api.summarize(catalog, truth=truth, figures=figures_wanted,
+                           images_root=images_root, **task_options)
+    if plots_dir is not None:
+        files = result.save_figures(plots_dir)
+        for entry in result.report.get("figures", []):
+            entry["file"] = str(files[entry["name"]]) if entry["name"] in files else None
+    if report_html is not None:
+        result.write_html(report_html)
+        result.report["html_report"] = str(report_html)
     if as_json:
-        click.echo(to_json(report))
+        click.echo(result.to_json())
     else:
-        from astrocat.science.render import render
-
-        render(report)
+        result.show()
         if report_html is not None:
             click.echo(f"wrote {report_html}", err=True)
 
@@ -333,28 +297,16 @@ def diff(a, b, truth, tolerance, as_json, report_html, **task_options) -> None:
     A and B: catalogs of any layout, store versions (STORE@3 STORE@5), or one store
     alone (its latest version against the one before).
     """
-    import html
+    from astrocat import api
 
-    from astrocat.science.compare import CompareOptions, compare, resolve_pair, sections
-    from astrocat.science.summary import to_json
-
-    a, b = resolve_pair(a, b)
-    report = compare(a, b, CompareOptions(task=task_options, truth=tuple(truth),
-                                          tolerance=tolerance))
-    secs = sections(report)
+    result = api.diff(a, b, truth=truth, tolerance=tolerance, **task_options)
     if report_html is not None:
-        from astrocat.science.report import page, write_html
-
-        write_html(page(f"astrocat diff: {b} against {a}", f"{html.escape(a)} &rarr; "
-                        f"{html.escape(b)} &middot; made by <code>astrocat diff</code>", secs,
-                        []), report_html)
-        report["html_report"] = str(report_html)
+        result.write_html(report_html)
+        result.report["html_report"] = str(report_html)
     if as_json:
-        click.echo(to_json(report))
+        click.echo(result.to_json())
     else:
-        from astrocat.science.render import show
-
-        show(secs)
+        result.show()
 
 
 @main.command()
@@ -366,9 +318,9 @@ def history(store, as_json) -> None:
     (version, sha256), duration, host and command."""
     import json
 
-    from astrocat.catalog.store import Store
+    from astrocat import api
 
-    versions = Store(store).history()
+    versions = api.history(store)
     if as_json:
         click.echo(json.dumps(versions, indent=1))
         return

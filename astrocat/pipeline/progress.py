@@ -1,4 +1,5 @@
-"""A progress bar on stderr: items/s, ETA and errors so far (rich)."""
+"""A progress bar on stderr, or in the notebook cell: items/s, ETA and errors so far
+(rich)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,15 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+
+def _notebook(console: Console) -> bool:
+    """A Jupyter kernel that can show a live bar (rich draws it in an ipywidgets Output)."""
+    if not console.is_jupyter:
+        return False
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 class RunProgress:
@@ -32,7 +42,7 @@ class RunProgress:
                 TimeRemainingColumn(),
                 console=console,
                 transient=False,
-                disable=not console.is_terminal,
+                disable=not (console.is_terminal or _notebook(console)),
             )
             self._task = self._progress.add_task("infer", total=total, errors=0, rate="-")
 

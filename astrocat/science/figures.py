@@ -11,7 +11,7 @@ drawing in a notebook changes nothing there.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +43,12 @@ class FigureOut:
     name: str  # file stem, e.g. "redshift_2d"
     section: str  # the report section it belongs to
     title: str
-    png: bytes | None  # None when skipped (see note)
+    png: bytes | None = field(repr=False)  # None when skipped (see note)
     note: str | None = None
+
+    def _repr_png_(self) -> bytes | None:
+        """Shown as itself in a notebook cell."""
+        return self.png
 
 
 def new_figure(**kwargs: Any) -> Figure:

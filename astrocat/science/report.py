@@ -59,23 +59,41 @@ def _section(s: Section, figs: list[FigureOut]) -> str:
     return "\n".join(parts)
 
 
-def page(title: str, meta: str, secs: list[Section], figures: list[FigureOut]) -> str:
-    """A whole self-contained page: the sections' tables, each followed by its figures."""
-    by = {}
+def body(secs: list[Section], figures: list[FigureOut]) -> str:
+    """The sections' tables, each followed by its figures (a page's or a notebook's)."""
+    by: dict[str, list[FigureOut]] = {}
     for f in figures:
         if f.png:
             by.setdefault(f.section, []).append(f)
-    nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title.split(":")[0])}</a>'
-                   for s in secs)
-    body = "\n".join(_section(s, by.pop(s.key, [])) for s in secs)
+    text = "\n".join(_section(s, by.pop(s.key, [])) for s in secs)
     leftover = [f for fs in by.values() for f in fs]  # figures of a section with no table
     if leftover:
-        body += _section(Section("figures", "More figures"), leftover)
+        text += _section(Section("figures", "More figures"), leftover)
+    return text
+
+
+def page(title: str, meta: str, secs: list[Section], figures: list[FigureOut]) -> str:
+    """A whole self-contained page: the sections' tables, each followed by its figures."""
+    nav = " ".join(f'<a href="#{s.key}">{html.escape(s.title.split(":")[0])}</a>'
+                   for s in secs)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p class=\"meta\">{meta}</p><nav>{nav}</nav>\n"
-            f"{body}\n</body></html>\n")
+            f"{body(secs, figures)}\n</body></html>\n")
+
+
+def fragment(title: str, secs: list[Section], figures: list[FigureOut]) -> str:
+    """The same tables and figures as one ``<div>`` for a notebook cell: the style sheet is
+    scoped to the div, so the notebook's own look is left alone."""
+    scoped = ""
+    for rule in CSS.replace("\n", "").split("}"):
+        selectors, _, style = rule.partition("{")
+        if style and selectors != "body":
+            scoped += ",".join(f".astrocat-report {s}" for s in selectors.split(",")) + \
+                f"{{{style}}}"
+    return (f'<div class="astrocat-report"><style>{scoped}</style>'
+            f"<h3>{html.escape(title)}</h3>{body(secs, figures)}</div>")
 
 
 def to_html(report: dict, figures: list[FigureOut]) -> str:
