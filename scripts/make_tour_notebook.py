@@ -41,7 +41,8 @@ cat"""),
     filters=[("model", "==", "gz2-cnn"), ("status", "==", "ok")],
 )
 galaxies[:5]"""),
-    ("code", """errors = cat.to_pandas(columns=["source", "error"], filters=[("status", "==", "error")])
+    ("code", """errors = cat.to_pandas(columns=["source", "error"],
+                        filters=[("status", "==", "error")])
 errors"""),
     ("md", """## The science report
 Numbers as Python objects (`summary["morphology"]`, ...), shown as tables and figures."""),
