@@ -9,8 +9,8 @@ from astrocat.errors import AstrocatError, InputError
 
 __version__ = "0.1.0"
 
-_API = ("Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "history", "infer",
-        "open_catalog", "run", "summarize")
+_API = ("Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "export", "history",
+        "infer", "open_catalog", "run", "summarize")
 __all__ = ["AstrocatError", "InputError", "__version__", *_API]
 
 

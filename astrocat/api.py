@@ -7,7 +7,7 @@
 >>> astrocat.summarize(cat)          # renders as tables and figures in Jupyter
 
 Each CLI command is a thin layer over one function here (``infer``, ``run``,
-``summarize``, ``diff``, ``history``), so both give the same results and the same error
+``summarize``, ``diff``, ``history``, ``export``), so both give the same results and the same error
 messages: problems a user can act on raise :class:`astrocat.AstrocatError` (the CLI prints
 its message and exits 2). Names follow astropy (``Table``, ``to_table``) and LSDB
 (``open_catalog``); results render in Jupyter through ``_repr_html_``.
@@ -31,11 +31,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from astropy.table import Table
 
+    from astrocat.catalog.export import ExportResult
     from astrocat.catalog.reader import CatalogReader
     from astrocat.science.figures import FigureOut
 
-__all__ = ["Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "history", "infer",
-           "open_catalog", "run", "summarize"]
+__all__ = ["Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "export", "history",
+           "infer", "open_catalog", "run", "summarize"]
 
 Filters = Any  # a pyarrow.compute.Expression, or DNF tuples [("status", "==", "ok"), ...]
 
@@ -284,7 +285,7 @@ class Catalog:
             c = info[name]
             col = Column(values, name=name, unit=c.unit or None,
                          description=c.description or None)
-            if getattr(c, "ucd", ""):
+            if c.ucd:
                 col.meta["ucd"] = c.ucd
             table.add_column(col)
         return table
@@ -294,6 +295,12 @@ class Catalog:
         """Record batches, file by file, never all rows at once (for catalogs larger than
         memory)."""
         return self._reader.batches(self._names(columns), batch_size)
+
+    def write(self, out: str | Path, *, format: str | None = None,
+              columns: Sequence[str] | None = None, overwrite: bool = False) -> ExportResult:
+        """This catalog as FITS, VOTable or ECSV for TOPCAT and the VO (see :func:`export`),
+        as astropy's ``Table.write`` names it."""
+        return export(self, out, format=format, columns=columns, overwrite=overwrite)
 
     def to_lsdb(self, **kwargs: Any):
         """The HATS catalog as an ``lsdb`` catalog (lazy; with its margin cache where one
@@ -339,7 +346,7 @@ class Catalog:
                 + (f"; models {html.escape(', '.join(models))}" if models else "") + "</p>")
         rows = "".join(
             f"<tr><td>{html.escape(c.name)}</td><td>{html.escape(str(c.type))}</td>"
-            f"<td>{html.escape(c.unit)}</td><td>{html.escape(getattr(c, 'ucd', ''))}</td>"
+            f"<td>{html.escape(c.unit)}</td><td>{html.escape(c.ucd)}</td>"
             f"<td style='text-align:left'>{html.escape(c.description)}</td></tr>"
             for c in columns_of(self.schema) if not c.name.startswith("_"))
         return (head + "<table><thead><tr><th>column</th><th>type</th><th>unit</th>"
@@ -494,6 +501,17 @@ def diff(a: str | Path | Catalog, b: str | Path | Catalog | None = None, *,
     a, b = resolve_pair(spec(a), spec(b))
     return DiffResult(compare(a, b, CompareOptions(task=task_options, truth=tuple(truth),
                                                    tolerance=tolerance)))
+
+
+def export(catalog: str | Path | Catalog, out: str | Path, *, format: str | None = None,
+           columns: Sequence[str] | None = None, overwrite: bool = False) -> ExportResult:
+    """Write a catalog (any layout, a store, ``STORE@N``) as a FITS binary table, VOTable or
+    ECSV (``format``, else from ``out``'s suffix) with units, UCDs, descriptions and the
+    provenance, streamed a batch at a time; ``columns``: only these."""
+    from astrocat.catalog.export import export as _export
+
+    reader = catalog._reader if isinstance(catalog, Catalog) else catalog
+    return _export(reader, out, format=format, columns=columns, overwrite=overwrite)
 
 
 def history(store: str | Path) -> list[dict]:

@@ -346,6 +346,30 @@ def history(store, as_json) -> None:
 
 
 @main.command()
+@click.argument("catalog", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "format_", type=click.Choice(["fits", "votable", "ecsv"]),
+              default=None, help="Default: from OUT's suffix (.fits, .vot, .ecsv).")
+@click.option("--columns", default=None, metavar="A,B,...",
+              help="Only these columns, in this order (default: all).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@_friendly
+def export(catalog, out, format_, columns, overwrite) -> None:
+    """Write CATALOG (a file, dataset, HATS catalog, store or STORE@N) as a FITS binary
+    table, VOTable or ECSV for TOPCAT, STILTS and the VO: units, UCDs, descriptions and
+    the provenance kept, rows streamed in bounded memory.
+
+    FITS suits any size (TOPCAT maps it); VOTable past ~10 million rows is slow to read
+    (base64, parsed whole by most tools); ECSV is text, for exchange.
+    """
+    from astrocat import api
+
+    names = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    result = api.export(catalog, out, format=format_, columns=names, overwrite=overwrite)
+    click.echo(f"wrote {result}", err=True)
+
+
+@main.command()
 @click.argument("job", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--cron", "scheduler", flag_value="cron", help="A crontab line.")
 @click.option("--systemd", "scheduler", flag_value="systemd",

@@ -105,6 +105,8 @@ def test_astropy_header_reads_back_as_astropys_own(tmp_path):
         reference[c.name] = np.zeros(0, dtype=dtype)
         reference[c.name].unit = c.unit or None
         reference[c.name].description = c.description or None
+        if c.ucd:
+            reference[c.name].meta["ucd"] = c.ucd
     theirs = "\n".join(table_meta.get_yaml_from_table(reference))
     assert (table_meta.get_header_from_yaml(ours.splitlines())
             == table_meta.get_header_from_yaml(theirs.splitlines()))

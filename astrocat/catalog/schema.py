@@ -8,7 +8,7 @@ integers, "" for strings, False for carried booleans.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,19 +26,28 @@ class Column:
     type: pa.DataType
     unit: str = ""
     description: str = ""
+    ucd: str = ""  # IVOA UCD1+ (what VO tools recognise positions, ids, redshifts by)
 
 
 BASE_COLUMNS: tuple[Column, ...] = (
-    Column("object_id", pa.string(), "", "Identifier: the file name's stem, or the table's id"),
-    Column("source", pa.string(), "", "Input file, relative to the input root"),
-    Column("hdu", pa.int32(), "", "FITS HDU read (-1: not FITS)"),
-    Column("row", pa.int64(), "", "Row in the spectra table (-1: not a table)"),
-    Column("kind", pa.string(), "", "Input kind: rgb_image, mono_image, spectrum, density_field"),
-    Column("model", pa.string(), "", "Model that produced the outputs ('' when none ran)"),
-    Column("ra", pa.float64(), "deg", "Right ascension from the WCS/header/table (NaN: unknown)"),
-    Column("dec", pa.float64(), "deg", "Declination from the WCS/header/table (NaN: unknown)"),
-    Column("status", pa.string(), "", "ok, or error when the input could not be used"),
-    Column("error", pa.string(), "", "What went wrong and what to do about it ('' when ok)"),
+    Column("object_id", pa.string(), "", "Identifier: the file name's stem, or the table's id",
+           "meta.id;meta.main"),
+    Column("source", pa.string(), "", "Input file, relative to the input root",
+           "meta.ref;meta.file"),
+    Column("hdu", pa.int32(), "", "FITS HDU read (-1: not FITS)", "meta.id.part"),
+    Column("row", pa.int64(), "", "Row in the spectra table (-1: not a table)", "meta.record"),
+    Column("kind", pa.string(), "", "Input kind: rgb_image, mono_image, spectrum, density_field",
+           "meta.code.class"),
+    Column("model", pa.string(), "", "Model that produced the outputs ('' when none ran)",
+           "meta.id;meta.software"),
+    Column("ra", pa.float64(), "deg", "Right ascension from the WCS/header/table (NaN: unknown)",
+           "pos.eq.ra;meta.main"),
+    Column("dec", pa.float64(), "deg", "Declination from the WCS/header/table (NaN: unknown)",
+           "pos.eq.dec;meta.main"),
+    Column("status", pa.string(), "", "ok, or error when the input could not be used",
+           "meta.code.status"),
+    Column("error", pa.string(), "", "What went wrong and what to do about it ('' when ok)",
+           "meta.note"),
 )
 BASE_NAMES = frozenset(c.name for c in BASE_COLUMNS)
 
@@ -52,10 +61,11 @@ TRUST_COLUMNS: tuple[Column, ...] = (
            "Out-of-domain distance: Mahalanobis distances of the input's statistics and of "
            "the network's penultimate features from the model's training inputs, each over "
            "its median there, the larger of the two (NaN: the model card has no reference "
-           "statistics, or the row is an error)"),
+           "statistics, or the row is an error)", "stat.fit.goodness"),
     Column("ood_flag", pa.bool_(), "",
            "True: the input looks unlike the model's training inputs (ood_distance above "
-           "the card's [reference] threshold); its outputs are extrapolation"),
+           "the card's [reference] threshold); its outputs are extrapolation",
+           "meta.code.qual"),
 )
 TRUST_NAMES = frozenset(c.name for c in TRUST_COLUMNS)
 
@@ -63,15 +73,17 @@ TRUST_NAMES = frozenset(c.name for c in TRUST_COLUMNS)
 def output_columns(card: ModelCard) -> list[Column]:
     """A model's columns: its outputs, the logits of its sigmoid scores, and with
     ``card.tta`` views the spread of every output and the interval of every estimate."""
-    cols = [Column(o.name, pa.float32(), o.unit, o.description) for o in card.outputs]
+    cols = [Column(o.name, pa.float32(), o.unit, o.description, o.ucd) for o in card.outputs]
     cols += [Column(f"{o.name}_logit", pa.float32(), "",
                     f"Log-odds of {o.name} as the network computes it before its sigmoid: "
-                    "orders candidates strictly where the score saturates at 1")
+                    "orders candidates strictly where the score saturates at 1",
+                    "stat.value")
              for o in card.outputs if o.logit]
     if card.tta > 1:
         cols += [Column(f"{o.name}_std", pa.float32(), o.unit,
                         f"Spread of {o.name}: standard deviation over {card.tta} rotated/"
-                        "flipped views of the input (test-time augmentation)")
+                        "flipped views of the input (test-time augmentation)",
+                        qualified("stat.stdev", o.ucd))
                  for o in card.outputs]
         cov = card.reference.interval_coverage if card.reference else None
         if cov is not None:
@@ -82,8 +94,14 @@ def output_columns(card: ModelCard) -> list[Column]:
                             f"{o.name}_{end}", pa.float32(), o.unit,
                             f"{word} end of a {cov:.0%} interval for {o.name}: the views' "
                             "mean +- their spread times a factor calibrated on held-out "
-                            "training-distribution inputs (normalised split conformal)"))
+                            "training-distribution inputs (normalised split conformal)",
+                            o.ucd and qualified(o.ucd, f"stat.{'min' if end == 'lo' else 'max'}")))
     return cols
+
+
+def qualified(primary: str, secondary: str) -> str:
+    """``primary;secondary`` as UCD1+ combines words (either alone where one is empty)."""
+    return ";".join(w for w in (primary, secondary) if w)
 
 
 def catalog_output_columns(cards: Iterable[ModelCard]) -> list[Column]:
@@ -120,6 +138,8 @@ def to_field(col: Column) -> pa.Field:
         meta[b"unit"] = col.unit.encode()
     if col.description:
         meta[b"description"] = col.description.encode()
+    if col.ucd:
+        meta[b"ucd"] = col.ucd.encode()
     return pa.field(col.name, col.type, nullable=False, metadata=meta or None)
 
 
@@ -147,6 +167,7 @@ def columns_of(schema: pa.Schema) -> list[Column]:
                 f.type,
                 meta.get(b"unit", b"").decode(),
                 meta.get(b"description", b"").decode(),
+                meta.get(b"ucd", b"").decode(),
             )
         )
     return out
@@ -157,7 +178,7 @@ _ASTROPY_DATATYPE = {pa.string(): "string", pa.bool_(): "bool"}
 
 
 def astropy_metadata(
-    columns: list[Column], provenance: Mapping[str, object], string_lengths: Mapping[str, int]
+    columns: Sequence[Column], provenance: Mapping[str, object], string_lengths: Mapping[str, int]
 ) -> dict[bytes, bytes]:
     """Key-value metadata that makes ``Table.read`` show units, descriptions and provenance.
 
@@ -177,6 +198,8 @@ def astropy_metadata(
                              or col.type.to_pandas_dtype().__name__)
         if col.description:
             entry["description"] = col.description
+        if col.ucd:
+            entry["meta"] = {"ucd": col.ucd}  # where astropy's VOTable writer looks for it
         datatype.append(entry)
     header = {"datatype": datatype, "meta": {"astrocat": _plain(provenance)}}
     text = yaml.dump(header, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astrocat.catalog.schema import (
+    BASE_COLUMNS,
     BASE_NAMES,
+    TRUST_COLUMNS,
     Column,
     columns_of,
     sentinel,
@@ -61,24 +63,35 @@ def _unify(a: pa.DataType, b: pa.DataType) -> pa.DataType:
     return pa.float64()  # int/float/bool mixes: numbers
 
 
+#: Base and trust columns by name: their metadata is this version's, whichever part
+#: (perhaps from an earlier astrocat) a published catalog reuses.
+CANONICAL = {c.name: c for c in (*BASE_COLUMNS, *TRUST_COLUMNS)}
+
+
 def part_columns(schema: pa.Schema) -> list[list]:
-    """A part's columns as JSON-able records [name, type, unit, description, carried]:
+    """A part's columns as JSON-able records [name, type, unit, description, carried, ucd]:
     kept in its statistics, so publishing never has to open the part again."""
     return [[c.name, str(c.type), c.unit, c.description,
-             (schema.field(c.name).metadata or {}).get(b"carried") == b"1"]
+             (schema.field(c.name).metadata or {}).get(b"carried") == b"1", c.ucd]
             for c in columns_of(schema)]
 
 
-def final_columns(parts: Iterable[list[list]], output_names: Sequence[str]) -> list[Column]:
+def final_columns(parts: Iterable[list[list]], outputs_wanted: Sequence[str | Column]
+                  ) -> list[Column]:
     """Base columns, the outputs of models that ran, then every carried column seen;
-    ``parts``: each part's ``part_columns``."""
+    ``parts``: each part's ``part_columns``; ``outputs_wanted``: names, or the columns
+    the cards define now (their UCDs and descriptions win over those of reused parts)."""
     base: dict[str, Column] = {}
     outputs: dict[str, Column] = {}
     carried: dict[str, Column] = {}
+    output_names = [o if isinstance(o, str) else o.name for o in outputs_wanted]
+    current = {**CANONICAL, **{o.name: o for o in outputs_wanted if isinstance(o, Column)}}
     wanted = set(output_names)
     for records in parts:
-        for name, type_, unit, description, is_carried in records:
-            col = Column(name, pa.type_for_alias(type_), unit, description)
+        for name, type_, unit, description, is_carried, *ucd in records:  # 0.x: no ucd
+            col = Column(name, pa.type_for_alias(type_), unit, description, *ucd)
+            if name in current:  # as astrocat and the cards define it now
+                col = current[name]
             if name in BASE_NAMES:
                 base.setdefault(name, col)
             elif name in wanted:
@@ -89,7 +102,7 @@ def final_columns(parts: Iterable[list[list]], output_names: Sequence[str]) -> l
                     carried[name] = col
                 elif prev.type != col.type:
                     carried[name] = Column(name, _unify(prev.type, col.type), prev.unit,
-                                           prev.description)
+                                           prev.description, prev.ucd)
     ordered_outputs = [outputs[n] for n in output_names if n in outputs]
     return [*base.values(), *ordered_outputs, *carried.values()]
 

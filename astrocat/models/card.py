@@ -10,6 +10,7 @@ with the ONNX graph itself before any input is read.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,7 @@ class OutputColumn:
     name: str
     unit: str = ""
     description: str = ""
+    ucd: str = ""  # IVOA UCD1+, e.g. "src.redshift" (VO tools recognise columns by it)
     logit: bool = False  # a sigmoid score: the graph's pre-sigmoid value is kept too
 
 
@@ -282,10 +284,15 @@ INPUT_FIELDS: Fields = {
     "pixel_scale": (False, in_range(0.0, None, lo_open=True)),
     "scale_mismatch": (False, one_of(SCALE_MISMATCH)),
 }
+#: A UCD's shape; the words themselves are checked against UCD1+ by ``models check``.
+UCD_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*(;[A-Za-z][A-Za-z0-9_.-]*)*")
 OUTPUT_FIELDS: Fields = {
     "name": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), "a column name")),
     "unit": (False, typed(lambda v: isinstance(v, str), 'a string ("" for none)')),
     "description": (False, typed(lambda v: isinstance(v, str), "a string")),
+    "ucd": (False, typed(lambda v: isinstance(v, str) and bool(UCD_SYNTAX.fullmatch(v)),
+                         'an IVOA UCD1+: words joined by ";", e.g. "src.redshift" or '
+                         '"stat.probability;src.class"')),
     "logit": (False, typed(lambda v: isinstance(v, bool), "true (the output is a sigmoid "
                            "score; keep the graph's pre-sigmoid value) or false")),
 }
@@ -399,7 +406,7 @@ def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:
                             "its own column name")
         seen.add(name)
         outputs.append(OutputColumn(name, o.get("unit", ""), o.get("description", ""),
-                                    o.get("logit", False)))
+                                    o.get("ucd", ""), o.get("logit", False)))
     return tuple(outputs)
 
 

@@ -88,17 +88,21 @@ def outputs_for(task: str) -> list[dict[str, str]]:
         return [
             {"name": a.catalog_column, "unit": "",
              "description": f"GZ2 {a.kaggle_column}: {a.question_text} -> {a.answer_text} "
-             "(weighted vote fraction)"}
+             "(weighted vote fraction)", "ucd": "stat.probability;src.morph"}
             for a in galaxy_zoo2().answers
         ]
     return {
-        "redshift": [{"name": "z_pred", "unit": "", "description": "Predicted redshift"}],
+        "redshift": [{"name": "z_pred", "unit": "", "description": "Predicted redshift",
+                      "ucd": "src.redshift"}],
         "lens": [{"name": "p_lens", "unit": "",
-                  "description": "Score that the cut-out holds a strong lens (0..1)"}],
+                  "description": "Score that the cut-out holds a strong lens (0..1)",
+                  "ucd": "stat.probability;src.class"}],
         "cosmology": [
-            {"name": "omega_m_pred", "unit": "", "description": "Predicted matter density Omega_m"},
+            {"name": "omega_m_pred", "unit": "", "description": "Predicted matter density Omega_m",
+             "ucd": "stat.fit.param"},
             {"name": "sigma_8_pred", "unit": "",
-             "description": "Predicted amplitude of fluctuations sigma_8"},
+             "description": "Predicted amplitude of fluctuations sigma_8",
+             "ucd": "stat.fit.param"},
         ],
     }[task]
 

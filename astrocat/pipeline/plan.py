@@ -99,7 +99,9 @@ def result_key(card: ModelCard, engine: str, precision: str = "fp32") -> str:
     then reads NaN distances, as a recomputed one would). The card's description, version,
     training and metrics records change nothing a model computes, so they are left out."""
     weights = card.sha256["keras" if engine == "tensorflow" else "onnx"]
-    outputs = [{k: v for k, v in dataclasses.asdict(o).items() if k != "logit" or v}
+    # UCDs are left out: the published columns take them from the cards, whatever part
+    outputs = [{k: v for k, v in dataclasses.asdict(o).items()
+                if k != "ucd" and (k != "logit" or v)}
                for o in card.outputs]
     trust = {"tta": card.tta} if card.tta > 1 else {}
     if card.reference is not None:

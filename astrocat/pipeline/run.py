@@ -317,7 +317,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                if placer else {}),
         }
         pub = prepare([part_path[p.key] for p in plan],
-                      [c.name for c in catalog_output_columns(cards[n] for n in used)],
+                      catalog_output_columns(cards[n] for n in used),
                       provenance,
                       [stats[p.key] for p in plan])
         number, staged = store.staging()

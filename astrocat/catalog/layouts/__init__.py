@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 from astrocat.catalog.schema import Column, astropy_metadata, to_field
 from astrocat.catalog.store import Store
+from astrocat.catalog.votable import voparquet_metadata
 from astrocat.catalog.writer import conform, final_columns, part_stats
 
 LAYOUTS = ("file", "dataset", "hats")
@@ -42,10 +43,12 @@ class Publication:
 
     def schema(self, provenance: bool = True, lengths: dict[str, int] | None = None
                ) -> pa.Schema:
-        """The explicit schema, with units/descriptions (astropy) and, unless told
-        otherwise, the provenance record."""
+        """The explicit schema, with units/descriptions (astropy), units/UCDs/descriptions
+        (VOParquet) and, unless told otherwise, the provenance record."""
         prov = self.provenance if provenance else {}
-        meta = astropy_metadata(self.columns, prov, lengths or self.string_lengths)
+        lengths = lengths or self.string_lengths
+        meta = astropy_metadata(self.columns, prov, lengths)
+        meta.update(voparquet_metadata(self.columns, prov, lengths))
         if provenance:
             meta[b"astrocat"] = json.dumps(self.provenance).encode()
         return pa.schema([to_field(c) for c in self.columns]).with_metadata(meta)
@@ -57,7 +60,7 @@ class Publication:
                 yield conform(batch, self.columns)
 
 
-def prepare(parts: Sequence[Path], output_names: Sequence[str], provenance: dict,
+def prepare(parts: Sequence[Path], output_names: Sequence[str | Column], provenance: dict,
             stats: Sequence[dict] | None = None) -> Publication:
     """What a layout publishes, from the parts' statistics (read from their footers when
     the caller does not already hold them): never from their rows."""
