@@ -322,12 +322,14 @@ def measure(task: str, *args: str, timeout: float | None = None) -> dict:
     if task != "commit":
         wait_idle()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": _pythonpath()}
-    r = timed_run(cmd, env=env, timeout=timeout)
+    r = timed_run(cmd, env=env, timeout=timeout, sample_rss=task.startswith("seed-"))
     if r.returncode != 0:
         raise RuntimeError(f"measure {task} failed ({r.returncode}):\n{r.stderr[-3000:]}")
     out = json.loads(r.stdout.strip().splitlines()[-1])
     if isinstance(out, dict):  # the whole process, imports and model load included
         out["process_seconds"] = r.seconds
+        if r.peak_rss:
+            out["process_peak_rss"] = r.peak_rss
     return out
 
 

@@ -175,35 +175,58 @@ class Report:
                    frac >= T_VS_LIMIT, self._disturbed(run) if frac >= T_VS_LIMIT
                    else "see Misses")
 
-    def _whole_row(self, stage: str, label: str, seed_how: str, target: float | None) -> Row:
-        """Whole processes on the same inputs: `astrocat infer` (INT8 where it passed its
-        gate, else FP32) against the studies' pipeline as a script, imports included."""
+    def _whole_row(self, stage: str, label: str, seed_how: str, target: float | None,
+                   int8: bool = False) -> Row:
+        """Whole processes on the same inputs: `astrocat infer` (FP32, or INT8 where a
+        variant passed its gate) against the studies' pipeline as a script, imports
+        included."""
         r = self.results[stage]
         seed = r["seed"]
-        best = r.get("int8") or r["run"]
-        which = (f"INT8 ({r['components']['int8_model']}, passed its gate)" if "int8" in r
-                 else "FP32 (no INT8 variant passed its gate)")
-        ours = best["n_items"] / best["seconds"]
+        ours_run = r["int8" if int8 else "run"]
+        which = (f"INT8 ({r['components']['int8_model']}, passed its gate)" if int8
+                 else f"FP32 ({r['components']['model']})")
+        ours = ours_run["n_items"] / ours_run["seconds"]
         theirs = seed["n"] / seed["process_seconds"]
         ratio = ours / theirs
         return Row(f"{label}: whole `astrocat infer` process, {which}, vs the studies' "
-                   "pipeline as a whole process", _n(best["n_items"]), _rate(ours),
+                   "pipeline as a whole process", _n(ours_run["n_items"]), _rate(ours),
                    f"{seed_how}: {_rate(theirs)} over {seed['process_seconds']:.1f} s "
                    f"(loop alone {_rate(seed['rate'])})", f"{ratio:.2f}x",
                    f">= {target:g}x" if target else "- (report)",
                    (ratio >= target) if target else None,
                    "" if not target or ratio >= target else "see Misses")
 
+    def _memory_vs_seed_row(self, stage: str, label: str) -> Row | None:
+        """Peak RSS of the whole `astrocat infer` process tree (FP32) against the studies'
+        script on the same inputs."""
+        r = self.results[stage]
+        theirs = r["seed"].get("process_peak_rss")
+        ours = r["run"].get("peak_rss")
+        if not theirs or not ours:
+            return None
+        ratio = ours / theirs
+        return Row(f"{label}: peak RSS of the whole `astrocat infer` process tree (FP32) vs "
+                   "the studies' script", _n(r["run"]["n_items"]), _rate(r["run"]["rate"]),
+                   f"astrocat {ours / MiB:,.0f} MiB; the studies' script "
+                   f"{theirs / MiB:,.0f} MiB", f"{ratio:.2f}", "<= 1.00", ratio <= 1.0,
+                   "" if ratio <= 1.0 else "see Misses")
+
     def rows(self) -> list[Row | str]:
         res = self.results
         rows: list[Row | str] = []
-        for stage, label, how, whole, seed_how, target in STAGE_ROWS:
+        for stage, label, how, whole, seed_how, target, target_int8 in STAGE_ROWS:
             if stage not in res:
                 continue
             rows.append(self._limit_row(stage, label, how))
             if "int8" in res[stage]:
                 rows.append(self._limit_row(stage, label, how, int8=True))
             rows.append(self._whole_row(stage, whole, seed_how, target))
+            if "int8" in res[stage]:
+                rows.append(self._whole_row(stage, whole, seed_how, target_int8, int8=True))
+            if stage == "fits":
+                memory = self._memory_vs_seed_row(stage, whole)
+                if memory is not None:
+                    rows.append(memory)
         if "fits" in res:
             comp = res["fits"]["components"]
             rs = comp["readers_s"]
@@ -291,17 +314,28 @@ class Report:
                 limit = r["components"]["int8_limit_rate" if int8 else "limit_rate"]
                 each = self.machine["cores"] / limit
                 out.append("- Measured: " + self._cpu_account(stage, run, each) + ".")
+                comp = r["components"]
+                if not int8 and comp.get("model_together_s"):
+                    alone, together = comp["model_s"], comp["model_together_s"]
+                    out.append(
+                        f"- The model alone on 1 core: {_ms(alone)}/item; one engine per core, "
+                        f"all {self.machine['cores']} at once: {_ms(together)}/item of wall "
+                        f"time, {alone / (together * self.machine['cores']):.0%} of "
+                        f"{self.machine['cores']} x alone (the limit assumes 100 %)"
+                        + (f"; {comp['macs_per_item'] * 2 / alone / 1e9:.0f} GFLOP/s on one "
+                           "core" if comp.get("macs_per_item") else "") + ".")
                 ideal = run["n_items"] / limit
                 if fixed:
                     out.append(f"- At the limit these {run['n_items']:,} items take "
                                f"{ideal:.1f} s; 85 % of it allows {ideal / T_VS_LIMIT:.1f} s "
                                f"of wall time, of which the fixed cost of any run (the "
                                f"10-file run, section 6) is {fixed:.1f} s.")
-            elif stage and "whole" in row.what:
+            elif stage and "whole" in row.what and "peak RSS" not in row.what:
                 r = res[stage]
                 seed = r["seed"]
                 comp = r["components"]
-                best_limit = comp.get("int8_limit_rate", comp["limit_rate"])
+                best_limit = (comp["int8_limit_rate"] if "INT8" in row.what
+                              else comp["limit_rate"])
                 theirs = seed["n"] / seed["process_seconds"]
                 out.append(f"- Even at 100 % of the component limit ({_rate(best_limit)}) "
                            f"astrocat would be {best_limit / theirs:.2f}x the studies' whole "
@@ -312,6 +346,12 @@ class Report:
                 out.append(f"- The studies' loop alone runs at {_rate(seed['rate'])}; their "
                            f"process spends {seed['model_load_seconds']:.1f} s loading the "
                            f"Keras model and the rest importing TensorFlow.")
+            elif stage and "peak RSS" in row.what:
+                r = res[stage]
+                parts = r["run"].get("peak_by_process", {})
+                out.append("- astrocat's peak was made of: " + ", ".join(
+                    f"{k.split(' ', 1)[1]} {v / MiB:,.0f} MiB" for k, v in sorted(parts.items()))
+                    + ".")
             elif row.what.startswith("4."):
                 m = res["memory"]
                 for key in ("n", "10n"):
@@ -501,22 +541,23 @@ def frac_s(rate: float, ref: float) -> str:
 
 
 T_VS_LIMIT = 0.85  # every input kind, end to end, against its component limit
-T_IMAGES_VS_SEED = 3.0  # whole processes
-T_FITS_VS_SEED = 3.0  # whole processes
+T_IMAGES_VS_SEED = 3.0  # whole processes, FP32 (and INT8)
+T_FITS_VS_SEED = 3.0  # whole processes, INT8 (FP32 reported)
 
 T_FIXED = 1.5  # seconds: `astrocat infer` on 10 files
 T_MEMORY = 1.10
 T_HELP = 0.5
 
 #: Each input kind's rows: (stage, label, the components of its limit, the whole-process
-#: label, the studies' way, the whole-process target or None).
+#: label, the studies' way, the whole-process targets (FP32, INT8) or None).
 STAGE_ROWS = (
     ("images", "1. Images (JPEG)", "describe + draft decode + prepare", "1. Images",
-     "seed-style PIL crop+resize generator -> Keras predict", T_IMAGES_VS_SEED),
+     "seed-style PIL crop+resize generator -> Keras predict", T_IMAGES_VS_SEED,
+     T_IMAGES_VS_SEED),
     ("spectra", "2. Spectra (one Parquet table)", "row-range read + min-max", "2. Spectra",
-     "seed-style whole-table load -> min-max -> Keras predict", None),
+     "seed-style whole-table load -> min-max -> Keras predict", None, None),
     ("fits", "3. FITS cut-outs", "describe + read_plane + prepare", "3. FITS",
-     "seed-style astropy getdata -> standardise -> Keras predict", T_FITS_VS_SEED),
+     "seed-style astropy getdata -> standardise -> Keras predict", None, T_FITS_VS_SEED),
 )
 
 #: The GPU rows, planned on paper (kept as Markdown beside this file).

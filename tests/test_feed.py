@@ -115,8 +115,14 @@ def test_memory_stays_flat_on_a_long_partition(tmp_path):
 
 
 def test_batch_size_follows_the_memory_budget():
-    gz2 = bundled()["gz2-cnn"]
-    assert choose_batch(gz2, 2 << 30) == feed.MAX_BATCH
+    gz2, lens = bundled()["gz2-cnn"], bundled()["lens-lastro"]
+    # the activations come from the graph's shapes: the lens CNN's are ~70x its input
+    assert feed.item_bytes(lens) > 60 * 101 * 101 * 4
+    # on a CPU one batch's activations stay within CPU_BATCH_BYTES, however large the budget
+    for card in (gz2, lens):
+        b = choose_batch(card, 2 << 30)
+        assert 16 <= b < feed.MAX_BATCH
+        assert b * feed.item_bytes(card) <= feed.CPU_BATCH_BYTES
     assert choose_batch(gz2, 2 << 30, requested=500) == 500  # --batch-size wins
     big = InputSpec(Kind.RGB_IMAGE, (224, 224, 3), "scale_255")
 
@@ -186,10 +192,35 @@ def test_dask_client_places_workers_with_dask_cuda(monkeypatch):
         assert info.gpus == 2 and info.n_workers == 2
         assert len(client.scheduler_info()["workers"]) == 2
     assert seen["CUDA_VISIBLE_DEVICES"] == "0,1"
-    with pytest.raises(Exception, match="dask-cuda"):
-        monkeypatch.setitem(sys.modules, "dask_cuda", None)
-        with cl.dask_client(None, None, gpu=True):
-            pass
+
+
+def test_without_dask_cuda_one_plain_worker_per_gpu(monkeypatch):
+    """No dask-cuda: plain distributed workers, one per GPU, each seeing only its GPU (a
+    stand-in cluster runs in-process threads since there is no GPU here)."""
+    import distributed
+
+    from astrocat.pipeline import cluster as cl
+
+    specs = cl.gpu_worker_specs(gpu_devices(FAKE_SMI), 16)
+    assert [s["options"]["env"]["CUDA_VISIBLE_DEVICES"] for s in specs.values()] == [
+        "0", "1", "2", "3"]
+    assert all(s["cls"] is distributed.Nanny and s["options"]["nthreads"] == 2
+               and s["options"]["env"]["OMP_NUM_THREADS"] == "16" for s in specs.values())
+    seen = {}
+
+    def fake_spec_cluster(devices, threads):
+        seen.update(devices=[d.index for d in devices], threads=threads)
+        return distributed.LocalCluster(n_workers=len(devices), processes=False,
+                                        threads_per_worker=1, dashboard_address=None)
+
+    monkeypatch.setitem(sys.modules, "dask_cuda", None)
+    monkeypatch.setattr(cl, "gpu_spec_cluster", fake_spec_cluster)
+    monkeypatch.setattr(cl, "gpu_devices", lambda: gpu_devices(FAKE_SMI[:60]))
+    monkeypatch.setattr(cl, "machine_cores", lambda: 16)
+    with cl.dask_client(None, None, gpu=True) as (client, info):
+        assert info.gpus == 2 and info.n_workers == 2 and info.cores_per_worker == 8
+        assert "one per GPU" in info.description
+    assert seen == {"devices": [0, 1], "threads": 8}
 
 
 def test_a_224_px_network_stays_within_the_memory_budget(tmp_path):
@@ -228,3 +259,17 @@ def test_a_224_px_network_stays_within_the_memory_budget(tmp_path):
         peaks[label] = json.loads(r.stdout.strip().splitlines()[-1]) * 1024  # bytes
     print({k: f"{v / 2**20:.0f} MiB" for k, v in peaks.items()})
     assert 0 < peaks["budget"] - peaks["one"] < 256 << 20, peaks
+
+
+def test_plain_gpu_workers_each_see_only_their_gpu():
+    """The workers really start with their own CUDA_VISIBLE_DEVICES (two processes; the
+    variable is only read by CUDA, so no GPU is needed to check it)."""
+    import os
+
+    from distributed import Client
+
+    from astrocat.pipeline import cluster as cl
+
+    with cl.gpu_spec_cluster(gpu_devices(FAKE_SMI[:60]), 1) as c, Client(c) as client:
+        seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
+    assert sorted(seen.values()) == ["0", "1"]
