@@ -1,5 +1,5 @@
 """Engine selection. Each engine module imports its runtime lazily, so choosing ONNX
-Runtime never imports TensorFlow and choosing either never imports TensorRT.
+Runtime never imports TensorFlow, and choosing either never imports TensorRT or PyTorch.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from astrocat.errors import AstrocatError
 from astrocat.models.card import ModelCard
 
-ENGINES = ("auto", "onnxruntime", "tensorflow", "tensorrt")
+ENGINES = ("auto", "onnxruntime", "tensorflow", "tensorrt", "torch")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,8 @@ def heads_of(arrays: list, n: int, card: ModelCard) -> Heads:
 
 class Engine(Protocol):
     """A loaded model: float32 batch (n, *input shape) in; ``run`` gives its heads,
-    ``predict`` only the (n, n_outputs) float32 outputs."""
+    ``predict`` only the (n, n_outputs) float32 outputs. (The torch engine also takes a
+    ``torch.Tensor`` already on its device.)"""
 
     name: str
 
@@ -53,12 +54,20 @@ def gpu_available() -> bool:
     )
 
 
+def wants_gpu(engine: str) -> bool:
+    """Whether a run on ``engine`` should get one worker per GPU: TensorRT always, PyTorch
+    where ``nvidia-smi`` is (else it runs on the CPU, placed like ONNX Runtime)."""
+    return engine == "tensorrt" or (engine == "torch" and shutil.which("nvidia-smi") is not None)
+
+
 def choose_engine(requested: str, card: ModelCard) -> str:
-    """Resolve ``auto``: TensorRT on a GPU, else ONNX Runtime, else TensorFlow (keras-only)."""
+    """Resolve ``auto``: TensorRT on a GPU, else ONNX Runtime, else TensorFlow (keras-only).
+    ``torch`` is used only when asked for."""
     if requested not in ENGINES:
         raise AstrocatError(f"unknown engine '{requested}' (choose from {', '.join(ENGINES)})")
     if requested != "auto":
-        need = {"onnxruntime": "onnx", "tensorrt": "onnx", "tensorflow": "keras"}[requested]
+        need = {"onnxruntime": "onnx", "tensorrt": "onnx", "torch": "onnx",
+                "tensorflow": "keras"}[requested]
         if need not in card.files:
             raise AstrocatError(
                 f"engine {requested} needs {need} weights but model '{card.name}' has only "
@@ -70,10 +79,25 @@ def choose_engine(requested: str, card: ModelCard) -> str:
             )
         if requested == "tensorrt" and not gpu_available():
             raise AstrocatError("engine tensorrt needs an NVIDIA GPU and the tensorrt package")
+        if requested == "torch":
+            _check_torch(card)
         return requested
     if "onnx" in card.files:
         return "tensorrt" if gpu_available() else "onnxruntime"
     return "tensorflow"
+
+
+def _check_torch(card: ModelCard) -> None:
+    """Refuse ``--engine torch`` before any input is read: PyTorch, onnx2torch and
+    torchvision installed (looked up, not imported), and an FP32 card."""
+    missing = [m for m in ("torch", "onnx2torch", "torchvision")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise AstrocatError(f"engine torch needs {', '.join(missing)}: pip install "
+                            "'astrocat[torch]'")
+    from astrocat.engines.torch import refuse_quantised
+
+    refuse_quantised(card)
 
 
 def open_engine(card: ModelCard, engine: str, threads: int = 1, device: int = 0) -> Engine:
@@ -90,4 +114,8 @@ def open_engine(card: ModelCard, engine: str, threads: int = 1, device: int = 0)
         from astrocat.engines.tensorrt import TensorRTEngine
 
         return TensorRTEngine(card, device)
+    if engine == "torch":
+        from astrocat.engines.torch import TorchEngine
+
+        return TorchEngine(card, threads, device)
     raise AstrocatError(f"unknown engine '{engine}'")

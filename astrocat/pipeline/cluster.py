@@ -1,7 +1,8 @@
 """Where the work runs: Dask's threaded scheduler in this process for runs too small to
 pay for a cluster, an embedded ``distributed.LocalCluster`` sized to this machine, an
 existing Dask cluster by address, Slurm jobs started by ``dask-jobqueue``, or one worker
-per GPU from ``dask-cuda``. Never a home-made scheduler.
+per GPU (dask-cuda's ``LocalCUDACluster``, or plain ``distributed`` where dask-cuda is not
+installed). Never a home-made scheduler.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class ClusterInfo:
         if not self.embedded:
             return f"{self.address}, {self.n_workers} workers"
         if self.gpus:
-            return f"embedded LocalCUDACluster, {self.n_workers} workers, one per GPU"
+            return f"embedded GPU cluster, {self.n_workers} workers, one per GPU"
         if self.address == THREADED:
             return f"Dask threaded scheduler, in-process ({TASK_THREADS} task threads)"
         if self.in_process:
@@ -179,6 +180,28 @@ def cuda_cluster_kwargs(devices: list[GPU]) -> dict:
     (the next partition decodes while one finishes)."""
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(d.index) for d in devices),
             "n_workers": len(devices), "threads_per_worker": TASK_THREADS}
+
+
+def gpu_worker_specs(devices: list[GPU], threads: int) -> dict:
+    """``SpecCluster`` worker specs without dask-cuda: one worker process (``Nanny``) per
+    GPU whose ``CUDA_VISIBLE_DEVICES`` is that GPU alone (device 0 inside it), its numeric
+    libraries held to its share of the cores, ``TASK_THREADS`` task threads."""
+    from distributed import Nanny
+
+    return {f"gpu-{d.index}": {"cls": Nanny, "options": {
+        "nthreads": TASK_THREADS, "silence_logs": logging.ERROR,
+        "env": {"CUDA_VISIBLE_DEVICES": str(d.index),
+                **{k: str(threads) for k in _THREAD_ENV}}}} for d in devices}
+
+
+def gpu_spec_cluster(devices: list[GPU], threads: int):
+    """One worker per GPU from plain ``distributed`` (where dask-cuda is not installed):
+    what ``LocalCUDACluster`` places, without its memory spilling or CPU affinity."""
+    from distributed import Scheduler, SpecCluster
+
+    return SpecCluster(workers=gpu_worker_specs(devices, threads),
+                       scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+                       silence_logs=logging.ERROR)
 
 
 def feed_for(info: ClusterInfo, batch_size: int | None, memory_budget: int | None,
@@ -257,11 +280,11 @@ def dask_client(
     if devices and workers is None:
         try:
             from dask_cuda import LocalCUDACluster
-        except ImportError as exc:
-            raise AstrocatError("this machine has GPUs: install dask-cuda (pip install "
-                                "'astrocat[gpu]') to place one worker on each") from exc
-        cluster = LocalCUDACluster(**cuda_cluster_kwargs(devices), silence_logs=logging.ERROR,
-                                   dashboard_address=":0")
+        except ImportError:
+            cluster = gpu_spec_cluster(devices, max(1, cores // len(devices)))
+        else:
+            cluster = LocalCUDACluster(**cuda_cluster_kwargs(devices),
+                                       silence_logs=logging.ERROR, dashboard_address=":0")
         try:
             with Client(cluster) as client:
                 yield client, ClusterInfo(cluster.scheduler_address, len(devices),

@@ -25,7 +25,7 @@ from astrocat.catalog.lock import StoreLock
 from astrocat.catalog.schema import catalog_output_columns
 from astrocat.catalog.store import STORE_FILE, Store, point
 from astrocat.catalog.writer import part_stats
-from astrocat.engines.base import choose_engine
+from astrocat.engines.base import choose_engine, wants_gpu
 from astrocat.errors import AstrocatError
 from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.models import zoo
@@ -257,7 +257,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     with contextlib.ExitStack() as stack:
         cluster = LazyCluster(stack, opts.scheduler, opts.workers, opts.cluster,
                               in_process=looks_small(refs),
-                              gpu="tensorrt" in engines.values())
+                              gpu=any(map(wants_gpu, engines.values())))
         units = _describe_tables(refs, root, cluster)
         plan = list(plan_partitions(units, routing, opts.partition_size, keys))
         del units, refs
