@@ -3,7 +3,8 @@ bounded batches.
 
 Everything that reads a catalog (``summarize``, ``diff``) goes through ``open_catalog``,
 which recognises a Parquet file (the file layout and catalogs of astrocat 0.1), a dataset
-directory, a HATS catalog, or a store (its ``latest`` version).
+directory, a HATS catalog or collection (the catalog's rows, never its margin cache's
+copies), or a store (its ``latest`` version).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from astrocat.catalog.store import LATEST, MANIFEST, Store
 from astrocat.errors import AstrocatError
 
 HATS_UNPLACED = "_astrocat_unplaced.parquet"  # see catalog.layouts.hats
+HATS_COLLECTION = "collection.properties"  # a HATS collection: catalog + margin cache
 
 
 def provenance(schema: pa.Schema) -> dict:
@@ -65,12 +67,29 @@ def _schema(path: Path, what: str) -> pa.Schema:
         raise AstrocatError(f"{what} is not a readable Parquet catalog ({exc})") from exc
 
 
+def _hats_main(root: Path) -> Path:
+    """The main catalog of a HATS collection (``collection.properties`` names it; astrocat
+    writes one, with its margin cache), or ``root`` itself for a lone HATS catalog (what
+    earlier versions wrote). Read without the ``hats`` library (the [hats] extra)."""
+    props = root / HATS_COLLECTION
+    if not props.is_file():
+        return root
+    for line in props.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith(("#", "!")) and \
+                key.strip() == "hats_primary_table_url":
+            return root / value.strip()  # relative to the collection, or absolute
+    raise AstrocatError(f"{props} names no main catalog (hats_primary_table_url)")
+
+
 def _hats_files(root: Path) -> list[Path]:
+    """The main catalog's partitions in HEALPix order (never the margin cache's copies),
+    then the rows without sky coordinates."""
     def order(p: Path) -> tuple[int, int]:
         norder = next(x for x in p.parts if x.startswith("Norder="))
         return int(norder.split("=")[1]), int(p.stem.split("=")[1])
 
-    files = sorted((root / "dataset").rglob("Npix=*.parquet"), key=order)
+    files = sorted((_hats_main(root) / "dataset").rglob("Npix=*.parquet"), key=order)
     return [*files, *([root / HATS_UNPLACED] if (root / HATS_UNPLACED).is_file() else [])]
 
 
@@ -101,7 +120,7 @@ def open_catalog(path: str | Path) -> CatalogReader:
     if (root / LATEST).is_dir():  # a store: its latest published version
         root = (root / LATEST).resolve()
     manifest = json.loads((root / MANIFEST).read_text()) if (root / MANIFEST).is_file() else {}
-    if (root / "properties").is_file() or (root / "hats.properties").is_file():
+    if any((root / f).is_file() for f in ("properties", "hats.properties", HATS_COLLECTION)):
         files = _hats_files(root)
         layout = "hats"
     else:

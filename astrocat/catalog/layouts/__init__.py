@@ -3,8 +3,9 @@
 * ``file``: one Parquet file, row groups of at least 128k rows (the default).
 * ``dataset``: a directory of Parquet files (compacted parts) with ``_metadata`` and
   ``_common_metadata``; publishing costs O(files), never a copy of every row.
-* ``hats``: a HATS catalog (HEALPix-partitioned Parquet) that LSDB opens; rows without
-  sky coordinates in a sibling table inside it.
+* ``hats``: a HATS collection that LSDB opens: the catalog (HEALPix-partitioned Parquet)
+  and its margin cache, for crossmatches across partition borders; rows without sky
+  coordinates in a sibling table inside it.
 
 Each module has ``publish(pub, dest, ctx) -> dict`` (statistics of what it wrote). The
 parts, the columns and the provenance they publish are one :class:`Publication`.
