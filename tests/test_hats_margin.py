@@ -335,3 +335,22 @@ def test_a_catalog_far_from_any_border_has_an_empty_valid_margin(tmp_path):
     assert is_valid_catalog(str(dest), strict=True)
     assert len(lsdb.open_catalog(dest).compute(progress_bar=False)) == 2
     assert math.isclose(published["margin_arcsec"], RADIUS)
+
+
+def test_a_lone_hats_catalog_of_earlier_versions_still_reads(tmp_path):
+    """Before the margin cache, ``--layout hats`` wrote a lone catalog at OUT (no
+    collection): astrocat's reader and LSDB still open it, with the same rows."""
+    import pandas as pd
+
+    from astrocat.catalog.reader import open_catalog
+
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"object_id": [f"o{i}" for i in range(50)],
+                       "ra": rng.uniform(0, 360, 50), "dec": rng.uniform(-80, 80, 50)})
+    lsdb.from_dataframe(df, ra_column="ra", dec_column="dec", catalog_name="astrocat") \
+        .write_catalog(tmp_path / "old", catalog_name="astrocat", as_collection=False)
+    assert not (tmp_path / "old" / "collection.properties").exists()
+    reader = open_catalog(tmp_path / "old")
+    assert reader.layout == "hats"
+    ids = [i for b in reader.batches(["object_id"]) for i in b.column(0).to_pylist()]
+    assert sorted(ids) == sorted(df["object_id"])
