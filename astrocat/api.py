@@ -121,7 +121,8 @@ class RunResult(RunSummary):
 def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
           model: str | Path | Sequence[str | Path] | None = None, layout: str = "file",
           positions: str | Path | None = None, positions_id: str | None = None,
-          engine: str = "auto", precision: str = "fp32", scheduler: str | None = None,
+          engine: str = "auto", decode: str = "auto", precision: str = "fp32",
+          scheduler: str | None = None,
           workers: int | None = None, partition_size: int = 256,
           batch_size: int | None = None, memory_budget: int | str | None = None,
           exclude: Sequence[str] = (), hdu: str | int | tuple | None = None,
@@ -133,7 +134,8 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
 
     Every input becomes exactly one row (predictions, or status "error" with what to fix).
     Running it again reuses finished parts. The keywords are ``astrocat infer``'s options
-    (``memory_budget`` takes bytes or "4GB"; ``hdu`` "SCI,1" or an index); ``progress``
+    (``memory_budget`` takes bytes or "4GB"; ``hdu`` "SCI,1" or an index; ``decode``
+    "auto", "cpu" or "gpu": where the torch engine's JPEGs are decoded); ``progress``
     shows a bar in a terminal or a notebook. Raises :class:`AstrocatError` when it cannot
     run; inputs it cannot use are error rows, counted in ``n_errors``.
     """
@@ -145,7 +147,8 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
     opts = InferOptions(
         input=inputs, out=Path(out), layout=layout,
         positions=None if positions is None else str(positions), positions_id=positions_id,
-        models=models, engine=engine, precision=precision, scheduler=scheduler,
+        models=models, engine=engine, decode=decode, precision=precision,
+        scheduler=scheduler,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         memory_budget=_size(memory_budget), exclude=tuple(exclude), quiet=not progress,
         hdu=_hdu(hdu, "hdu"), plane=plane, mask_hdu=_hdu(mask_hdu, "mask_hdu"),

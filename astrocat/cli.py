@@ -24,6 +24,13 @@ Exit codes:
 """
 
 
+#: ``--engine`` (engines.base.ENGINES, spelled out: the CLI imports no engine module).
+ENGINE_CHOICES = ["auto", "onnxruntime", "tensorflow", "tensorrt", "torch"]
+ENGINE_HELP = ("auto: TensorRT on an NVIDIA GPU, else ONNX Runtime (TensorFlow for "
+               "Keras-only models); torch: PyTorch via onnx2torch, on a CUDA GPU where there "
+               "is one, else the CPU (needs pip install 'astrocat[torch]').")
+
+
 def _friendly(fn):
     """Show errors as one line a person can act on; no traceback (ASTROCAT_DEBUG=1 shows it)."""
 
@@ -86,8 +93,16 @@ def main() -> None:
                    "objid, source_id or id].")
 @click.option("--model", "-m", default=None, metavar="NAME|PATH",
               help="Bundled model name or a model card path; takes every input it can eat.")
-@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
-              default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+              help=ENGINE_HELP)
+@click.option("--decode", type=click.Choice(["auto", "cpu", "gpu"]), default="auto",
+              show_default=True,
+              help="Where JPEGs are decoded. auto: on the GPU (nvJPEG, straight into the "
+                   "engine's memory) when --engine torch runs on a CUDA GPU; cpu: always on "
+                   "the CPU; gpu: on the GPU or not at all (an error before any input is "
+                   "read). PNG, FITS and spectra are always read on the CPU. "
+                   "ASTROCAT_TORCH_DEVICE=cpu keeps the torch engine on the CPU, where "
+                   "--decode gpu then runs the same path (for testing).")
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="fp32",
               show_default=True,
               help="int8: each model's bundled INT8 variant that passed its science gates "
@@ -126,9 +141,9 @@ def main() -> None:
                    "Costs N times the network, not the decoding.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
-def infer(input_, out, layout, positions, positions_id, model, engine, precision, scheduler,
-          workers, partition_size, batch_size, memory_budget, exclude, hdu, plane, mask_hdu,
-          mask_bits, tta, quiet) -> None:
+def infer(input_, out, layout, positions, positions_id, model, engine, decode, precision,
+          scheduler, workers, partition_size, batch_size, memory_budget, exclude, hdu, plane,
+          mask_hdu, mask_bits, tta, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -139,8 +154,9 @@ def infer(input_, out, layout, positions, positions_id, model, engine, precision
 
     result = api.infer(
         input_, out, model=model, layout=layout, positions=positions,
-        positions_id=positions_id, engine=engine, precision=precision, scheduler=scheduler,
-        workers=workers, partition_size=partition_size, batch_size=batch_size,
+        positions_id=positions_id, engine=engine, decode=decode, precision=precision,
+        scheduler=scheduler, workers=workers, partition_size=partition_size,
+        batch_size=batch_size,
         memory_budget=_bytes(memory_budget), exclude=exclude, hdu=_hdu(hdu, "--hdu"),
         plane=_plane(plane), mask_hdu=_hdu(mask_hdu, "--mask-hdu"), mask_bits=mask_bits,
         tta=tta, progress=not quiet, command=_command())
@@ -547,8 +563,8 @@ def models_reference(model, data, limit, seed) -> None:
 @click.argument("model")
 @click.option("--input", "-i", "input_", default=None, metavar="DIR|FILE|GLOB|@LIST",
               help="Run the batch on your own inputs [default: a synthetic batch].")
-@click.option("--engine", type=click.Choice(["auto", "onnxruntime", "tensorflow", "tensorrt"]),
-              default="auto", show_default=True)
+@click.option("--engine", type=click.Choice(ENGINE_CHOICES), default="auto", show_default=True,
+              help=ENGINE_HELP)
 @_friendly
 def models_check(model, input_, engine) -> None:
     """Validate a card (strict fields, sha256, against its ONNX graph) and run one batch,

@@ -272,3 +272,45 @@ def test_plain_gpu_workers_each_see_only_their_gpu():
     with cl.gpu_spec_cluster(gpu_devices(FAKE_SMI[:60]), 1) as c, Client(c) as client:
         seen = client.run(lambda: os.environ.get("CUDA_VISIBLE_DEVICES"))
     assert sorted(seen.values()) == ["0", "1"]
+
+
+def test_gpu_decoded_batches_fail_only_the_jpegs_the_decoder_refuses(tmp_path, monkeypatch):
+    """JPEG bytes batched for the engine thread (``Feed.gpu_decode``): the items the
+    decoder refused (``feed.Decoded.errors``) are error rows, every other item is a
+    result, and a batch that decoded nothing costs only its own items (no torch here: a
+    stand-in engine gives what ``feed._columns`` gives)."""
+    import concurrent.futures as cf
+
+    from astrocat.pipeline import worker
+    from astrocat.pipeline.rows import Rows
+
+    card = bundled()["gz2-cnn"]
+    job = _job(tmp_path, "p", batch_size=4)
+
+    class Engine:
+        def submit(self, x):
+            assert isinstance(x, feed.Jpegs)
+            ok = np.array([k for k, d in enumerate(x.datas) if d != b"bad"], np.int64)
+            errors = {k: "JPEG data is truncated or corrupt (Image is incomplete or truncated)"
+                      for k, d in enumerate(x.datas) if d == b"bad"}
+            cols = {o.name: np.full(len(ok), 0.5, np.float32) for o in card.outputs}
+            fut: cf.Future = cf.Future()
+            fut.set_result(feed.Decoded(cols if len(ok) else {}, ok, errors))
+            return fut
+
+    monkeypatch.setattr(feed, "engine", lambda *a: Engine())
+    rows = Rows(job.cards, job.output_order)
+    batches = worker._Batches(card, job, rows)  # noqa: SLF001
+    bad = {1, 4, 5, 6, 7}  # the second batch (4-7) decodes nothing
+    for k in range(10):
+        i = rows.add(object_id=str(k), source=f"{k}.jpg", hdu=-1, kind="rgb_image",
+                     model=card.name)
+        batches.add_jpeg(i, b"bad" if k in bad else b"jpeg")
+    batches.finish()
+    t = rows.table()
+    status, error = t["status"].to_pylist(), t["error"].to_pylist()
+    assert [k for k, s in enumerate(status) if s == "error"] == sorted(bad)
+    assert all(error[k].startswith("JPEG data is truncated") for k in bad)
+    values = t["gz_smooth"].to_numpy()
+    assert all(values[k] == 0.5 for k in range(10) if k not in bad)
+    assert np.isnan(values[sorted(bad)]).all()

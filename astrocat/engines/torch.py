@@ -9,6 +9,8 @@ is switched off, since astrocat's precision is FP32 unless the card says INT8. I
 
 ``run`` also takes a ``torch.Tensor`` already on the device (a batch decoded and prepared
 there by ``astrocat.sources.gpu_decode``), so such a batch never goes through the host.
+``ASTROCAT_TORCH_DEVICE=cpu`` keeps the engine on the CPU where CUDA is (see
+:func:`pick_device`); with it, ``--decode gpu`` runs the GPU-decoding path on the CPU.
 
 Imported only when ``--engine torch`` is asked for: nothing else in astrocat imports
 torch. Needs ``pip install 'astrocat[torch]'``. UNVERIFIED ON A GPU: where astrocat is
@@ -82,11 +84,36 @@ def fp32_only(torch) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
+#: Environment variable: ``cpu`` keeps the torch engine on the CPU even where CUDA is
+#: (tests, and running the GPU-decoding path, ``--decode gpu``, on a CPU); ``cuda`` (or
+#: unset) uses ``cuda:{device}`` where CUDA sees it, else the CPU.
+DEVICE_ENV = "ASTROCAT_TORCH_DEVICE"
+
+
+def device_override() -> str | None:
+    """``cpu`` or ``cuda`` as ``ASTROCAT_TORCH_DEVICE`` asks (None when unset); an
+    AstrocatError for anything else. Reads the environment only: imports nothing."""
+    import os
+
+    value = os.environ.get(DEVICE_ENV, "").strip().lower()
+    if value in ("", "cpu", "cuda"):
+        return value or None
+    raise AstrocatError(f"{DEVICE_ENV}={os.environ[DEVICE_ENV]!r}: give cpu or cuda")
+
+
 def pick_device(torch, device: int = 0):
-    """``cuda:{device}`` when CUDA sees that device, else the CPU."""
-    if torch.cuda.is_available() and 0 <= device < torch.cuda.device_count():
+    """``cuda:{device}`` when CUDA sees that device, else the CPU; always the CPU when
+    ``ASTROCAT_TORCH_DEVICE=cpu``."""
+    if (device_override() != "cpu" and torch.cuda.is_available()
+            and 0 <= device < torch.cuda.device_count()):
         return torch.device(f"cuda:{device}")
     return torch.device("cpu")
+
+
+def device_type(device: int = 0) -> str:
+    """``cuda`` or ``cpu``: where the torch engine would run (imports torch)."""
+    torch, _ = import_torch()
+    return pick_device(torch, device).type
 
 
 class TorchEngine:

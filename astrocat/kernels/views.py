@@ -33,8 +33,14 @@ def spatial_axes(ndim: int, layout: str) -> tuple[int, int]:
 
 
 def make_views(x: np.ndarray, views: tuple[tuple[int, bool], ...], layout: str) -> np.ndarray:
-    """The batch under each view, stacked view-major: (len(views) * n, ...)."""
+    """The batch under each view, stacked view-major: (len(views) * n, ...). A torch
+    tensor (a batch prepared on the GPU) stays a tensor on its device."""
     ax = spatial_axes(x.ndim, layout)
+    if not isinstance(x, np.ndarray):  # a torch.Tensor on its device (GPU-decoded batch)
+        import torch  # already imported: x is one of its tensors
+
+        return torch.cat([(x.flip(ax[1]) if mirror else x).rot90(quarter_turns, ax)
+                          for quarter_turns, mirror in views]).contiguous()
     out = []
     for quarter_turns, mirror in views:
         v = np.flip(x, axis=ax[1]) if mirror else x

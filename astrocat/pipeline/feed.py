@@ -10,6 +10,13 @@ batches keep every core busy whenever the decoders leave it idle, with none of t
 stragglers of one engine's intra-op threads waiting on a core a decoder holds. On a GPU
 there is one engine per device. Prefetch is bounded, so memory stays flat however long
 the partition. Engines and the pool are per worker process, loaded once, never pickled.
+
+GPU decoding (``--decode``, :func:`gpu_decoded`): for the models named in
+``Feed.gpu_decode`` (torch engine on a CUDA device, JPEG inputs) the decoder threads only
+read each JPEG's bytes; the engine thread decodes and prepares the batch on the engine's
+own device (``sources.gpu_decode``: nvJPEG) and runs it there, so its pixels never visit
+the host. A JPEG the decoder refuses becomes that item's error (:class:`Decoded`); PNG,
+FITS and spectra, and JPEGs the GPU does not take (CMYK), are decoded on the CPU as ever.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from __future__ import annotations
 import concurrent.futures as cf
 import queue
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from astrocat.engines.base import Engine, open_engine
+from astrocat.errors import AstrocatError
+from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline.trust import BatchColumns
 
@@ -51,6 +61,7 @@ class Feed:
     batch_size: int | None = None  # --batch-size: overrides the memory-aware choice
     device: int = 0  # GPU index as this worker sees it (CUDA_VISIBLE_DEVICES applied)
     device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
+    gpu_decode: tuple[str, ...] = ()  # models whose JPEGs the engine thread decodes
 
     def resolved(self) -> Feed:
         """Zero decoders or engines (a worker of an external cluster, which the driver
@@ -118,6 +129,91 @@ def choose_batch(card: ModelCard, budget: int, requested: int | None = None,
     return int(max(1, batch))
 
 
+#: ``--decode``: auto (on the GPU where the torch engine runs on CUDA), cpu, gpu (required).
+DECODES = ("auto", "cpu", "gpu")
+
+
+def gpu_decoded(decode: str, cards: Mapping[str, ModelCard], engines: Mapping[str, str]
+                ) -> tuple[str, ...]:
+    """The models whose JPEGs are decoded on the torch engine's device (``--decode``),
+    decided by the driver before any input is read.
+
+    ``auto``: the image models on the torch engine, where PyTorch runs on CUDA and
+    ``sources.gpu_decode`` reproduces the card's preprocessing. ``cpu``: none. ``gpu``:
+    the same, required: an AstrocatError says what to change where the engine is not
+    torch on CUDA, or an image model's preprocessing is not reproduced there. With
+    ``ASTROCAT_TORCH_DEVICE=cpu`` (the torch engine kept on the CPU) ``gpu`` is accepted
+    and runs the same path on the CPU (tests); ``auto`` then decodes on the CPU as ever.
+    Imports torch only where the torch engine is asked for (and CUDA may be there)."""
+    if decode not in DECODES:
+        raise AstrocatError(f"unknown --decode '{decode}' (choose from {', '.join(DECODES)})")
+    if decode == "cpu":
+        return ()
+    torch_images = [c for n, c in cards.items()
+                    if c.input.kind == Kind.RGB_IMAGE and engines.get(n) == "torch"]
+    if not torch_images:
+        if decode == "gpu":
+            used = ", ".join(sorted(set(engines.values()))) or "none"
+            raise AstrocatError(
+                f"--decode gpu decodes JPEGs with nvJPEG for the torch engine, and this run's "
+                f"image models run on {used}: add --engine torch (pip install "
+                "'astrocat[torch]'), or use --decode auto")
+        return ()
+    import shutil
+
+    from astrocat.engines.torch import DEVICE_ENV, device_override, device_type
+
+    forced_cpu = device_override() == "cpu"
+    if forced_cpu or shutil.which("nvidia-smi") is None or device_type() != "cuda":
+        if decode == "gpu" and not forced_cpu:
+            raise AstrocatError(
+                "--decode gpu needs the torch engine on a CUDA GPU, and PyTorch sees none "
+                "(torch.cuda.is_available() is False); use --decode auto or cpu (or set "
+                f"{DEVICE_ENV}=cpu to run the GPU decoding path on the CPU, for testing)")
+        if decode == "auto":
+            return ()
+    from astrocat.sources.gpu_decode import unsupported
+
+    names = []
+    for card in torch_images:
+        why = unsupported(card.input)
+        if why is None:
+            names.append(card.name)
+        elif decode == "gpu":
+            raise AstrocatError(f"--decode gpu cannot decode model '{card.name}''s inputs on "
+                                f"the GPU: {why}; use --decode auto or cpu")
+    return tuple(names)
+
+
+@dataclass(frozen=True)
+class Jpegs:
+    """A batch of JPEG bytes for an engine thread to decode and prepare on its engine's
+    device (``sources.gpu_decode``) and run there."""
+
+    datas: tuple[bytes, ...]
+
+
+@dataclass
+class Decoded:
+    """A :class:`Jpegs` batch's result: the catalog columns of the JPEGs that decoded (at
+    positions ``ok`` of the batch), and the decoder's words for each of the others."""
+
+    columns: dict[str, np.ndarray]
+    ok: np.ndarray
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+def _columns(columns: BatchColumns, model: Engine, x) -> dict[str, np.ndarray] | Decoded:
+    """A batch's columns; a :class:`Jpegs` batch decoded on the engine's device first."""
+    if not isinstance(x, Jpegs):
+        return columns(model, x)
+    from astrocat.sources import gpu_decode
+
+    batch, ok, errors = gpu_decode.decode_and_prepare_each(x.datas, columns.card.input,
+                                                           model.device)
+    return Decoded(columns(model, batch) if ok else {}, np.asarray(ok, np.int64), errors)
+
+
 #: Queued to an engine thread to end it.
 _CLOSED = cf.Future()
 
@@ -125,7 +221,8 @@ _CLOSED = cf.Future()
 class Engines:
     """``n`` instances of one model's engine, each opened and used only in its own thread,
     taking batches from one queue; ``submit`` queues a prepared batch, whose future gives
-    the batch's catalog columns (``trust.BatchColumns``)."""
+    the batch's catalog columns (``trust.BatchColumns``), or a :class:`Jpegs` batch, whose
+    future gives a :class:`Decoded`."""
 
     def __init__(self, card: ModelCard, engine: str, n: int, intra_op: int,
                  device: int) -> None:
@@ -150,7 +247,7 @@ class Engines:
                 return
             if fut.set_running_or_notify_cancel():
                 try:
-                    fut.set_result(columns(model, x))
+                    fut.set_result(_columns(columns, model, x))
                 except BaseException as exc:  # noqa: BLE001 - the batch's own failure
                     fut.set_exception(exc)
 
@@ -159,7 +256,7 @@ class Engines:
         """An instance could not be opened (the next use tries again)."""
         return any(r.done() and r.exception() is not None for r in self._ready)
 
-    def submit(self, x: np.ndarray) -> cf.Future:
+    def submit(self, x: np.ndarray | Jpegs) -> cf.Future:
         for ready in self._ready:
             ready.result()  # raises if an instance could not be opened
         fut: cf.Future = cf.Future()

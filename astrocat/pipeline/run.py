@@ -33,6 +33,7 @@ from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
 from astrocat.pipeline import libwarnings
 from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
+from astrocat.pipeline.feed import gpu_decoded
 from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
 from astrocat.pipeline.plan import (
     FAMILY_KINDS,
@@ -72,6 +73,7 @@ class InferOptions:
     positions_id: str | None = None  # its ID column [default: found by name]
     layout_options: dict = field(default_factory=dict)  # sizes and thresholds (tests)
     engine: str = "auto"
+    decode: str = "auto"  # --decode: auto | cpu | gpu (JPEGs on the torch engine's GPU)
     precision: str = "fp32"  # fp32 | int8 (the bundled INT8 variants that passed their gates)
     scheduler: str | None = None
     cluster: ClusterSpec | None = None  # a job's [cluster] table
@@ -247,7 +249,11 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}")
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
+    gpu_decode = gpu_decoded(opts.decode, cards, engines)  # --decode gpu fails here, or never
     keys = {name: result_key(card, engines[name]) for name, card in cards.items()}
+    # JPEGs decoded on the GPU give slightly other pixels (sources.gpu_decode): other parts
+    keys = {name: f"{key}+gpu-decode" if name in gpu_decode else key
+            for name, key in keys.items()}
     if placer is not None:  # positions change ra/dec: part of every result's identity
         keys = {name: f"{key}+{placer.sha}" for name, key in keys.items()}
     store.root.mkdir(parents=True, exist_ok=True)
@@ -282,8 +288,10 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             if todo:
                 info = cluster.info
                 job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
-                          feed=feed_for(info, opts.batch_size, opts.memory_budget,
-                                        gpu_devices() if info.gpus else None),
+                          feed=dataclasses.replace(
+                              feed_for(info, opts.batch_size, opts.memory_budget,
+                                       gpu_devices() if info.gpus else None),
+                              gpu_decode=gpu_decode),
                           output_order=order, positions=placer,
                           routing={k: c.name for k, c in routing.items()}, root=str(root))
                 for p, result in cluster.completed(run_partition, todo, job,
@@ -305,6 +313,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "input_root": str(root),
             "host": socket.gethostname(),
             "engine_requested": opts.engine,
+            **({"gpu_decode": list(gpu_decode)} if gpu_decode else {}),
             "execution": cluster.description,
             "layout": opts.layout,
             "models": {

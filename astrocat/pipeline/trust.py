@@ -52,6 +52,8 @@ class BatchColumns:
                         out[f"{o.name}_lo"] = bounds[0][:, j]
                         out[f"{o.name}_hi"] = bounds[1][:, j]
         if self.reference is not None and heads.features is not None:
+            if not isinstance(x, np.ndarray):  # a batch prepared on the torch engine's
+                x = x.cpu().numpy()  # device: the statistics are the host's (numpy)
             stats = ood.input_statistics(x, card.input.layout)
             dist = self.reference.distance(stats, heads.features[:n])
             out["ood_distance"] = dist

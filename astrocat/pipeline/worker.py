@@ -36,7 +36,7 @@ from astrocat.pipeline.feed import Feed
 from astrocat.pipeline.libwarnings import Recorder
 from astrocat.pipeline.plan import FileRef, Partition, Slice, fits_product, route
 from astrocat.pipeline.rows import Rows
-from astrocat.sources import positions, readers
+from astrocat.sources import images, positions, readers
 from astrocat.sources._fits import Product
 from astrocat.sources.common import library_message
 from astrocat.sources.describe import describe
@@ -116,6 +116,7 @@ class Loaded:
     model: str | None
     problem: str | None = None
     data: np.ndarray | None = None
+    jpeg: bytes | None = None  # for the engine thread to decode (Feed.gpu_decode)
     ra: float = np.nan
     dec: float = np.nan
     error: BaseException | None = None
@@ -151,7 +152,10 @@ def _load_one(s: Slice, job: Job) -> Loaded:
     got = Loaded(s, unit, model, problem)
     if model is not None and unit.kind != Kind.SPECTRUM:
         try:
-            got.data, got.ra, got.dec = _read_item(unit, job.cards[model])
+            if unit.fmt == "jpeg" and model in job.feed.gpu_decode:  # bytes only: see feed
+                got.jpeg = images.gpu_jpeg(unit.path)
+            if got.jpeg is None:
+                got.data, got.ra, got.dec = _read_item(unit, job.cards[model])
         except Exception as exc:  # noqa: BLE001 - the input's own error row
             got.error = exc
     return got
@@ -188,22 +192,34 @@ def _loaded(part: Partition, job: Job, window: int, recorder: Recorder) -> Itera
 
 
 class _Batches:
-    """Items waiting for one model's engine, and its batches in flight (bounded)."""
+    """Items waiting for one model's engine, and its batches in flight (bounded); JPEGs
+    the engine thread decodes (``Feed.gpu_decode``) are batched apart from the others."""
 
     def __init__(self, card: ModelCard, job: Job, rows: Rows) -> None:
         self.card, self.rows = card, rows
         self.size = job.batch(card)
         self.engine = feeding.engine(card, job.engines[card.name], job.feed)
         self.items: list[tuple[int, np.ndarray]] = []
+        self.jpegs: list[tuple[int, bytes]] = []
         self.flying: deque = deque()
 
     def add(self, index: int, data: np.ndarray) -> None:
         self.items.append((index, data))
         if len(self.items) >= self.size:
-            self.dispatch()
+            self.dispatch(jpegs=False)
 
-    def dispatch(self) -> None:
-        if self.items:
+    def add_jpeg(self, index: int, data: bytes) -> None:
+        self.jpegs.append((index, data))
+        if len(self.jpegs) >= self.size:
+            self.dispatch(items=False)
+
+    def dispatch(self, items: bool = True, jpegs: bool = True) -> None:
+        if jpegs and self.jpegs:
+            index = np.array([i for i, _ in self.jpegs])
+            batch = feeding.Jpegs(tuple(d for _, d in self.jpegs))
+            self.jpegs = []
+            self.flying.append((index, self.engine.submit(batch)))
+        if items and self.items:
             index = np.array([i for i, _ in self.items])
             x = prepare(np.stack([a for _, a in self.items]), self.card.input)
             self.items = []
@@ -216,7 +232,13 @@ class _Batches:
 
     def collect(self) -> None:
         index, fut = self.flying.popleft()
-        self.rows.results(index, fut.result())
+        got = fut.result()
+        if isinstance(got, feeding.Decoded):
+            for k, message in got.errors.items():
+                self.rows.fail(int(index[k]), message)
+            index, got = index[got.ok], got.columns
+        if len(index):
+            self.rows.results(index, got)
 
     def finish(self) -> None:
         self.dispatch()
@@ -270,7 +292,10 @@ def _run_partition(part: Partition, job: Job, recorder: Recorder) -> dict:
                 rows.fail(i, _message(got.error, u), _transient(got.error))
             else:
                 rows.base["ra"][i], rows.base["dec"][i] = got.ra, got.dec
-                feed_to(job.cards[got.model]).add(i, got.data)
+                if got.jpeg is not None:
+                    feed_to(job.cards[got.model]).add_jpeg(i, got.jpeg)
+                else:
+                    feed_to(job.cards[got.model]).add(i, got.data)
     for b in batches.values():
         b.finish()
     placed = _place(rows, job.positions) if job.positions is not None else None

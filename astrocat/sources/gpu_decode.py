@@ -34,12 +34,14 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Sequence
 
 import numpy as np
 
 from astrocat.models.card import InputSpec
 from astrocat.sources import images
+from astrocat.sources.common import library_message
 
 #: Pillow's resampling arithmetic (libImaging/Resample.c): coefficients in fixed point.
 PRECISION_BITS = 32 - 8 - 2
@@ -244,3 +246,48 @@ def decode_and_prepare(datas: Sequence[bytes], spec: InputSpec, device="cuda",
                        draft: str = "pool"):
     """JPEG bytes -> network input (n, *spec.shape) float32 on ``device``."""
     return prepare_images(decode(datas, device), spec, draft)
+
+
+def decode_and_prepare_each(datas: Sequence[bytes], spec: InputSpec, device="cuda",
+                            draft: str = "pool") -> tuple[object, list[int], dict[int, str]]:
+    """:func:`decode_and_prepare`, where a JPEG the decoder refuses costs only itself: the
+    batch in one call, and if that fails each JPEG alone, to find the bad ones. Returns
+    the network input of those that decoded (None where none did), their positions in
+    ``datas``, and for each of the others the decoder's words. A failure that is not the
+    decoding's (the preparation, the device) is raised."""
+    try:
+        return decode_and_prepare(datas, spec, device, draft), list(range(len(datas))), {}
+    except Exception:  # noqa: BLE001 - found below, one JPEG at a time
+        pass
+    decoded, ok, errors = [], [], {}
+    for k, data in enumerate(datas):
+        try:
+            decoded.extend(decode([data], device))
+        except Exception as exc:  # noqa: BLE001 - nvJPEG and libjpeg raise RuntimeError
+            errors[k] = f"JPEG data is truncated or corrupt ({_decoder_words(exc)})"
+        else:
+            ok.append(k)
+    return (prepare_images(decoded, spec, draft) if decoded else None), ok, errors
+
+
+def _decoder_words(exc: BaseException) -> str:
+    """The decoder's message without torchvision's source location ("decode_jpeg,
+    .../decode_jpeg.cpp:171, Image is incomplete or truncated" -> the last part)."""
+    return re.sub(r"^\w+, \S+:\d+, ", "", library_message(exc))
+
+
+def unsupported(spec: InputSpec) -> str | None:
+    """Why a card's image preprocessing is not reproduced here (None: it is). Imports
+    nothing: the driver asks before any worker opens torch."""
+    from astrocat.kinds import Kind
+
+    if spec.kind != Kind.RGB_IMAGE:
+        return f"its inputs are {spec.kind.value}, not JPEG images"
+    if spec.channels != 3:
+        return f"it takes {spec.channels} channel(s), GPU decoding makes RGB"
+    if spec.preprocessing not in ("scale_255", "scale_255_standardize", "standardize"):
+        return f"its preprocessing {spec.preprocessing!r} is not done on the GPU"
+    filters = PIL_FILTERS if spec.antialias else images._KERNELS  # noqa: SLF001
+    if spec.resize_filter not in filters:
+        return f"its resize_filter {spec.resize_filter!r} is not reproduced on the GPU"
+    return None

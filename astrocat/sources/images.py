@@ -78,6 +78,25 @@ def read_bytes(path: str | Path) -> bytes:
         return f.read()
 
 
+def gpu_jpeg(path: str | Path) -> bytes | None:
+    """A JPEG's bytes for decoding on the torch engine's device (``sources.gpu_decode``,
+    ``--decode gpu``): read on a decoder thread, never decoded here. None where the CPU
+    path must take the file: not a JPEG, a header libjpeg-turbo cannot parse (Pillow
+    words the problem), CMYK, more pixels than Pillow's decompression-bomb limit, or
+    simplejpeg missing (the header then goes unchecked)."""
+    with about(path):
+        data = read_bytes(path)
+    if simplejpeg is None or not data.startswith(b"\xff\xd8\xff"):
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= Image.MAX_IMAGE_PIXELS:
+        return None
+    return data
+
+
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
     """A JPEG's (width, height) from libjpeg-turbo's header parse of ``data`` (the whole
     file, or its first bytes where they hold the header), which holds no GIL; None where
