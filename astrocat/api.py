@@ -120,6 +120,7 @@ class RunResult(RunSummary):
 
 def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
           model: str | Path | Sequence[str | Path] | None = None, layout: str = "file",
+          hats_margin_arcsec: float = 10.0,
           positions: str | Path | None = None, positions_id: str | None = None,
           engine: str = "auto", decode: str = "auto", precision: str = "fp32",
           scheduler: str | None = None,
@@ -135,7 +136,8 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
     Every input becomes exactly one row (predictions, or status "error" with what to fix).
     Running it again reuses finished parts. The keywords are ``astrocat infer``'s options
     (``memory_budget`` takes bytes or "4GB"; ``hdu`` "SCI,1" or an index; ``decode``
-    "auto", "cpu" or "gpu": where the torch engine's JPEGs are decoded); ``progress``
+    "auto", "cpu" or "gpu": where the torch engine's JPEGs are decoded;
+    ``hats_margin_arcsec`` the HATS margin cache's radius, 0 for none); ``progress``
     shows a bar in a terminal or a notebook. Raises :class:`AstrocatError` when it cannot
     run; inputs it cannot use are error rows, counted in ``n_errors``.
     """
@@ -146,6 +148,7 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
     inputs = str(input) if isinstance(input, str | Path) else tuple(map(str, input))
     opts = InferOptions(
         input=inputs, out=Path(out), layout=layout,
+        layout_options={"hats_margin_arcsec": hats_margin_arcsec},
         positions=None if positions is None else str(positions), positions_id=positions_id,
         models=models, engine=engine, decode=decode, precision=precision,
         scheduler=scheduler,

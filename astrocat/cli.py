@@ -85,6 +85,10 @@ def main() -> None:
               help="file: one Parquet file; dataset: a directory of Parquet files with "
                    "_metadata (DuckDB, pyarrow.dataset, polars); hats: a HATS catalog that "
                    "lsdb.open_catalog opens (needs the [hats] extra).")
+@click.option("--hats-margin", type=float, default=10.0, show_default=True,
+              metavar="ARCSEC",
+              help="--layout hats: the margin cache's radius (1-60 arcsec; 0 for none). "
+                   "LSDB crossmatches with this catalog are complete up to this radius.")
 @click.option("--positions", default=None, type=click.Path(dir_okay=False), metavar="TABLE",
               help="CSV, Parquet or FITS table of object IDs and ra/dec in degrees: places "
                    "inputs that carry no coordinates (e.g. Galaxy Zoo JPEGs by GalaxyID).")
@@ -141,9 +145,9 @@ def main() -> None:
                    "Costs N times the network, not the decoding.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
-def infer(input_, out, layout, positions, positions_id, model, engine, decode, precision,
-          scheduler, workers, partition_size, batch_size, memory_budget, exclude, hdu, plane,
-          mask_hdu, mask_bits, tta, quiet) -> None:
+def infer(input_, out, layout, hats_margin, positions, positions_id, model, engine, decode,
+          precision, scheduler, workers, partition_size, batch_size, memory_budget, exclude,
+          hdu, plane, mask_hdu, mask_bits, tta, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -153,7 +157,8 @@ def infer(input_, out, layout, positions, positions_id, model, engine, decode, p
     from astrocat import api
 
     result = api.infer(
-        input_, out, model=model, layout=layout, positions=positions,
+        input_, out, model=model, layout=layout, hats_margin_arcsec=hats_margin,
+        positions=positions,
         positions_id=positions_id, engine=engine, decode=decode, precision=precision,
         scheduler=scheduler, workers=workers, partition_size=partition_size,
         batch_size=batch_size,

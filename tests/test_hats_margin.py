@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -354,3 +355,22 @@ def test_a_lone_hats_catalog_of_earlier_versions_still_reads(tmp_path):
     assert reader.layout == "hats"
     ids = [i for b in reader.batches(["object_id"]) for i in b.column(0).to_pylist()]
     assert sorted(ids) == sorted(df["object_id"])
+
+
+def test_hats_margin_option_from_the_cli(tmp_path):
+    """``--hats-margin`` sets the radius; a bad one fails before any input is read."""
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+
+    sample = str(Path(__file__).resolve().parents[1] / "examples" / "sample" / "lenses")
+    bad = CliRunner().invoke(main, ["infer", "--input", sample, "--out", str(tmp_path / "b"),
+                                    "--layout", "hats", "--hats-margin", "100"])
+    assert bad.exit_code == 2 and "--hats-margin" in bad.output
+    assert not (tmp_path / "b.parts").exists()
+    ok = CliRunner().invoke(main, ["infer", "--input", sample, "--out", str(tmp_path / "c"),
+                                   "--layout", "hats", "--hats-margin", "5", "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "c" / "astrocat_5arcs" / "hats.properties").is_file()
+    assert lsdb.open_catalog(tmp_path / "c").margin.hc_structure.catalog_info \
+        .margin_threshold == 5

@@ -221,6 +221,8 @@ def infer(opts: InferOptions) -> RunSummary:
     if opts.partition_size < 1 or (opts.batch_size is not None and opts.batch_size < 1):
         raise AstrocatError("--partition-size and --batch-size must be at least 1")
     layout = layouts.module(opts.layout)  # an unknown layout fails first
+    if opts.layout == "hats":
+        layouts.margin_arcsec(opts.layout_options)  # a bad --hats-margin too, before any work
     out = Path(os.path.abspath(opts.out))  # never resolved: it may be our own link
     store = Store(out if opts.store else parts_dir_for(out))
     if not opts.store:

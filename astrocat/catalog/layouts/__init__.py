@@ -14,6 +14,7 @@ parts, the columns and the provenance they publish are one :class:`Publication`.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,26 @@ from astrocat.catalog.schema import Column, astropy_metadata, to_field
 from astrocat.catalog.store import Store
 from astrocat.catalog.votable import voparquet_metadata
 from astrocat.catalog.writer import conform, final_columns, part_stats
+from astrocat.errors import AstrocatError
+
+#: The HATS margin cache's radius by default, in arcsec (why: ``layouts.hats``).
+MARGIN_ARCSEC = 10.0
+#: The largest margin: its HEALPix order (11) must stay above the deepest partitions.
+MAX_MARGIN_ARCSEC = 60.0
+
+
+def margin_arcsec(options: dict) -> float:
+    """The margin radius the options ask for (0: no margin), checked."""
+    value = options.get("hats_margin_arcsec", MARGIN_ARCSEC)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (value == 0 or 1 <= value <= MAX_MARGIN_ARCSEC):
+        raise AstrocatError(f"HATS margin of {options.get('hats_margin_arcsec')!r} arcsec "
+                            "(--hats-margin, hats_margin_arcsec): give 1 to "
+                            f"{MAX_MARGIN_ARCSEC:g} arcsec, or 0 for no margin cache")
+    return value
 
 LAYOUTS = ("file", "dataset", "hats")
 #: Rows read from a part at a time (bounded memory whatever the catalog's length).

@@ -30,9 +30,11 @@ half at hats-import's deepest, order 10, which only the densest sky reaches).
 LSDB's and hats-import's own default, 5 arcsec, is the tight end of that range.
 
 **Options** (``PublishContext.options``, which ``InferOptions(layout_options=...)``
-fills; the CLI and job files do not pass any yet):
+fills; job files pass none yet):
 
-* ``hats_margin_arcsec``: the margin radius, 1 to 60 arcsec (60 keeps the margin's order,
+* ``hats_margin_arcsec`` (``astrocat infer --hats-margin``, ``astrocat.infer(...,
+  hats_margin_arcsec=)``; checked by ``layouts.margin_arcsec`` before any work): the
+  margin radius, 1 to 60 arcsec (60 keeps the margin's order,
   11, above hats-import's deepest partitions, order 10); 0 writes no margin (the
   collection holds the catalog alone, and crossmatches with this catalog on the right
   can miss pairs across partition borders).
@@ -61,7 +63,6 @@ it is imported only to publish one.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -72,33 +73,21 @@ import pyarrow.parquet as pq
 from hats_import.catalog.file_readers import InputReader
 
 from astrocat import __version__
-from astrocat.catalog.layouts import Publication, PublishContext
+from astrocat.catalog.layouts import (  # noqa: F401  (the margin's options, re-exported)
+    MARGIN_ARCSEC,
+    MAX_MARGIN_ARCSEC,
+    Publication,
+    PublishContext,
+    margin_arcsec,
+)
 from astrocat.errors import AstrocatError
 
 UNPLACED = "_astrocat_unplaced.parquet"
 #: Above this many placed rows, hats-import builds the catalog on the Dask workers.
 LSDB_MAX_ROWS = 200_000
 CATALOG_NAME = "astrocat"
-#: The margin cache's radius by default, in arcsec (see the module's docstring).
-MARGIN_ARCSEC = 10.0
-#: The largest margin: its HEALPix order (11) must stay above the deepest partitions.
-MAX_MARGIN_ARCSEC = 60.0
 #: hats-import's deepest partition order.
 HATS_IMPORT_MAX_ORDER = 10
-
-
-def margin_arcsec(options: dict) -> float:
-    """The margin radius the options ask for (0: no margin), checked."""
-    value = options.get("hats_margin_arcsec", MARGIN_ARCSEC)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not (value == 0 or 1 <= value <= MAX_MARGIN_ARCSEC):
-        raise AstrocatError(f"hats_margin_arcsec = {options.get('hats_margin_arcsec')!r}: "
-                            f"give 1 to {MAX_MARGIN_ARCSEC:g} arcsec, or 0 for no margin "
-                            "cache")
-    return value
 
 
 def margin_name(arcsec: float) -> str:
