@@ -26,7 +26,7 @@ class Column:
     type: pa.DataType
     unit: str = ""
     description: str = ""
-    ucd: str = ""  # IVOA UCD1+ (what VO tools recognise positions, ids, redshifts by)
+    ucd: str = ""  # IVOA UCD1+ (what VO tools recognise positions and ids by)
 
 
 BASE_COLUMNS: tuple[Column, ...] = (
