@@ -31,6 +31,17 @@ def _torch():
     return torch
 
 
+def _without_torch(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter, then assert it succeeded and that neither it
+    nor astrocat imported torch, torchvision or onnx2torch."""
+    code += ("bad = [m for m in ('torch', 'torchvision', 'onnx2torch') if m in sys.modules]\n"
+             "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def test_cli_and_cpu_inference_never_import_torch():
     code = (
         "import sys, numpy as np\n"
@@ -39,11 +50,8 @@ def test_cli_and_cpu_inference_never_import_torch():
         "from astrocat.models.zoo import bundled\n"
         "c = bundled()['gz2-cnn']\n"
         "open_engine(c, choose_engine('auto', c)).run(np.zeros((2, 64, 64, 3), np.float32))\n"
-        "bad = [m for m in ('torch', 'torchvision', 'onnx2torch') if m in sys.modules]\n"
-        "assert not bad, bad\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    )
+    _without_torch(code)
 
 
 def test_engine_torch_is_refused_clearly_without_pytorch(monkeypatch):
@@ -292,11 +300,8 @@ def test_decode_resolution_never_imports_torch_unasked():
         "        print(exc)\n"
         "    else:\n"
         "        raise SystemExit('no error for ' + bad)\n"
-        "bad = [m for m in ('torch', 'torchvision', 'onnx2torch') if m in sys.modules]\n"
-        "assert not bad, bad\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
+    )
+    r = _without_torch(code)
     assert "add --engine torch" in r.stdout and "unknown --decode 'nvjpeg'" in r.stdout
 
 

@@ -159,12 +159,11 @@ def gpu_decoded(decode: str, cards: Mapping[str, ModelCard], engines: Mapping[st
                 f"image models run on {used}: add --engine torch (pip install "
                 "'astrocat[torch]'), or use --decode auto")
         return ()
-    import shutil
-
+    from astrocat.engines.base import wants_gpu
     from astrocat.engines.torch import DEVICE_ENV, device_override, device_type
 
     forced_cpu = device_override() == "cpu"
-    if forced_cpu or shutil.which("nvidia-smi") is None or device_type() != "cuda":
+    if forced_cpu or not wants_gpu("torch") or device_type() != "cuda":
         if decode == "gpu" and not forced_cpu:
             raise AstrocatError(
                 "--decode gpu needs the torch engine on a CUDA GPU, and PyTorch sees none "
