@@ -163,3 +163,26 @@ def test_catalog_inside_the_input_directory_is_not_an_input(sample_dir, have_mod
         code, output = _infer("--input", str(src), "--out", str(out))
         assert code == 0, output
         assert pq.read_table(out).num_rows == len(list(src.glob("*.npy")))
+
+
+def test_own_output_sees_through_links(tmp_path):
+    """The catalog, its parts and temporaries are recognised by real path, also through a
+    linked file or a linked directory inside the input tree."""
+    from astrocat.pipeline.run import _OwnOutput
+
+    out = tmp_path / "catalog.parquet"
+    parts = tmp_path / "catalog.parquet.parts"
+    parts.mkdir()
+    out.write_bytes(b"x")
+    (parts / "part-1.parquet").write_bytes(b"x")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    (inputs / "a.jpg").write_bytes(b"x")
+    (inputs / "cat.parquet").symlink_to(out)
+    (inputs / "partsdir").symlink_to(parts, target_is_directory=True)
+    own = _OwnOutput(out, parts)
+    assert not own(str(inputs / "a.jpg"))
+    assert own(str(out)) and own(str(inputs / "cat.parquet"))
+    assert own(str(inputs / "partsdir" / "part-1.parquet"))
+    assert own(str(tmp_path / ".catalog.parquet.tmp-123"))
+    assert not own(str(parts))  # the directory itself is never listed as a file

@@ -367,9 +367,10 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
 def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]:
     """Every input as the driver knows it: listed and stat'ed, never opened."""
     refs = []
+    own_output = _OwnOutput(out, store_root)
     for p in files:
         p = Path(p)
-        if _own_output(p, out, store_root):
+        if own_output(str(p)):
             continue
         try:
             st = os.stat(p)
@@ -464,8 +465,22 @@ def _check_out(out: Path, store: Store, layout: str) -> None:
                         f"{layout} catalog; choose another --out, or remove it")
 
 
-def _own_output(path: Path, out: Path, parts_dir: Path) -> bool:
-    """The catalog, its parts and temporaries are never inputs (``--out`` inside ``--input``)."""
-    path = path.resolve()
-    return (path == out or parts_dir in path.parents
-            or path.name.startswith(f".{out.name}.tmp-"))
+class _OwnOutput:
+    """Whether a listed file is the catalog, its parts or a temporary (``--out`` inside
+    ``--input``): those are never inputs. Compares real paths, as ``Path.resolve`` gives
+    them, resolving each directory once instead of every component of every file."""
+
+    def __init__(self, out: Path, parts_dir: Path) -> None:
+        self.out, self.parts = str(out), os.path.join(str(parts_dir), "")
+        self.tmp = f".{out.name}.tmp-"
+        self.dirs: dict[str, str] = {}
+
+    def __call__(self, path: str) -> bool:
+        head, name = os.path.split(os.path.abspath(path))
+        if (real := self.dirs.get(head)) is None:
+            real = self.dirs[head] = os.path.realpath(head)
+        full = os.path.join(real, name)
+        if os.path.islink(full):
+            full = os.path.realpath(full)
+        return (full == self.out or full.startswith(self.parts)
+                or os.path.basename(full).startswith(self.tmp))
