@@ -120,7 +120,7 @@ def main() -> None:
                    "into row ranges 16x this size.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Items per engine call [default: chosen per model from the memory "
-                   "budget, at most 128].")
+                   "budget, at most 64 on a CPU].")
 @click.option("--memory-budget", default=None, metavar="SIZE",
               help="Memory each worker's batches may use, e.g. 4GB [default: half the "
                    "machine's memory, shared by its workers].")

@@ -75,6 +75,18 @@ def _model_per_item(engine, x: np.ndarray, batch: int, min_seconds: float = 1.0,
     return best / (reps * batch)
 
 
+def _fastest_model_per_item(engine, card, x: np.ndarray, min_seconds: float,
+                            batch: int | None = None) -> tuple[float, int, dict[str, float]]:
+    """The model's per-item time at its fastest batch among the one ``astrocat infer``
+    chooses here (``feed.choose_batch``) and 16, 32, 128 (or only ``batch`` if given):
+    the limit is the machine's best, whichever batch the pipeline happens to pick.
+    Returns (seconds per item, that batch, seconds per item by batch)."""
+    batches = [batch] if batch else sorted({_pipeline_batch(card), 16, 32, 128})
+    by = {str(b): _model_per_item(engine, x, b, min_seconds) for b in batches}
+    best = min(by, key=by.get)
+    return by[best], int(best), by
+
+
 def _model_together_per_item(card, x: np.ndarray, batch: int, cores: int,
                              min_seconds: float = 1.0) -> float:
     """Wall seconds per item with one single-threaded engine per core all running at once
@@ -293,22 +305,30 @@ def components_images(args) -> dict:
     raw = np.stack([readers.read_rgb(p, size, crop) for p in paths])
     t_prep = _per_item(lambda b: prepare(b, card.input), [raw], passes=5) / len(raw)
     x = prepare(raw, card.input)
-    t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
-                              args.min_seconds)
+    t_model, batch, by_batch = _fastest_model_per_item(
+        OnnxRuntimeEngine(card, threads=1), card, x, args.min_seconds, args.batch)
     cores = _cores()
     # the work no pipeline can skip: describe (what is it), decode, prepare, the model
     each = t_describe + t_decode + t_prep
     return {
-        "model": card.name, "sample": len(paths), "cores": cores, "batch": args.batch,
+        "model": card.name, "sample": len(paths), "cores": cores, "batch": batch,
+        "model_s_by_batch": by_batch, "pipeline_batch": _pipeline_batch(card),
         "macs_per_item": macs_per_item(card.weights("onnx")),
         "describe_header_s": t_header,
         "describe_s": t_describe, "decode_s": t_decode, "seed_decode_s": t_seed_decode,
         "preprocess_s": t_prep, "model_s": t_model,
-        "model_together_s": _model_together_per_item(card, x, args.batch, cores,
+        "model_together_s": _model_together_per_item(card, x, batch, cores,
                                                       args.min_seconds),
         "limit_rate": cores / (each + t_model),
-        **_int8(card, x, args.batch, args.min_seconds, cores, each),
+        **_int8(card, x, batch, args.min_seconds, cores, each),
     }
+
+
+def _pipeline_batch(card) -> int:
+    """The batch ``astrocat infer`` chooses for ``card`` on a CPU (its memory cap binds)."""
+    from astrocat.pipeline import feed
+
+    return feed.choose_batch(card, 1 << 40)
 
 
 def _int8(card, x: np.ndarray, batch: int, min_seconds: float, cores: int, each: float
@@ -342,7 +362,8 @@ def components_spectra(args) -> dict:
     engine_all = OnnxRuntimeEngine(card, threads=cores)
     for b in (128, 1024):
         rates[b] = 1.0 / _model_per_item(engine_all, x, b, args.min_seconds)
-    t_model_1 = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, 128, args.min_seconds)
+    t_model_1, batch_1, by_batch = _fastest_model_per_item(OnnxRuntimeEngine(card, threads=1),
+                                                           card, x, args.min_seconds)
     # reading rows [start, stop) as a worker does, sequentially through the table
     info = readers.scan_table(args.table, "parquet", None)
     chunk = 256
@@ -360,9 +381,10 @@ def components_spectra(args) -> dict:
         "macs_per_item": macs_per_item(card.weights("onnx")),
         "model_only_rate": rates[best_batch], "model_only_batch": best_batch,
         "rate_by_batch": {str(k): v for k, v in rates.items()},
-        "model_1thread_s": t_model_1, "read_s": t_read, "preprocess_s": t_prep,
+        "model_1thread_s": t_model_1, "batch": batch_1, "model_s_by_batch": by_batch,
+        "pipeline_batch": _pipeline_batch(card), "read_s": t_read, "preprocess_s": t_prep,
         "limit_rate": cores / (t_read + t_prep + t_model_1),
-        **_int8(card, x, 128, args.min_seconds, cores, t_read + t_prep),
+        **_int8(card, x, batch_1, args.min_seconds, cores, t_read + t_prep),
     }
 
 
@@ -389,8 +411,8 @@ def components_fits(args) -> dict:
     raw = np.stack([centre_crop_plane(readers.read_plane(p, unit.fmt, unit.hdu).data, h, w)
                     for p in paths[: min(len(paths), 128)]])
     x = prepare(raw, card.input)
-    t_model = _model_per_item(OnnxRuntimeEngine(card, threads=1), x, args.batch,
-                              args.min_seconds)
+    t_model, batch, by_batch = _fastest_model_per_item(
+        OnnxRuntimeEngine(card, threads=1), card, x, args.min_seconds, args.batch)
     cores = _cores()
     t_prep = _per_item(lambda b: prepare(b, card.input), [raw], passes=5) / len(raw)
     each = t_describe + readers_s[ours] + t_prep
@@ -398,11 +420,12 @@ def components_fits(args) -> dict:
         "model": card.name, "sample": len(paths), "cores": cores, "describe_s": t_describe,
         "macs_per_item": macs_per_item(card.weights("onnx")),
         "readers_s": readers_s, "fitsio_matches_astropy": same, "model_s": t_model,
+        "batch": batch, "model_s_by_batch": by_batch, "pipeline_batch": _pipeline_batch(card),
         "read_s": readers_s[ours], "preprocess_s": t_prep,
-        "model_together_s": _model_together_per_item(card, x, args.batch, cores,
+        "model_together_s": _model_together_per_item(card, x, batch, cores,
                                                       args.min_seconds),
         "limit_rate": cores / (each + t_model),
-        **_int8(card, x, args.batch, args.min_seconds, cores, each),
+        **_int8(card, x, batch, args.min_seconds, cores, each),
     }
 
 
@@ -687,7 +710,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--list", required=True)
     p.add_argument("--sample", type=int, default=500)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=None, help="default: the fastest batch")
     p = sub.add_parser("components-spectra")
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--table", required=True)
@@ -696,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--min-seconds", type=float, default=1.0)
     p.add_argument("--list", required=True)
     p.add_argument("--sample", type=int, default=500)
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=int, default=None, help="default: the fastest batch")
     sub.add_parser("startup-breakdown")
     p = sub.add_parser("startup-timeline")
     p.add_argument("--input", required=True)

@@ -168,9 +168,10 @@ class Report:
         limit = comp["int8_limit_rate" if int8 else "limit_rate"]
         frac = run["rate"] / limit
         model = comp["int8_model"] if int8 else comp["model"]
+        at = f" at batch {comp['batch']}" if comp.get("batch") else ""
         return Row(f"{label} vs the component limit, {model}{' (INT8)' if int8 else ''}",
                    _n(run["n_items"]), _rate(run["rate"]),
-                   f"{self.machine['cores']} cores / ({how} + the model, each on 1 core) = "
+                   f"{self.machine['cores']} cores / ({how} + the model{at}, each on 1 core) = "
                    f"{_rate(limit)}", f"{frac:.1%}", f">= {T_VS_LIMIT:.0%}",
                    frac >= T_VS_LIMIT, self._disturbed(run) if frac >= T_VS_LIMIT
                    else "see Misses")
@@ -579,8 +580,9 @@ METHOD = """## How each number is measured
 * **Component limit:** on a sample of the same inputs, one core each, best of 3 passes:
   `describe` (what the file is) + the reader (`read_rgb`'s draft decode, `read_plane`, the
   row-range table read) + `prepare`, and the model alone in an ONNX Runtime session with
-  1 intra-op thread on batches of 128; limit = {cores} cores / (their sum). This is the
-  rate at which this machine's cores could do nothing but the unavoidable work.
+  1 intra-op thread at its fastest batch (of the one `astrocat infer` chooses, 16, 32 and
+  128; all are in RESULTS.json); limit = {cores} cores / (their sum). This is the rate at
+  which this machine's cores could do nothing but the unavoidable work.
 * **The studies' pipelines, whole processes:** `python -m benchmarks.measure seed-...` as
   a subprocess, timed from spawn to exit like `astrocat infer` (TensorFlow's import, the
   Keras model load and the loop). Images: PIL open -> centre crop -> `resize((64, 64))` ->

@@ -35,9 +35,11 @@ from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline.trust import BatchColumns
 
-#: Largest batch chosen automatically on CPU (larger gained nothing here) and on a GPU
-#: (which wants big batches); ``--batch-size`` may ask for more.
-MAX_BATCH = 128
+#: Largest batch chosen automatically on CPU and on a GPU (which wants big batches);
+#: ``--batch-size`` may ask for more. On a CPU larger batches only spill the caches: on a
+#: 2-core Xeon (2 MiB L2 per core) the spectra model ran 11 % faster per item at 53 than
+#: at 128 and gz2-cnn 5 % faster at 65 (2026-12-04, ``benchmarks/measure.py``).
+MAX_BATCH = 64
 MAX_GPU_BATCH = 1024
 #: On a CPU, one batch's activations stay within this (about 50 lens cut-outs, 60 galaxy
 #: images): per item, batches of 32-64 ran as fast as 128 here, and each engine instance's
