@@ -114,8 +114,8 @@ def _walk(
     seen = seen | {key}
     for name, is_dir in entries:
         path = directory / name
-        rel = path.relative_to(root)
-        if _excluded(rel.as_posix(), excl):
+        rel = path.relative_to(root) if excl or (is_dir and enter is not None) else None
+        if excl and _excluded(rel.as_posix(), excl):
             continue
         if not is_dir:
             yield path
@@ -135,10 +135,10 @@ def _from_list(list_file: Path, excl: tuple[str, ...]) -> tuple[Path, Iterator[P
                 entry = line.strip()
                 if not entry or entry.startswith("#"):
                     continue
-                path = Path(os.path.abspath(root / os.path.expanduser(entry)))
-                if path.is_dir():
+                path = Path(os.path.abspath(os.path.join(root, os.path.expanduser(entry))))
+                if os.path.isdir(path):
                     yield from _walk(path, root if path.is_relative_to(root) else path, excl)
-                elif not _excluded(_relative(path, root), excl):
+                elif not excl or not _excluded(_relative(path, root), excl):
                     yield path
 
     return root, paths()
