@@ -6,6 +6,9 @@
   crop -> resize -> numpy in a Python generator; whole-table load + min-max).
 * ``components-images`` / ``components-spectra`` / ``components-fits``: the cost of each
   component alone (decode at the needed scale, the ONNX model alone, readers compared).
+* ``interleaved``: the same components done in turn by one process per core, each on its
+  own share of the files (``components-*`` start them): the limit without a GIL, Dask or
+  Parquet, but with decoding and the model sharing each core's caches.
 * ``profile``: one stage's partitions through ``astrocat.pipeline.worker.run_partition``
   in this process, with each step timed (read/decode, preprocess, model, Arrow, Parquet).
 """
@@ -321,6 +324,7 @@ def components_images(args) -> dict:
                                                       args.min_seconds),
         "limit_rate": cores / (each + t_model),
         **_int8(card, x, batch, args.min_seconds, cores, each),
+        **_interleaved_rate("images", paths, batch, cores, 4 * args.min_seconds),
     }
 
 
@@ -426,7 +430,77 @@ def components_fits(args) -> dict:
                                                       args.min_seconds),
         "limit_rate": cores / (each + t_model),
         **_int8(card, x, batch, args.min_seconds, cores, each),
+        **_interleaved_rate("fits", paths, batch, cores, 4 * args.min_seconds),
     }
+
+
+# ---------------------------------------------------------------- interleaved components
+
+
+def _interleaved_step(stage: str):
+    """(card, a function from a batch of paths to the model's outputs) doing exactly the
+    component limit's work in turn on this core: describe, read, prepare, the model."""
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.kernels.fit import fit_plane
+    from astrocat.kernels.preprocess import prepare
+    from astrocat.sources import readers
+    from astrocat.sources.describe import describe
+
+    card = _card(Kind.RGB_IMAGE if stage == "images" else Kind.MONO_IMAGE)
+    spec, engine = card.input, OnnxRuntimeEngine(card, threads=1)
+
+    def read(p: str, root: Path) -> np.ndarray:
+        unit = describe(Path(p), root)
+        if stage == "images":
+            return readers.read_rgb(p, spec.image_size[0], spec.crop_fraction, spec.zoom,
+                                    spec.resize_filter, spec.antialias)
+        plane = readers.read_plane(p, unit.fmt, unit.hdu, spec.product)
+        return fit_plane(plane.data, spec, plane.scale)
+
+    def step(paths: list[str]) -> np.ndarray:
+        root = Path(paths[0]).parent
+        return engine.predict(prepare(np.stack([read(p, root) for p in paths]), spec))
+
+    return card, step
+
+
+def interleaved(args) -> dict:
+    """One core's share: from ``--start-at`` (an epoch time, so that every process's
+    imports are done) for ``--seconds``, batches of this process's files through the
+    components in turn; items per second of that loop."""
+    card, step = _interleaved_step(args.stage)
+    paths = _paths(args.list)
+    batches = [paths[i:i + args.batch] for i in range(0, len(paths), args.batch)]
+    step(batches[0])  # warm-up: the engine's first run, the file cache
+    time.sleep(max(0.0, args.start_at - time.time()))
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < args.seconds:
+        for b in batches:
+            step(b)
+            n += len(b)
+    seconds = time.perf_counter() - t0
+    return {"n": n, "seconds": seconds, "rate": n / seconds, "model": card.name}
+
+
+def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
+                      seconds: float) -> dict:
+    """Items per second of ``cores`` processes, each doing the components in turn on its
+    own share of ``paths``, all at once (``interleaved``)."""
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        start_at = time.time() + 8.0  # after every process's imports and engine load
+        for k in range(cores):
+            share = Path(tmp) / f"share-{k}.txt"
+            share.write_text("\n".join(paths[k::cores]))
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.measure", "interleaved", "--stage", stage,
+                 "--list", str(share), "--batch", str(batch), "--seconds", str(seconds),
+                 "--start-at", str(start_at)], stdout=subprocess.PIPE, text=True))
+        got = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return {"interleaved_rate": sum(g["rate"] for g in got), "interleaved_batch": batch,
+            "interleaved_processes": got}
 
 
 # ---------------------------------------------------------------- in-process profile
@@ -727,6 +801,12 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("commit")
     p.add_argument("--parts-dir", required=True)
     p.add_argument("--catalog", required=True)
+    p = sub.add_parser("interleaved")
+    p.add_argument("--stage", choices=("images", "fits"), required=True)
+    p.add_argument("--list", required=True)
+    p.add_argument("--batch", type=int, required=True)
+    p.add_argument("--seconds", type=float, default=4.0)
+    p.add_argument("--start-at", type=float, default=0.0)
     p = sub.add_parser("profile")
     p.add_argument("--stage", required=True)
     p.add_argument("--input", required=True)
@@ -739,6 +819,7 @@ def main(argv: list[str] | None = None) -> None:
           "components-images": components_images, "components-spectra": components_spectra,
           "components-fits": components_fits, "profile": profile,
           "startup-breakdown": startup_breakdown, "commit": commit_time,
+          "interleaved": interleaved,
           "startup-timeline": startup_timeline}[args.task]
     result = fn(args)
     sys.stdout.flush()

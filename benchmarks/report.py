@@ -325,6 +325,15 @@ class Report:
                         f"{self.machine['cores']} x alone (the limit assumes 100 %)"
                         + (f"; {comp['macs_per_item'] * 2 / alone / 1e9:.0f} GFLOP/s on one "
                            "core" if comp.get("macs_per_item") else "") + ".")
+                if not int8 and comp.get("interleaved_rate"):
+                    inter = comp["interleaved_rate"]
+                    out.append(
+                        f"- The same components done in turn by {self.machine['cores']} "
+                        f"processes, one per core, each on its own files (no GIL shared, no "
+                        f"Dask, no Parquet, no out-of-domain statistics): {_rate(inter)}, "
+                        f"{inter / limit:.0%} of the limit, while decoding and the model "
+                        f"share each core's caches; this run reached {run['rate'] / inter:.0%} "
+                        "of that.")
                 ideal = run["n_items"] / limit
                 if fixed:
                     out.append(f"- At the limit these {run['n_items']:,} items take "
