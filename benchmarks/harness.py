@@ -43,6 +43,7 @@ class Size:
     sample: int  # items timed one by one for the component limits
     profile_parts: int  # partitions profiled in-process per stage
     min_seconds: float = 1.0  # each model timing pass lasts at least this long
+    repeats: int = 3  # FP32 image and FITS runs: the median of this many
 
     @property
     def galaxies(self) -> int:
@@ -362,6 +363,7 @@ class InferRun:
     waited_idle: float = 0.0  # seconds waited beforehand for other processes to finish
     commit_seconds: float | None = None  # the driver's commit, timed again on the parts
     attempts: int = 1
+    repeat_seconds: list = field(default_factory=list)  # every run's, when the median is kept
 
     @property
     def rate(self) -> float:
