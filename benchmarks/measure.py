@@ -505,7 +505,8 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
 
 # ---------------------------------------------------------------- in-process profile
 
-CATEGORIES = ("read/decode", "preprocess", "model", "Arrow table", "Parquet write")
+CATEGORIES = ("read/decode", "preprocess", "model", "out-of-domain statistics",
+              "Arrow table", "Parquet write")
 
 
 class _Timers:
@@ -592,7 +593,13 @@ def profile(args) -> dict:
     from astrocat.kernels import fit as fit_kernel
 
     timers.wrap(fit_kernel, "centre_crop_plane", "preprocess")  # FITS planes to the model's size
-    timers.wrap(OnnxRuntimeEngine, "predict", "model")
+    # the engine's own call (trust.BatchColumns calls run, which gives every head)
+    timers.wrap(OnnxRuntimeEngine, "run", "model")
+    from astrocat.kernels import ood
+    from astrocat.models.reference import Reference
+
+    timers.wrap(ood, "input_statistics", "out-of-domain statistics")
+    timers.wrap(Reference, "distance", "out-of-domain statistics")
     timers.wrap(rows.Rows, "table", "Arrow table")
     timers.wrap(worker, "write_part", "Parquet write")
     total = one_pass()
