@@ -441,25 +441,17 @@ def _interleaved_step(stage: str):
     """(card, a function from a batch of paths to the model's outputs) doing exactly the
     component limit's work in turn on this core: describe, read, prepare, the model."""
     from astrocat.engines.onnx import OnnxRuntimeEngine
-    from astrocat.kernels.fit import fit_plane
     from astrocat.kernels.preprocess import prepare
-    from astrocat.sources import readers
+    from astrocat.pipeline.worker import _read_item
     from astrocat.sources.describe import describe
 
     card = _card(Kind.RGB_IMAGE if stage == "images" else Kind.MONO_IMAGE)
     spec, engine = card.input, OnnxRuntimeEngine(card, threads=1)
 
-    def read(p: str, root: Path) -> np.ndarray:
-        unit = describe(Path(p), root)
-        if stage == "images":
-            return readers.read_rgb(p, spec.image_size[0], spec.crop_fraction, spec.zoom,
-                                    spec.resize_filter, spec.antialias)
-        plane = readers.read_plane(p, unit.fmt, unit.hdu, spec.product)
-        return fit_plane(plane.data, spec, plane.scale)
-
     def step(paths: list[str]) -> np.ndarray:
         root = Path(paths[0]).parent
-        return engine.predict(prepare(np.stack([read(p, root) for p in paths]), spec))
+        raw = [_read_item(describe(Path(p), root), card)[0] for p in paths]  # as a worker
+        return engine.predict(prepare(np.stack(raw), spec))
 
     return card, step
 

@@ -144,6 +144,26 @@ def test_cli_help_does_not_import_the_api():
     assert r.stdout.strip().splitlines()[-1] == "False False"
 
 
+def test_the_cli_spells_out_the_choices_and_defaults_the_library_holds():
+    """The CLI writes ``--engine``, ``--decode`` and ``--hats-margin`` out (it imports no
+    engine or layout module for ``--help``): they must stay the library's."""
+    import inspect
+
+    from astrocat.catalog.layouts import MARGIN_ARCSEC
+    from astrocat.engines.base import ENGINES
+    from astrocat.pipeline.feed import DECODES
+
+    infer = main.commands["infer"]
+    params = {p.name: p for p in infer.params}
+    assert tuple(params["engine"].type.choices) == ENGINES
+    check = {p.name: p for p in main.commands["models"].commands["check"].params}
+    assert tuple(check["engine"].type.choices) == ENGINES
+    assert tuple(params["decode"].type.choices) == DECODES
+    assert params["hats_margin"].default == MARGIN_ARCSEC
+    api_default = inspect.signature(astrocat.infer).parameters["hats_margin_arcsec"].default
+    assert api_default == MARGIN_ARCSEC
+
+
 def test_the_readme_python_example_runs(sample_dir, tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- python-api-example -->", 2)[1]

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from astrocat.catalog import layouts
 from astrocat.catalog.layouts import PublishContext, prepare
 from astrocat.catalog.schema import BASE_COLUMNS, Column, to_field
 from astrocat.catalog.store import Store
@@ -323,8 +324,8 @@ def test_margin_option_zero_writes_none_and_bad_values_are_refused(tmp_path):
 
     for bad in (-1, 0.5, 61, "ten", None):
         with pytest.raises(AstrocatError, match="hats_margin_arcsec"):
-            hats.margin_arcsec({"hats_margin_arcsec": bad})
-    assert hats.margin_arcsec({}) == hats.MARGIN_ARCSEC == RADIUS
+            layouts.margin_arcsec({"hats_margin_arcsec": bad})
+    assert layouts.margin_arcsec({}) == layouts.MARGIN_ARCSEC == RADIUS
 
 
 def test_a_catalog_far_from_any_border_has_an_empty_valid_margin(tmp_path):

@@ -72,6 +72,26 @@ def test_input_statistics_do_not_change_under_the_views():
     assert peak[0] < 0.05 and peak[1] > 0.5
 
 
+def test_input_statistics_quantiles_and_peak_are_their_plain_definitions():
+    """The fast forms (a sort for the quantiles, strided block sums for the peak) give
+    exactly what nearest-rank quantiles and a reshape-and-mean of 4x4 blocks give."""
+    rng = np.random.default_rng(3)
+    for shape in ((5, 64, 64, 3), (5, 101, 101, 1), (5, 7, 5, 3)):
+        x = rng.normal(size=shape).astype(np.float32)
+        stats = ood.input_statistics(x, "NHWC").reshape(len(x), ood.N_STATS, -1)
+        sub = np.moveaxis(x, -1, 1)[:, :, ::2, ::2]
+        n, c, h, w = sub.shape
+        flat = sub.reshape(n, c, -1)
+        for k, q in ((2, 0.01), (3, 0.5), (4, 0.99)):  # q01, q50, q99 after mean, log std
+            assert np.array_equal(stats[:, k], np.quantile(flat, q, axis=2, method="nearest"))
+        bh, bw = min(2, h), min(2, w)
+        hh, ww = h // bh * bh, w // bw * bw
+        blocks = sub[:, :, :hh, :ww].reshape(n, c, hh // bh, bh, ww // bw, bw).mean(axis=(3, 5))
+        row, col = np.divmod(blocks.reshape(n, c, -1).argmax(axis=2), blocks.shape[3])
+        peak = np.hypot((row + 0.5) / blocks.shape[2] - 0.5, (col + 0.5) / blocks.shape[3] - 0.5)
+        assert np.allclose(stats[:, -1], peak)
+
+
 # --------------------------------------------------------------------------- the flag
 
 

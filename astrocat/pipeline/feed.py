@@ -37,12 +37,12 @@ from astrocat.pipeline.trust import BatchColumns
 
 #: Largest batch chosen automatically on CPU and on a GPU (which wants big batches);
 #: ``--batch-size`` may ask for more. On a CPU larger batches only spill the caches: on a
-#: 2-core Xeon (2 MiB L2 per core) the spectra model ran 11 % faster per item at 53 than
-#: at 128 and gz2-cnn 5 % faster at 65 (2026-12-04, ``benchmarks/measure.py``).
+#: 2-core Xeon (2 MiB L2 per core) the models ran 4-8 % faster per item at the batches
+#: chosen now (64, 53 for lens-lastro) than at 128 (benchmarks/RESULTS.json, 2026-12-04).
 MAX_BATCH = 64
 MAX_GPU_BATCH = 1024
 #: On a CPU, one batch's activations stay within this (about 50 lens cut-outs, 60 galaxy
-#: images): per item, batches of 32-64 ran as fast as 128 here, and each engine instance's
+#: images): per item, batches of 32-64 ran at least as fast as 128, and each engine instance's
 #: ONNX Runtime arena keeps its largest batch's activations for good.
 CPU_BATCH_BYTES = 160 << 20
 #: Batches a model may have decoded, queued or running at once (bounded prefetch).

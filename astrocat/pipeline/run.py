@@ -54,7 +54,7 @@ from astrocat.pipeline.worker import (
 )
 from astrocat.sources import positions
 from astrocat.sources._fits import HduName
-from astrocat.sources.describe import describe
+from astrocat.sources.describe import describe, source_of
 from astrocat.sources.discover import resolve_inputs
 from astrocat.sources.units import InputUnit
 
@@ -368,7 +368,6 @@ def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]
     """Every input as the driver knows it: listed and stat'ed, never opened."""
     refs = []
     own_output = _OwnOutput(out, store_root)
-    under_root = os.path.join(str(root), "")  # strings, not Paths: 20,000 files take 0.1 s
     for p in files:
         path = os.path.abspath(p)
         if own_output(path):
@@ -378,10 +377,8 @@ def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:  # vanished or unreadable: the worker's describe says which
             size = mtime = 0
-        # as source_of: relative to the root where it lies under it, else absolute
-        source = (path[len(under_root):] if path.startswith(under_root) else path
-                  ).replace(os.sep, "/")
-        refs.append(FileRef(path, source, size, mtime, family(os.path.basename(path))))
+        refs.append(FileRef(path, source_of(path, root), size, mtime,
+                            family(os.path.basename(path))))
     return refs
 
 

@@ -108,12 +108,12 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
     )
 
 
-def source_of(path: Path, root: Path) -> str:
-    """The path as the catalog shows it: relative to the input root where possible."""
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def source_of(path: str | Path, root: str | Path) -> str:
+    """The path as the catalog shows it: relative to the input root where it lies under it,
+    else absolute (both absolute and normalised; strings, not Paths: the driver asks this
+    for every input)."""
+    path, under_root = str(path), os.path.join(str(root), "")
+    return (path[len(under_root):] if path.startswith(under_root) else path).replace(os.sep, "/")
 
 
 def _route(path: Path, sniffed: str, head: bytes, product: Product) -> dict[str, Any]:

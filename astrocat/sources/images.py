@@ -86,6 +86,14 @@ def gpu_jpeg(path: str | Path) -> bytes | None:
     simplejpeg missing (the header then goes unchecked)."""
     with about(path):
         data = read_bytes(path)
+    return data if _turbo_header(data) is not None else None
+
+
+def _turbo_header(data: bytes) -> tuple[int, int, str] | None:
+    """(height, width, colorspace) of a JPEG libjpeg-turbo takes as Pillow would; None for
+    Pillow to take: simplejpeg missing, not a JPEG, a header it cannot parse (Pillow words
+    the error), CMYK (Pillow converts it its own way), or more pixels than Pillow's
+    decompression-bomb guard allows."""
     if simplejpeg is None or not data.startswith(b"\xff\xd8\xff"):
         return None
     try:
@@ -94,7 +102,7 @@ def gpu_jpeg(path: str | Path) -> bytes | None:
         return None
     if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= Image.MAX_IMAGE_PIXELS:
         return None
-    return data
+    return height, width, colorspace
 
 
 def jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -148,14 +156,9 @@ def _turbo_decode(path: str, size: int, fraction: float, antialias: bool
     if simplejpeg is None:
         return None
     data = read_bytes(path)
-    if not data.startswith(b"\xff\xd8\xff"):
-        return None  # not a JPEG
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError:
-        return None  # Pillow words the error
-    if colorspace not in ("YCbCr", "Gray") or not 0 < width * height <= Image.MAX_IMAGE_PIXELS:
-        return None  # Pillow converts CMYK its own way, and guards decompression bombs
+    if (header := _turbo_header(data)) is None:
+        return None
+    height, width, colorspace = header
     side = fraction * min(width, height)
     s = _draft_scale(width, height, size, side, antialias)
     want = (-(-height // s), -(-width // s))

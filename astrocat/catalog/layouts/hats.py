@@ -18,7 +18,7 @@ lie within ``hats_margin_arcsec`` of its border; LSDB loads it with the catalog
 crossmatch (``survey.crossmatch(astrocat_catalog, radius_arcsec=...)``), so every pair
 within the radius is found. LSDB refuses a crossmatch radius larger than the margin.
 
-**Default radius: 10 arcsec** (:data:`MARGIN_ARCSEC`). The rows are objects positioned by
+**Default radius: 10 arcsec** (``layouts.MARGIN_ARCSEC``). The rows are objects positioned by
 their image's WCS or a positions table; the surveys they are matched against need
 1-2 arcsec (Gaia, SDSS, Euclid, Rubin) up to ~5-6 arcsec (GALEX, WISE, FIRST/NVSS), and
 a cut-out's centre can sit a few arcsec from the catalogued object; 10 arcsec covers all
@@ -73,13 +73,7 @@ import pyarrow.parquet as pq
 from hats_import.catalog.file_readers import InputReader
 
 from astrocat import __version__
-from astrocat.catalog.layouts import (  # noqa: F401  (the margin's options, re-exported)
-    MARGIN_ARCSEC,
-    MAX_MARGIN_ARCSEC,
-    Publication,
-    PublishContext,
-    margin_arcsec,
-)
+from astrocat.catalog.layouts import Publication, PublishContext, margin_arcsec
 from astrocat.errors import AstrocatError
 
 UNPLACED = "_astrocat_unplaced.parquet"
