@@ -7,7 +7,7 @@ lives in :mod:`astrocat.api`; it is imported on first use, so ``astrocat --help`
 
 from astrocat.errors import AstrocatError, InputError
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 _API = ("Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "export", "history",
         "infer", "open_catalog", "run", "summarize")

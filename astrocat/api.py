@@ -69,6 +69,28 @@ class RunResult(RunSummary):
         for cause, n in self.failures.items():
             out.append(f"{n} partition(s) failed in the workers ({cause}); their inputs are "
                        f"error rows that the next run retries; details in {self.failure_log}")
+        out.extend(self._named_model_misses())
+        for name, said in self.model_warnings.items():
+            out.extend(f"model {name}: {w} (from its card)" for w in said)
+        return out
+
+    def _named_model_misses(self) -> list[str]:
+        """One line per model named with ``model=`` (``--model``) that could not take some
+        inputs: how many, of which kind, and which model took them instead."""
+        out = []
+        for name in self.named_models:
+            missed = {kind: {m: n for m, n in models.items() if m != name}
+                      for kind, models in self.by_kind.items() if name not in models}
+            missed = {k: v for k, v in missed.items() if v and k}
+            n = sum(sum(v.values()) for v in missed.values())
+            if not n:
+                continue
+            took = sum(models.get(name, 0) for models in self.by_kind.values())
+            where = "; ".join(
+                f"{sum(v.values())} {kind} rows went to "
+                + ", ".join(m or "no model" for m in v) for kind, v in missed.items())
+            out.append(f"--model {name} cannot take {n} of the inputs ({where}); it took "
+                       f"{took}. Name a model for those kinds too, or --exclude them")
         return out
 
     def lines(self, positions: str | None = None) -> list[str]:
@@ -82,6 +104,13 @@ class RunResult(RunSummary):
             out.append(f"HATS: {self.published['placed']} rows on the sky, "
                        f"{self.published['unplaced']} without coordinates in "
                        "_astrocat_unplaced.parquet")
+        if self.skipped:
+            out.append("skipped astrocat's own files under the input: " + "; ".join(
+                f"{n} {reason}" for reason, n in self.skipped.items()))
+        if self.replaced is not None:
+            out.append(f"replaced {self.out}, a catalog made from other inputs (input root "
+                       f"{self.replaced.get('input_root')}); versions before it are kept "
+                       f"(`astrocat history {self.out}`)")
         rate = self.n_rows / self.seconds if self.seconds else 0.0
         engines = ", ".join(f"{m} on {e}" for m, e in self.by_model.items()) or "no model"
         if not self.new_version:
@@ -99,6 +128,11 @@ class RunResult(RunSummary):
                 f"({rate:.0f} rows/s); {engines}"
                 + (f"; {self.n_warnings} library warning(s) in {self.warnings_log}"
                    if self.n_warnings else ""))
+        if self.by_kind:
+            out.append("models by input kind: " + "; ".join(
+                f"{kind or 'unrecognised'} -> " + ", ".join(
+                    f"{m or 'none (error rows)'} ({n})" for m, n in models.items())
+                for kind, models in sorted(self.by_kind.items())))
         return out
 
     def __str__(self) -> str:
@@ -128,8 +162,9 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
           batch_size: int | None = None, memory_budget: int | str | None = None,
           exclude: Sequence[str] = (), hdu: str | int | tuple | None = None,
           plane: int | str | None = None, mask_hdu: str | int | tuple | None = None,
-          mask_bits: int | None = None, tta: int = 1, progress: bool = True,
-          command: str | None = None) -> RunResult:
+          mask_bits: int | None = None, tta: int = 1, overwrite: bool = False,
+          keep_versions: int | None = None, progress: bool = True,
+          command: str | None = None, **unknown: Any) -> RunResult:
     """Run the right model on every image, FITS file and spectrum under ``input`` (a
     directory, file, glob or ``@list``, or several) and write the catalog ``out``.
 
@@ -138,9 +173,15 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
     (``memory_budget`` takes bytes or "4GB"; ``hdu`` "SCI,1" or an index; ``decode``
     "auto", "cpu" or "gpu": where the torch engine's JPEGs are decoded;
     ``hats_margin_arcsec`` the HATS margin cache's radius, 0 for none); ``progress``
-    shows a bar in a terminal or a notebook. Raises :class:`AstrocatError` when it cannot
-    run; inputs it cannot use are error rows, counted in ``n_errors``.
+    shows a bar in a terminal or a notebook. ``out`` is never something astrocat did not
+    write unless ``overwrite``; ``keep_versions`` versions of it are kept (default 5),
+    each readable as ``"OUT@N"``. Raises :class:`AstrocatError` when it cannot run (a
+    misspelt keyword included); inputs it cannot use are error rows, counted in
+    ``n_errors``.
     """
+    _no_unknown("infer", unknown)
+    if keep_versions is not None and keep_versions < 1:
+        raise AstrocatError(f"keep_versions={keep_versions}: keep at least 1 version")
     if tta < 1 or tta > 8:
         raise AstrocatError(f"tta={tta}: give 1 to 8 views")
     models = (() if model is None else (str(model),) if isinstance(model, str | Path)
@@ -155,7 +196,7 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
         workers=workers, partition_size=partition_size, batch_size=batch_size,
         memory_budget=_size(memory_budget), exclude=tuple(exclude), quiet=not progress,
         hdu=_hdu(hdu, "hdu"), plane=plane, mask_hdu=_hdu(mask_hdu, "mask_hdu"),
-        mask_bits=mask_bits, tta=tta)
+        mask_bits=mask_bits, tta=tta, overwrite=overwrite, retention=keep_versions or 0)
     if command is not None:
         opts.command = command
     elif not _from_cli():
@@ -171,6 +212,26 @@ def run(job: str | Path, *, retry_errors: bool = False, progress: bool = True) -
     from astrocat.jobs.runner import run_job
 
     return RunResult.of(run_job(Path(job), retry_errors=retry_errors, quiet=not progress))
+
+
+class UnknownOption(AstrocatError, TypeError):
+    """A keyword the call does not take (a typo, usually): an AstrocatError, and the
+    TypeError Python would have raised."""
+
+
+def _no_unknown(call: str, unknown: dict[str, Any]) -> None:
+    if not unknown:
+        return
+    import difflib
+    import inspect
+
+    known = [p for p in inspect.signature(globals()[call]).parameters if p != "unknown"]
+    said = []
+    for key in unknown:
+        near = difflib.get_close_matches(key, known, n=1)
+        said.append(f"{key!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    raise UnknownOption(f"astrocat.{call}() takes no keyword {', '.join(said)}; it takes "
+                        f"{', '.join(known)}")
 
 
 def _from_cli() -> bool:
@@ -522,10 +583,10 @@ def export(catalog: str | Path | Catalog, out: str | Path, *, format: str | None
 
 def history(store: str | Path) -> list[dict]:
     """A store's versions, oldest first: time, rows, errors, inputs added/removed/changed,
-    models with their sha256, duration, host and command (``astrocat history --json``)."""
-    from astrocat.catalog.store import Store
+    models with their sha256, duration, host and command (``astrocat history --json``).
+    ``store``: an ``infer`` output (its store ``OUT.parts`` beside it), that store, or a
+    job's store; anything else raises :class:`AstrocatError`."""
+    from astrocat.catalog.names import parse, require_store
 
-    store = Path(store)
-    if not store.is_dir():
-        raise AstrocatError(f"no store at {store}")
-    return json.loads(json.dumps(Store(store).history()))
+    found = require_store(parse(store).path, f"history {store}")
+    return json.loads(json.dumps(found.history()))

@@ -168,7 +168,7 @@ def test_catalog_inside_the_input_directory_is_not_an_input(sample_dir, have_mod
 def test_own_output_sees_through_links(tmp_path):
     """The catalog, its parts and temporaries are recognised by real path, also through a
     linked file or a linked directory inside the input tree."""
-    from astrocat.pipeline.run import _OwnOutput
+    from astrocat.pipeline.own_files import OwnFiles
 
     out = tmp_path / "catalog.parquet"
     parts = tmp_path / "catalog.parquet.parts"
@@ -180,7 +180,7 @@ def test_own_output_sees_through_links(tmp_path):
     (inputs / "a.jpg").write_bytes(b"x")
     (inputs / "cat.parquet").symlink_to(out)
     (inputs / "partsdir").symlink_to(parts, target_is_directory=True)
-    own = _OwnOutput(out, parts)
+    own = OwnFiles(out, parts)
     assert not own(str(inputs / "a.jpg"))
     assert own(str(out)) and own(str(inputs / "cat.parquet"))
     assert own(str(inputs / "partsdir" / "part-1.parquet"))

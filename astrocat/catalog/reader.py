@@ -10,7 +10,6 @@ copies), or a store (its ``latest`` version).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astrocat.catalog.store import LATEST, MANIFEST, Store
+from astrocat.catalog import names
+from astrocat.catalog.store import LATEST, MANIFEST, STORE_FILE
 from astrocat.errors import AstrocatError
 
 HATS_UNPLACED = "_astrocat_unplaced.parquet"  # see catalog.layouts.hats
@@ -94,24 +94,17 @@ def _hats_files(root: Path) -> list[Path]:
 
 
 def version_root(spec: str | Path) -> Path | None:
-    """``STORE@N``: the directory of version N of a store (None if ``spec`` is not so)."""
-    m = re.fullmatch(r"(.+)@(\d+)", str(spec))
-    if not m:
-        return None
-    store = Store(Path(m[1]))
-    number = int(m[2])
-    if number not in store.versions():
-        kept = ", ".join(map(str, store.versions())) or "none"
-        raise AstrocatError(f"{m[1]} has no version {number} (versions kept: {kept}; older "
-                            "ones were pruned by the job's retention)")
-    return store.version_dir(number)
+    """``NAME@N`` / ``NAME@latest``: the directory of that version of the store behind
+    ``NAME`` (None if ``spec`` names no version; see :mod:`astrocat.catalog.names`)."""
+    return names.version_dir(names.parse(spec))
 
 
 def open_catalog(path: str | Path) -> CatalogReader:
-    """Open a catalog written by any astrocat version (a file, a dataset directory, a HATS
-    catalog, a store for its latest version, ``STORE@N`` for version N)."""
-    root = version_root(path)
-    path = Path(path)
+    """Open a catalog written by any astrocat version: a file, a dataset directory, a HATS
+    catalog, a store (its latest version), or any of these ``@N`` / ``@latest``."""
+    name = names.parse(path)
+    root = names.version_dir(name)
+    path = name.path
     if root is None and not path.exists():
         raise AstrocatError(f"no catalog at {path}")
     if root is None and path.is_file():
@@ -123,15 +116,27 @@ def open_catalog(path: str | Path) -> CatalogReader:
     if any((root / f).is_file() for f in ("properties", "hats.properties", HATS_COLLECTION)):
         files = _hats_files(root)
         layout = "hats"
+    elif manifest.get("layout") == "file":  # a store's version of the file layout
+        files, layout = [_version_file(root, manifest, str(name))], "file"
     else:
         files = sorted(root.glob("*.parquet"))
         layout = "dataset"
-        if manifest.get("layout") == "file":  # a store version of the file layout
-            files = [root / manifest["file"]]
-            layout = "file"
     if not files:
         raise AstrocatError(f"{path} holds no Parquet catalog (neither a file, a dataset "
                             "directory, a HATS catalog nor an astrocat store)")
     common = root / "_common_metadata"
     schema = _schema(common if common.is_file() else files[-1], str(path))
     return CatalogReader(path, layout, tuple(files), schema, manifest)
+
+
+def _version_file(root: Path, manifest: dict, spec: str) -> Path:
+    """The catalog file of a file-layout version. astrocat before 0.2 kept only the
+    latest catalog of ``infer --out`` (at OUT itself), not one per version."""
+    file = root / manifest.get("file", STORE_FILE)
+    if file.is_file():
+        return file
+    latest = manifest.get("catalog")
+    raise AstrocatError(
+        f"{spec}: version {manifest.get('version', '?')} was published by astrocat "
+        f"{manifest.get('astrocat_version', '< 0.2')}, which kept no copy of each version's "
+        f"catalog file; only the latest one can be read" + (f" (at {latest})" if latest else ""))

@@ -73,6 +73,14 @@ class Store:
     def manifest(self, number: int) -> dict:
         return json.loads((self.version_dir(number) / MANIFEST).read_text())
 
+    def retention(self) -> int | None:
+        """How many versions the latest run kept (None: a store of astrocat < 0.2)."""
+        latest = self.latest()
+        try:
+            return self.manifest(latest).get("retention") if latest is not None else None
+        except (OSError, ValueError):
+            return None
+
     def staging(self) -> tuple[int, Path]:
         """The next version's number and an empty directory to build it in."""
         number = max(self.versions(), default=0) + 1

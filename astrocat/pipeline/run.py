@@ -22,8 +22,9 @@ from astrocat import __version__
 from astrocat.catalog import layouts
 from astrocat.catalog.layouts import PublishContext, prepare
 from astrocat.catalog.lock import StoreLock
+from astrocat.catalog.names import is_store, parts_dir_for
 from astrocat.catalog.schema import catalog_output_columns
-from astrocat.catalog.store import STORE_FILE, Store, point
+from astrocat.catalog.store import STORE_FILE, VERSIONS, Store, point
 from astrocat.catalog.writer import part_stats
 from astrocat.engines.base import choose_engine, wants_gpu
 from astrocat.errors import AstrocatError
@@ -35,6 +36,7 @@ from astrocat.pipeline import libwarnings
 from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
 from astrocat.pipeline.feed import gpu_decoded
 from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
+from astrocat.pipeline.own_files import OwnFiles
 from astrocat.pipeline.plan import (
     FAMILY_KINDS,
     FileRef,
@@ -88,7 +90,8 @@ class InferOptions:
     mask_hdu: HduName | None = None
     mask_bits: int | None = None
     tta: int = 1  # --tta N: views averaged per item where the card declares invariances
-    retention: int = 1  # versions kept in the store
+    retention: int = 0  # versions kept in the store [0: KEEP_VERSIONS]
+    overwrite: bool = False  # --overwrite: replace whatever is at --out
     retry_errors: bool = False  # recompute the latest version's parts that hold errors
     quiet: bool = False
     command: str = field(default_factory=lambda: shlex.join(["astrocat", *sys.argv[1:]]))
@@ -117,6 +120,12 @@ class RunSummary:
     taken_over: dict | None = None  # a killed run's lock record, taken over
     n_warnings: int = 0  # library warnings this run recorded (never printed mid-run)
     warnings_log: Path | None = None
+    skipped: dict[str, int] = field(default_factory=dict)  # astrocat's own files, by reason
+    replaced: dict | None = None  # the catalog at --out made from other inputs, replaced
+    by_kind: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> model -> rows
+    named_models: tuple[str, ...] = ()  # the cards --model named, by name
+    model_warnings: dict[str, list[str]] = field(default_factory=dict)  # from their cards
+    input_root: str = ""  # the root the catalog's sources are relative to
 
 
 #: Runs with at most this many items to compute use Dask's in-process cluster: spawning
@@ -124,8 +133,9 @@ class RunSummary:
 SMALL_RUN_ITEMS = 2048
 
 
-def parts_dir_for(out: Path) -> Path:
-    return out.with_name(out.name + ".parts")
+#: Versions ``astrocat infer`` keeps of its catalog (``--keep-versions``); job files keep
+#: their own ``retention`` (30 by default).
+KEEP_VERSIONS = 5
 
 
 def build_routing(models: tuple[str, ...] | str | None, precision: str = "fp32"
@@ -149,6 +159,12 @@ def build_routing(models: tuple[str, ...] | str | None, precision: str = "fp32"
     routing = {k: zoo.variant(c, precision) or c for k, c in routing.items()}
     _verify({c.name: zoo.variant(c, precision) or c for c in named}.values())
     return routing
+
+
+def named_cards(models: tuple[str, ...], precision: str = "fp32") -> tuple[str, ...]:
+    """The names the cards ``--model`` named run under (their INT8 variants' with int8)."""
+    cards = (zoo.resolve(m) for m in models)
+    return tuple(dict.fromkeys((zoo.variant(c, precision) or c).name for c in cards))
 
 
 def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kind, ModelCard]:
@@ -225,19 +241,31 @@ def infer(opts: InferOptions) -> RunSummary:
         layouts.margin_arcsec(opts.layout_options)  # a bad --hats-margin too, before any work
     out = Path(os.path.abspath(opts.out))  # never resolved: it may be our own link
     store = Store(out if opts.store else parts_dir_for(out))
-    if not opts.store:
-        _check_out(out, store, opts.layout)
-    with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
-        routing = build_routing(opts.models, opts.precision)  # a bad model fails first
-        routing = with_tta(with_product(routing, opts), opts.tta)
-        fits_product(routing)  # plane models that disagree on the HDU fail before any input
-        recorder = Recorder()
-        with libwarnings.captured(), recorder.reading("(driver)"):
-            summary = _run(opts, start, layout, routing, out, store)
-        summary.taken_over = lock.taken_over
-        summary.n_warnings += recorder.write(store.root)
-        if summary.n_warnings:
-            summary.warnings_log = store.root / WARNINGS_LOG
+    if opts.store:
+        _check_store(out)
+        prior = None
+    else:
+        prior = _check_out(out, store, opts.overwrite)
+    created = not os.path.lexists(store.root)
+    try:
+        with StoreLock(store.root).acquire(opts.command) as lock:  # a second run stops here
+            routing = build_routing(opts.models, opts.precision)  # a bad model fails first
+            routing = with_tta(with_product(routing, opts), opts.tta)
+            fits_product(routing)  # plane models disagreeing on the HDU fail before any input
+            recorder = Recorder()
+            with libwarnings.captured(), recorder.reading("(driver)"):
+                summary = _run(opts, start, layout, routing, out, store)
+            summary.taken_over = lock.taken_over
+            summary.n_warnings += recorder.write(store.root)
+            if summary.n_warnings:
+                summary.warnings_log = store.root / WARNINGS_LOG
+    except BaseException:
+        if created and not opts.store:  # a refused run leaves nothing behind
+            _remove_if_unused(store)
+        raise
+    summary.named_models = named_cards(opts.models, opts.precision)
+    if prior is not None and prior.get("input_root") not in (None, summary.input_root):
+        summary.replaced = prior
     return summary
 
 
@@ -246,9 +274,12 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     placer = (positions.prepare(opts.positions, store.root, opts.positions_id)
               if opts.positions else None)  # a bad table fails before any input is read
     root, files = resolve_all(opts.inputs, opts.exclude)
-    refs = list_inputs(files, root, out, store.root)
+    own = OwnFiles(out, store.root)
+    refs = list_inputs(files, root, own)
     if not refs:
-        raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}")
+        mine = (f": all {sum(own.counts.values())} files there are astrocat's own "
+                f"({_counted(own.counts)})" if own.counts else "")
+        raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}{mine}")
     cards = {c.name: c for c in routing.values()}
     engines = {name: choose_engine(opts.engine, card) for name, card in cards.items()}
     gpu_decode = gpu_decoded(opts.decode, cards, engines)  # --decode gpu fails here, or never
@@ -267,6 +298,13 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                               in_process=looks_small(refs),
                               gpu=any(map(wants_gpu, engines.values())))
         units = _describe_tables(refs, root, cluster)
+        for unit in units:  # astrocat catalogs recognised by their footers: no rows
+            if isinstance(unit, InputUnit) and unit.skipped:
+                own.counts[unit.skipped] += 1
+        units = [u for u in units if not (isinstance(u, InputUnit) and u.skipped)]
+        if not units:
+            raise AstrocatError(f"no input files found under {', '.join(opts.inputs)}: all "
+                                f"of them are astrocat's own ({_counted(own.counts)})")
         plan = list(plan_partitions(units, routing, opts.partition_size, keys))
         del units, refs
         part_path = {p.key: store.part(p.key) for p in plan}
@@ -276,13 +314,16 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         verify_used(todo, routing)  # a damaged model fails before anything is computed
         n_reused = len(stats)
         parts = [part_path[p.key].name for p in plan]
-        if (opts.store and previous is not None and not todo and previous["parts"] == parts
-                and previous.get("layout") == opts.layout):
+        if (previous is not None and not todo and previous["parts"] == parts
+                and previous.get("layout") == opts.layout
+                and (opts.store or _out_current(out, store, latest, opts.layout))):
             return RunSummary(out, previous["rows"], previous["errors"], len(plan), n_reused,
                               (dt.datetime.now(dt.UTC) - start).total_seconds(),
                               {n: m["engine"] for n, m in previous.get("models", {}).items()},
                               version=latest, new_version=False,
-                              published=previous["published"])
+                              published=previous["published"], skipped=dict(own.counts),
+                              by_kind=_by_kind(stats.values()), input_root=str(root),
+                              model_warnings=_card_warnings(cards, stats.values()))
         total = sum(p.n_items for p in plan)
         with RunProgress(total, enabled=not opts.quiet) as progress:
             progress.advance(sum(s["n_rows"] for s in stats.values()),
@@ -332,8 +373,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                       provenance,
                       [stats[p.key] for p in plan])
         number, staged = store.staging()
-        artefact = (staged if opts.layout != "file" else
-                    staged / STORE_FILE if opts.store else out)
+        artefact = staged if opts.layout != "file" else staged / STORE_FILE
         ctx = PublishContext(store, lambda: cluster.get()[0], dict(opts.layout_options))
         published = layout.publish(pub, artefact, ctx)
 
@@ -349,28 +389,33 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         "errors": n_errors, "parts": parts, "segments": published.pop("segments", []),
         "computed": len(todo), "reused": n_reused, "inputs": changes,
         "published": published, "positions_placed": placed,
-        **({"file": STORE_FILE} if opts.layout == "file" and opts.store else {}),
+        **({"file": STORE_FILE} if opts.layout == "file" else {}),
+        "retention": _retention(opts),
         "workers": sorted({s.get("worker", "") for s in stats.values()} - {""}),
     }
     final = store.publish(number, staged, manifest)
-    if opts.layout != "file" and not opts.store:
+    if opts.layout == "file" and not opts.store:
+        _place_file(final / STORE_FILE, out)  # OUT is the version's file, in one rename
+    elif not opts.store:
         point(out, final)  # the output path moves to the new version in one rename
-    store.prune_versions(keep=opts.retention if opts.store else 1)
+    store.prune_versions(keep=_retention(opts))
     store.prune_parts(set(parts) | set(manifest["segments"]))
     (store.root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return RunSummary(out, published["rows"], n_errors, len(plan), n_reused, seconds,
                       {n: engines[n] for n in used}, dict(failures),
                       store.root / FAILURE_LOG if failures else None, published, placed,
-                      version=number, changes=changes, n_warnings=n_warnings)
+                      version=number, changes=changes, n_warnings=n_warnings,
+                      skipped=dict(own.counts), by_kind=_by_kind(stats.values()),
+                      input_root=str(root), model_warnings=_card_warnings(cards, stats.values()))
 
 
-def list_inputs(files, root: Path, out: Path, store_root: Path) -> list[FileRef]:
-    """Every input as the driver knows it: listed and stat'ed, never opened."""
+def list_inputs(files, root: Path, own: OwnFiles) -> list[FileRef]:
+    """Every input as the driver knows it: listed and stat'ed, never opened; astrocat's
+    own files (``own``) left out and counted."""
     refs = []
-    own_output = _OwnOutput(out, store_root)
     for p in files:
         path = os.path.abspath(p)
-        if own_output(path):
+        if own(path):
             continue
         try:
             st = os.stat(path)
@@ -451,37 +496,125 @@ def _sum_positions(stats) -> dict[str, int]:
     return {k: sum(g.get(k, 0) for g in got) for k in ("placed", "unmatched")}
 
 
-def _check_out(out: Path, store: Store, layout: str) -> None:
-    """Refuse to replace something at ``--out`` that this store did not publish."""
+def _counted(counts: Counter | dict) -> str:
+    return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
+def _retention(opts: InferOptions) -> int:
+    return opts.retention or KEEP_VERSIONS
+
+
+def _by_kind(stats) -> dict[str, dict[str, int]]:
+    """Rows per input kind and the model that took them, over every part."""
+    out: dict[str, dict[str, int]] = {}
+    for s in stats:
+        for kind, models in s.get("by_kind", {}).items():
+            per = out.setdefault(kind, {})
+            for model, n in models.items():
+                per[model] = per.get(model, 0) + n
+    return out
+
+
+def _card_warnings(cards: dict[str, ModelCard], stats) -> dict[str, list[str]]:
+    """What the cards of the models that ran warn of (a model worse than its baseline)."""
+    used = {m for s in stats for m in s.get("models", [])}
+    return {n: list(c.warnings) for n, c in cards.items()
+            if n in used and getattr(c, "warnings", None)}
+
+
+def _astrocat_parquet(path: Path) -> dict | None:
+    """The provenance of a Parquet file astrocat wrote (its footer's key), else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:  # noqa: BLE001 -- not Parquet at all
+        return None
+    if b"astrocat" not in meta:
+        return None
+    try:
+        return json.loads(meta[b"astrocat"]) or {}
+    except ValueError:
+        return {}
+
+
+def _check_out(out: Path, store: Store, overwrite: bool) -> dict | None:
+    """Refuse to replace at ``--out`` anything astrocat did not write (recognised by its
+    own metadata, not by a name or an extension); ``--overwrite`` replaces it. Returns what
+    the catalog there says of itself (its input root), when there is one."""
     if not os.path.lexists(out):
+        return None
+    latest = store.latest() if is_store(store.root) else None
+    prior = store.manifest(latest) if latest is not None else None
+    if out.is_symlink() and store.root.resolve() in out.resolve().parents:
+        return prior  # our own link to one of the store's versions
+    if out.is_file():
+        found = _astrocat_parquet(out)
+        if found is not None:
+            return prior or found
+    elif out.is_dir() and (out / "_manifest.json").is_file() and prior is not None:
+        return prior  # a store's version copied out without its link
+    if overwrite:
+        return None
+    what = ("a directory" if out.is_dir() else "a Parquet file" if out.suffix == ".parquet"
+            else "a file")
+    raise AstrocatError(f"--out {out} exists and is {what} that astrocat did not write (it "
+                        "carries no astrocat catalog metadata); nothing was done. Choose "
+                        "another --out, or add --overwrite to replace it")
+
+
+def _check_store(out: Path) -> None:
+    """A job's ``out`` is a store: refuse a file, or a directory of someone else's files."""
+    if not os.path.lexists(out) or is_store(out):
         return
-    ours = out.is_symlink() and store.root.resolve() in out.resolve().parents
-    if layout == "file" and (out.is_file() or ours):
-        return
-    if layout != "file" and (ours or out.is_file() and (store.root / "manifest.json").is_file()):
-        return
-    what = "a directory" if out.is_dir() else "a file"
-    raise AstrocatError(f"--out {out} exists and is {what} that astrocat did not write as a "
-                        f"{layout} catalog; choose another --out, or remove it")
+    if not out.is_dir():
+        raise AstrocatError(f"the job's out {out} is a file; a job writes a store (a "
+                            "directory of versions): choose another out")
+    mine = {"lock", "runs", "errors.log", WARNINGS_LOG, "manifest.json"}
+    foreign = [p.name for p in out.iterdir() if p.name not in mine
+               and not p.name.startswith(("part-", ".part-"))]
+    if foreign:
+        raise AstrocatError(f"the job's out {out} is a directory that is not an astrocat "
+                            f"store (it holds {', '.join(sorted(foreign)[:3])}"
+                            f"{', ...' if len(foreign) > 3 else ''}); nothing was done. "
+                            "Choose an empty or new directory")
 
 
-class _OwnOutput:
-    """Whether a listed file is the catalog, its parts or a temporary (``--out`` inside
-    ``--input``): those are never inputs. Compares real paths, as ``Path.resolve`` gives
-    them, resolving each directory once instead of every component of every file."""
+def _remove_if_unused(store: Store) -> None:
+    """Remove a store this run created and left without parts or versions."""
+    import shutil
 
-    def __init__(self, out: Path, parts_dir: Path) -> None:
-        self.out, self.parts = str(out), os.path.join(str(parts_dir), "")
-        self.tmp = f".{out.name}.tmp-"
-        self.dirs: dict[str, str] = {}
+    root = store.root
+    if root.is_dir() and not (root / VERSIONS).exists() and not any(
+            root.glob("part-*.parquet")):
+        shutil.rmtree(root, ignore_errors=True)
 
-    def __call__(self, path: str) -> bool:
-        """``path``: absolute."""
-        head, name = os.path.split(path)
-        if (real := self.dirs.get(head)) is None:
-            real = self.dirs[head] = os.path.realpath(head)
-        full = os.path.join(real, name)
-        if os.path.islink(full):
-            full = os.path.realpath(full)
-        return (full == self.out or full.startswith(self.parts)
-                or os.path.basename(full).startswith(self.tmp))
+
+def _out_current(out: Path, store: Store, latest: int | None, layout: str) -> bool:
+    """Whether ``--out`` still is the store's latest version (nothing to publish again)."""
+    if latest is None or not os.path.lexists(out):
+        return False
+    final = store.version_dir(latest)
+    if layout != "file":
+        return out.is_symlink() and out.resolve() == final.resolve()
+    try:
+        return (final / STORE_FILE).is_file() and os.path.samefile(out, final / STORE_FILE)
+    except OSError:
+        return False
+
+
+def _place_file(version_file: Path, out: Path) -> None:
+    """Put a version's catalog file at ``out`` in one rename: a hard link (no copy, and
+    the version keeps its file when the next version replaces ``out``), or a copy where
+    the file system has no hard links."""
+    import shutil
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(version_file, tmp)
+    except OSError:
+        shutil.copyfile(version_file, tmp)
+    if out.is_dir() and not out.is_symlink():  # --overwrite of a directory
+        shutil.rmtree(out)
+    os.replace(tmp, out)

@@ -45,6 +45,10 @@ from astrocat.sources.units import InputUnit
 _EXPECTED_FORMATS = "JPEG, PNG, FITS, Parquet, CSV/ECSV or .npy"
 
 
+class _Skipped(Exception):
+    """Internal: astrocat's own file (a catalog it wrote), never a survey input."""
+
+
 class _Unusable(Exception):
     """Internal: the file cannot be used; carries the message and the format guessed."""
 
@@ -76,6 +80,9 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
         with open(path, "rb") as f:
             head = f.read(HEAD_BYTES)
         unit = _route(path, sniff_bytes(head), head, product)
+    except _Skipped as exc:
+        return InputUnit(path=str(path), source=source, fmt="astrocat", kind=None, n_items=0,
+                         size=size, mtime_ns=mtime_ns, skipped=str(exc))
     except _Unusable as exc:
         fmt, error = exc.fmt, str(exc)
     except FileNotFoundError:
@@ -152,6 +159,8 @@ def _image(path: Path, fmt: str, head: bytes) -> dict[str, Any]:
 
 
 def _table(path: Path, fmt: str) -> dict[str, Any]:
+    if fmt == "parquet" and _is_astrocat_catalog(path):
+        raise _Skipped("an astrocat catalog")
     try:
         info: TableInfo = _scan_table(str(path), fmt, None)
     except InputError as exc:
@@ -162,6 +171,16 @@ def _table(path: Path, fmt: str) -> dict[str, Any]:
     if info.n_rows == 0:
         raise _Unusable("table has no rows", fmt)
     return {"fmt": fmt, "kind": Kind.SPECTRUM, "n_items": info.n_rows}
+
+
+def _is_astrocat_catalog(path: Path) -> bool:
+    """A Parquet file astrocat wrote: its footer carries astrocat's provenance key."""
+    import pyarrow.parquet as pq
+
+    try:
+        return b"astrocat" in (pq.read_schema(path).metadata or {})
+    except Exception:  # noqa: BLE001 -- unreadable: _scan_table says why
+        return False
 
 
 def _npy(path: Path) -> dict[str, Any]:

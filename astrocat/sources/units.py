@@ -28,3 +28,5 @@ class InputUnit:
     mtime_ns: int = 0
     error: str | None = None
     transient: bool = False  # the error is about this moment (permissions, I/O), not content
+    # astrocat's own file (a catalog it wrote): never an input, no row; says which
+    skipped: str | None = None

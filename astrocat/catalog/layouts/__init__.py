@@ -118,5 +118,5 @@ def module(layout: str):
             raise AstrocatError(f"--layout hats needs the [hats] extra ({exc.name} is "
                                 "missing): pip install 'astrocat[hats]'") from exc
     else:
-        raise ValueError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
+        raise AstrocatError(f"unknown layout {layout!r} (choose from {', '.join(LAYOUTS)})")
     return mod
