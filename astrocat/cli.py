@@ -74,12 +74,38 @@ def main() -> None:
     and get back a Parquet catalog you can do science with."""
 
 
-@main.command(epilog=EXIT_CODES_HELP)
-@click.option("--input", "-i", "input_", required=True, metavar="DIR|FILE|GLOB|@LIST",
-              help="Directory (walked recursively), file, quoted glob, or @list.txt.")
+class _GlobHintCommand(click.Command):
+    """Says what an unquoted glob did: the shell expanded it into many paths, of which
+    ``--input`` took the first and click found the rest 'unexpected'."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            if "unexpected extra argument" not in exc.format_message():
+                raise
+            said = exc.format_message()
+            extra = said[said.find("(") + 1:said.rfind(")")].split()
+            shown = " ".join(extra[:3]) + (" ..." if len(extra) > 3 else "")
+            raise click.UsageError(
+                f"got {len(extra)} unexpected extra argument(s) ({shown}): an unquoted glob "
+                "that the shell expanded? Quote it, e.g. --input 'cutouts/*.fits', or give "
+                "each path its own --input", ctx) from None
+
+
+@main.command(cls=_GlobHintCommand, epilog=EXIT_CODES_HELP)
+@click.option("--input", "-i", "input_", required=True, multiple=True,
+              metavar="DIR|FILE|GLOB|@LIST",
+              help="Directory (walked recursively), file, quoted glob, or @list.txt "
+                   "(repeatable: one catalog of them all).")
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
               help="Catalog to write: a Parquet file (--layout file) or a directory "
-                   "(dataset, hats). Parts are kept in OUT.parts/ for resuming.")
+                   "(dataset, hats). Parts and versions are kept in OUT.parts/; an existing "
+                   "OUT that astrocat did not write is refused (see --overwrite).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace an existing --out even if astrocat did not write it.")
+@click.option("--keep-versions", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Versions of the catalog kept, each readable as OUT@N [default: 5].")
 @click.option("--layout", type=click.Choice(["file", "dataset", "hats"]), default="file",
               show_default=True,
               help="file: one Parquet file; dataset: a directory of Parquet files with "
@@ -145,9 +171,9 @@ def main() -> None:
                    "Costs N times the network, not the decoding.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
-def infer(input_, out, layout, hats_margin, positions, positions_id, model, engine, decode,
-          precision, scheduler, workers, partition_size, batch_size, memory_budget, exclude,
-          hdu, plane, mask_hdu, mask_bits, tta, quiet) -> None:
+def infer(input_, out, overwrite, keep_versions, layout, hats_margin, positions, positions_id,
+          model, engine, decode, precision, scheduler, workers, partition_size, batch_size,
+          memory_budget, exclude, hdu, plane, mask_hdu, mask_bits, tta, quiet) -> None:
     """Run the right model on every image, FITS file and spectrum under --input.
 
     Every input becomes exactly one catalog row (one per table row for spectra tables):
@@ -157,7 +183,8 @@ def infer(input_, out, layout, hats_margin, positions, positions_id, model, engi
     from astrocat import api
 
     result = api.infer(
-        input_, out, model=model, layout=layout, hats_margin_arcsec=hats_margin,
+        input_[0] if len(input_) == 1 else input_, out, overwrite=overwrite,
+        keep_versions=keep_versions, model=model, layout=layout, hats_margin_arcsec=hats_margin,
         positions=positions,
         positions_id=positions_id, engine=engine, decode=decode, precision=precision,
         scheduler=scheduler, workers=workers, partition_size=partition_size,
@@ -330,13 +357,16 @@ def diff(a, b, truth, tolerance, as_json, report_html, **task_options) -> None:
         result.show()
 
 
-@main.command()
-@click.argument("store", type=click.Path(file_okay=False, path_type=Path))
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("store", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
 @_friendly
 def history(store, as_json) -> None:
-    """List a store's versions: time, rows, errors, inputs added/removed/changed, models
-    (version, sha256), duration, host and command."""
+    """List a catalog's versions: time, rows, errors, inputs added/removed/changed, models
+    (version, sha256), duration, host and command.
+
+    STORE: what `astrocat infer --out` wrote (its versions are in OUT.parts/), that
+    store, or a job's store. Each version opens as STORE@N in every command."""
     import json
 
     from astrocat import api
@@ -447,9 +477,12 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
     # The sample's record goes beside its truth, not into the survey `infer` reads.
     record_dir = truth if kind == "sample" else out
     record_dir.mkdir(parents=True, exist_ok=True)
+    # The truth tables beside the survey: `infer` skips them (and this record) as astrocat's
+    own = [truth.name] if truth.parent.resolve() == out.resolve() and truth.is_file() \
+        and kind != "spectra" else []
     (record_dir / "simulation.json").write_text(json.dumps({
         "astrocat_version": __version__, "kind": kind, "n": n, **options,
-        "command": shlex.join(["astrocat", *sys.argv[1:]])}, indent=1))
+        "truth_files": own, "command": shlex.join(["astrocat", *sys.argv[1:]])}, indent=1))
     if not quiet:
         click.echo(f"wrote {n} {kind} to {out} (truth: {truth})", err=True)
 
@@ -465,11 +498,15 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
 @click.option("--limit", type=click.IntRange(min=10), default=None,
               help="Use at most this many examples.")
 @click.option("--architecture", default=None, help="e.g. gz_vgg6 for the morphology recipe.")
-@click.option("--name", default=None, help="Model name for the card.")
+@click.option("--name", default=None,
+              help="Your model's name (the catalog's `model` column) [default: the --out "
+                   "folder's name].")
+@click.option("--model-version", default="1.0.0", show_default=True,
+              help="Your model's version, for its card and the catalogs made with it.")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
 @_friendly
 def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name,
-          patience) -> None:
+          model_version, patience) -> None:
     """Train a study's network; write weights (.keras, .onnx) and a model card.
 
     \b
@@ -484,10 +521,13 @@ def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name
 
     from astrocat.models.train import train as run_train
 
+    def log(message: str) -> None:
+        warning = message.startswith("warning:")
+        click.secho(message, fg="yellow" if warning else None, err=True)
+
     run_train(recipe, data, out, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
-              architecture=architecture, name=name, patience=patience,
-              command=shlex.join(["astrocat", *sys.argv[1:]]),
-              log=lambda m: click.echo(m, err=True))
+              architecture=architecture, name=name, model_version=model_version,
+              patience=patience, command=shlex.join(["astrocat", *sys.argv[1:]]), log=log)
 
 
 @main.group(invoke_without_command=True)
@@ -524,6 +564,8 @@ def models_show(name) -> None:
     card = resolve(name)
     click.echo(f"# {card.directory / CARD_FILENAME}")
     click.echo((card.directory / CARD_FILENAME).read_text())
+    for warning in card.warnings:  # what training found wrong with it
+        click.secho(f"warning: {warning}", fg="yellow", err=True)
 
 
 @models.command("init")
@@ -588,8 +630,14 @@ def models_check(model, input_, engine) -> None:
         t.add_row(r.name, str(r.n), str(r.n_finite), f"{r.min:.4g}", f"{r.max:.4g}",
                   f"{r.mean:.4g}")
     Console().print(t)
+    from astrocat.models.check import card_warnings
+
+    problems = card_warnings(card)
     if any(r.n_finite < r.n for r in ranges):
-        click.secho("warning: some outputs are NaN or infinite", fg="yellow", err=True)
+        problems.append("some outputs are NaN or infinite")
+    for problem in problems:
+        click.secho(f"warning: {problem}", fg="yellow", err=True)
+    if problems:
         sys.exit(EXIT_SOME_ERRORS)
 
 

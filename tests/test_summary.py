@@ -120,7 +120,9 @@ def test_counts_and_legacy_keys(report, known):
     assert report["errors"] == 3 and report["ok"] == report["rows"] - 3
     assert report["by_kind"]["rgb_image"] == {"ok": 400, "error": 1}
     assert report["by_kind"]["unrecognised"] == {"error": 1}
-    assert report["error_reasons"] == {"JPEG truncated": 2, "FITS image is 3-D": 1}
+    assert report["error_reasons"] == {"JPEG truncated: re-download": 1,  # whole, never cut
+                                       "FITS image is 3-D: x": 1, "JPEG truncated: again": 1}
+    assert report["error_examples"] == {}  # no reason groups messages that differ
     m = report["morphology"]["merger"]
     assert {"fraction", "lower", "upper", "k", "n"} <= set(m)
     assert "candidates" in report["lens"] and "cosmology" in report and "redshift" in report

@@ -31,6 +31,10 @@ def test_recipe_trains_and_writes_a_card(recipe, tmp_path):
     card = load_card(out)
     card.verify()
     assert card.task == recipe and set(card.files) == {"keras", "onnx"}
+    # the user's own model, not the bundled one the recipe made (issue 31)
+    assert card.name == "model" and card.version == "1.0.0"
+    assert card.training["recipe"] == recipe and card.training["parent"] == ""
+    assert isinstance(card.warnings, list)
     assert card.training["epochs_run"] == 1
     assert card.training["onnx_max_deviation_from_keras"] < 1e-4
     assert metrics == card.metrics

@@ -84,7 +84,7 @@ def test_a_description_change_reuses_results(galaxies, tmp_path):
     _edit(card, 'description = "', 'description = "(edited) ')
     code, output = _run("infer", "--input", str(galaxies), "--out", str(out),
                         "--model", str(card))
-    assert code == 0 and re.search(r"(\d+) parts \(\1 reused\)", output), output
+    assert code == 0 and re.search(r"(\d+) parts \(\1 reused\)|parts all reused", output), output
 
 
 # ----------------------------------------------------------------- finding 2: failures cached
@@ -225,8 +225,10 @@ def test_third_party_graph_from_models_init_matches_a_numpy_reference(nchw_model
     text = card.read_text()
     assert 'layout = "NCHW"' in text and "shape = [3, 48, 48]" in text  # read from the graph
     assert text.count("[[outputs]]") == 30
-    # the user edits the starter card: normalisation, crop, zoom, task
-    text = (text.replace('preprocessing = "scale_255"', 'preprocessing = "scale_255_standardize"')
+    # the user edits the starter card: output names (an unedited one fails the check),
+    # normalisation, crop, zoom, task
+    text = (text.replace('name = "out_', 'name = "score_')
+            .replace('preprocessing = "scale_255"', 'preprocessing = "scale_255_standardize"')
             .replace("mean = 0.0", f"mean = {IMAGENET_MEAN}")
             .replace("std = 1.0", f"std = {IMAGENET_STD}")
             .replace("crop_fraction = 1.0", "crop_fraction = 0.75")
@@ -337,4 +339,5 @@ def test_a_transient_read_error_is_retried_but_a_corrupt_file_is_kept(galaxies, 
     assert [s for s, st in zip(t["source"], t["status"], strict=True) if st == "error"] == [
         "corrupt.jpg"]
     code, output = _run("infer", "--input", str(src), "--out", str(out))
-    assert code == 1 and re.search(r"(\d+) parts \(\1 reused\)", output), output  # kept
+    assert code == 1 and re.search(r"(\d+) parts \(\1 reused\)|parts all reused",
+                                   output), output  # kept

@@ -136,6 +136,10 @@ def _version_file(root: Path, manifest: dict, spec: str) -> Path:
     if file.is_file():
         return file
     latest = manifest.get("catalog")
+    store_latest = root.parent.parent / LATEST
+    if latest and Path(latest).is_file() and store_latest.is_symlink() \
+            and store_latest.resolve() == root.resolve():
+        return Path(latest)  # the latest version of such a store: its catalog is OUT
     raise AstrocatError(
         f"{spec}: version {manifest.get('version', '?')} was published by astrocat "
         f"{manifest.get('astrocat_version', '< 0.2')}, which kept no copy of each version's "

@@ -8,12 +8,15 @@ as ``_run.json``-like fields in its manifest.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shlex
+import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 from astrocat.catalog.lock import LockHeld
@@ -22,6 +25,36 @@ from astrocat.jobs.jobfile import JobSpec, load_job
 from astrocat.pipeline.run import InferOptions, RunSummary, infer
 
 RUNS = "runs"
+#: The exit code of an interrupted run (Ctrl-C, SIGTERM), as the CLI exits with it.
+EXIT_INTERRUPTED = 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm's ``scancel`` or time limit, systemd's stop) during a run: the run
+    unwinds as on Ctrl-C (the lock released, finished parts kept, the record written)."""
+
+
+@contextlib.contextmanager
+def sigterm_interrupts():
+    """While the block runs, SIGTERM raises :class:`Terminated` in the main thread instead
+    of ending the process on the spot (no run record, no clean-up). Elsewhere than the
+    main thread nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(signal.Signals(signum).name)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def options(job: JobSpec, retry_errors: bool = False, quiet: bool = False) -> InferOptions:
@@ -56,7 +89,16 @@ def run_job(path: str | Path, retry_errors: bool = False, quiet: bool = False) -
                     "started_utc": started.isoformat(timespec="seconds"),
                     "retry_errors": retry_errors}
     try:
-        summary = infer(options(job, retry_errors, quiet))
+        with sigterm_interrupts():
+            summary = infer(options(job, retry_errors, quiet))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated)
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        _write(job.out, started, record | {
+            "status": "interrupted", "exit_code": EXIT_INTERRUPTED, "signal": name,
+            "message": f"interrupted ({name}) before the run finished: parts finished "
+                       "before the interrupt are kept; inputs not processed yet are "
+                       "computed by the next run (run again to resume)"})
+        raise
     except LockHeld as exc:
         _write(job.out, started, record | {"status": "locked", "exit_code": 3,
                                             "message": str(exc), "holder": exc.holder})
@@ -64,6 +106,11 @@ def run_job(path: str | Path, retry_errors: bool = False, quiet: bool = False) -
     except (AstrocatError, OSError) as exc:
         _write(job.out, started, record | {"status": "failed", "exit_code": 2,
                                             "message": str(exc)})
+        raise
+    except Exception as exc:  # a bug: the run still leaves its record
+        _write(job.out, started, record | {"status": "failed", "exit_code": 2,
+                                            "message": f"internal error: "
+                                                       f"{type(exc).__name__}: {exc}"})
         raise
     status = "unchanged" if not summary.new_version else (
         "errors" if summary.n_errors else "ok")

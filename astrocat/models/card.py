@@ -157,6 +157,13 @@ class ModelCard:
         return self.directory / self.reference.file if self.reference else None
 
     @property
+    def warnings(self) -> list[str]:
+        """What training found wrong with this model (``[training] warnings``, e.g. a
+        held-out score worse than its trivial baseline), for ``models show`` and ``infer``
+        to repeat; empty for cards without any."""
+        return [str(w) for w in self.training.get("warnings", ())]
+
+    @property
     def logits(self) -> list[str]:
         """Outputs whose pre-sigmoid value the graph keeps (``<name>_logit`` columns)."""
         return [o.name for o in self.outputs if o.logit]
@@ -416,6 +423,10 @@ def parse_card(data: dict[str, Any], directory: Path, where: str) -> ModelCard:
     spec = _input_spec(data["input"], f"{where} [input]")
     outputs = _outputs(data["outputs"], where)
     files, digests = data["files"], data["sha256"]
+    warnings = data.get("training", {}).get("warnings", [])
+    if not (isinstance(warnings, list) and all(isinstance(w, str) for w in warnings)):
+        raise CardError(f"{where} [training]: warnings should be a list of strings, "
+                        f"got {warnings!r}")
     check_table(digests, {fmt: (fmt in files, typed(
         lambda v: isinstance(v, str) and len(v) == 64, "a 64-character hex digest"))
         for fmt in WEIGHT_FORMATS}, f"{where} [sha256]", CardError)

@@ -22,6 +22,7 @@ from astrocat.kinds import Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
+from astrocat.models.starter import starter_output_name
 
 BATCH = 16
 
@@ -82,6 +83,22 @@ def _from_inputs(card: ModelCard, engine: str, spec: str) -> np.ndarray:
                             + "; ".join({e for t in rows for e in t.column("error").to_pylist()}))
     return np.concatenate([np.column_stack([t.column(o).to_numpy() for o in card.output_names])
                            for t in ok if t.num_rows])
+
+
+def card_warnings(card: ModelCard) -> list[str]:
+    """What is wrong with a card that parses: outputs still named as ``models init`` wrote
+    them (``out_<i>`` at position i: catalog columns nobody can read), and what training
+    found wrong with the model (``[training] warnings``)."""
+    unnamed = [o.name for i, o in enumerate(card.outputs) if o.name == starter_output_name(i)]
+    problems = []
+    if unnamed:
+        shown = ", ".join(unnamed[:3]) + (f", ... ({len(unnamed)} in all)"
+                                          if len(unnamed) > 3 else "")
+        problems.append(f"{card.source or card.name}: output(s) {shown} still have the "
+                        "starter names `astrocat models init` gave them; name each "
+                        "[[outputs]] in the card (name, unit, description): they become "
+                        "the catalog's columns")
+    return problems + card.warnings
 
 
 def check_model(model: str, inputs: str | None = None, engine: str = "auto"

@@ -37,6 +37,17 @@ def compile_model(model: str, out: Path | None, tensorrt: bool | None, precision
 
         yield from quantize_steps(model, out)
         return
+    from astrocat.engines.base import gpu_available
+
+    if precision == "fp16":  # only TensorRT builds FP16: refuse before any work
+        if tensorrt is False:
+            raise AstrocatError("--precision fp16 builds a TensorRT engine; it cannot be "
+                                "combined with --no-tensorrt")
+        if not gpu_available():
+            raise AstrocatError("--precision fp16 needs a TensorRT engine on an NVIDIA GPU "
+                                "(nvidia-smi and the tensorrt package); there is none here, "
+                                "so nothing was compiled. On a CPU use --precision fp32 "
+                                "(ONNX) or --precision int8 (an ONNX Runtime INT8 variant)")
     card = resolve(model)
     card.verify()
     x = validation_batch(card.input.shape)
@@ -65,8 +76,6 @@ def compile_model(model: str, out: Path | None, tensorrt: bool | None, precision
             write_card(raw, target)
             yield f"card: {target / 'card.toml'}"
         card = resolve(str(target))
-    from astrocat.engines.base import gpu_available
-
     if tensorrt is None:
         tensorrt = gpu_available()
     if not tensorrt:

@@ -153,6 +153,72 @@ def load_fields(
     return x, y, ids
 
 
+#: What each task's training data is, for messages: (a file or a directory, its layout).
+LAYOUT_HINTS = {
+    "morphology": ("dir", "a Galaxy Zoo directory (training_solutions_rev1.csv, and "
+                   "<GalaxyID>.jpg beside it or in images_training_rev1/)"),
+    "redshift": ("file", "a spectra table file (Parquet/CSV/ECSV/FITS with 186 flux columns "
+                 "and z)"),
+    "lens": ("dir", "a directory of FITS cut-outs (imageEUC_VIS-<ID>.fits) with a labels CSV "
+             "(ID, is_lens, ...)"),
+    "cosmology": ("dir", "a directory of maps (field_<ID>.npy) with fields_truth.csv (ID, "
+                  "omega_m, sigma_8)"),
+}
+#: What ``sniff`` calls a table ``load_spectra`` reads.
+TABLE_FORMATS = ("parquet", "csv", "ecsv", "fits", "gzip")
+
+
+def check_data(task: str, data: Path) -> None:
+    """Whether ``data`` has the shape of ``task``'s layout (a file or a directory, its
+    labels table), cheaply and before any heavy import; an ``AstrocatError`` saying what
+    to pass instead."""
+    if task not in LAYOUT_HINTS:
+        raise AstrocatError(f"unknown task '{task}'")
+    data = Path(data)
+    want, hint = LAYOUT_HINTS[task]
+    what = f"{task} training reads {hint}"
+    if not data.exists():
+        raise AstrocatError(f"{what}; {data} does not exist")
+    if task == "redshift":
+        if data.is_dir():
+            tables = sorted(p for p in data.iterdir() if p.is_file() and not p.name.startswith(
+                ".") and _sniff_quietly(p) in TABLE_FORMATS)
+            example = (f"pass the table, e.g. {tables[0]}" if tables else
+                       "it holds no table file; pass the table's path")
+            raise AstrocatError(f"{what}; {data} is a directory — {example}")
+        fmt = _sniff_quietly(data)
+        if fmt not in TABLE_FORMATS:
+            from astrocat.sources.sniff import looks_like, read_head
+
+            seen = {"jpeg": "a JPEG image", "png": "a PNG image",
+                    "npy": "a NumPy array"}.get(fmt) or looks_like(read_head(data))
+            raise AstrocatError(f"{what}; {data} is {seen}, not a table")
+        return
+    if not data.is_dir():
+        if task == "morphology" and _sniff_quietly(data) == "csv":
+            return  # the labels file itself: the images are beside it
+        ours = _sniff_quietly(data) in ("csv", "jpeg", "png", "fits", "gzip", "npy")
+        raise AstrocatError(f"{what}; {data} is a file — pass the data set's directory"
+                            + (f", e.g. {data.parent}" if ours else ""))
+    if task == "morphology":
+        if not (data / "training_solutions_rev1.csv").is_file():
+            raise AstrocatError(f"{what}; {data} has no training_solutions_rev1.csv")
+        return
+    required = {"ID", "is_lens"} if task == "lens" else {"ID", "omega_m", "sigma_8"}
+    try:
+        _find_labels(data, required)
+    except AstrocatError:
+        raise AstrocatError(f"{what}; {data} has no CSV with columns "
+                            f"{', '.join(sorted(required))}") from None
+
+
+def _sniff_quietly(path: Path) -> str:
+    try:
+        return sniff(path)
+    except OSError:
+        return "unknown"
+
+
 def load_task(
     task: str, spec: InputSpec, data: Path, limit: int | None = None, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,6 +230,7 @@ def load_task(
     scales them).
     """
     data = Path(data)
+    check_data(task, data)
     if task == "morphology":
         x, y, _ = load_galaxy_zoo(data, spec.image_size[0], spec.crop_fraction, limit, seed,
                                   spec.zoom, spec.resize_filter, spec.antialias)

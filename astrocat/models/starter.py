@@ -29,6 +29,12 @@ def _kind(dims: tuple) -> tuple[str, str]:
     return "spectrum", "redshift"
 
 
+def starter_output_name(i: int) -> str:
+    """The placeholder name of the ``i``-th output in a starter card (``models check``
+    warns while any is left)."""
+    return f"out_{i}"
+
+
 def starter_card(onnx: Path, name: str | None = None) -> str:
     """The card's TOML text (with comments) for ``onnx``."""
     session = open_session(str(onnx))
@@ -76,7 +82,8 @@ def starter_card(onnx: Path, name: str | None = None) -> str:
               f"# one table per output value, in the graph's order ({sig.output_name} "
               f"{fmt_dims(sig.output_dims)}): name them; they become catalog columns"]
     for i in range(n_outputs(session, sig, tuple(item))):
-        lines += ["[[outputs]]", f'name = "out_{i}"', 'unit = ""', 'description = ""', ""]
+        lines += ["[[outputs]]", f'name = "{starter_output_name(i)}"', 'unit = ""',
+                  'description = ""', ""]
     return "\n".join(lines)
 
 

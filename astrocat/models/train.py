@@ -8,9 +8,15 @@ trivial baselines and writes weights (.keras + .onnx) and a card.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import re
+import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,13 +31,12 @@ from astrocat.kernels.preprocess import prepare
 from astrocat.kinds import Kind
 from astrocat.models import datasets
 from astrocat.models.card import InputSpec, write_card
-from astrocat.science import stats
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    model_name: str  # default card name
+    model_name: str  # the bundled model this recipe trained (never a new model's name)
     task: str
     architecture: str
     spec: InputSpec
@@ -120,6 +125,8 @@ def _fit_spec(recipe: Recipe, x_train: np.ndarray) -> InputSpec:
 
 def evaluate(task: str, pred: np.ndarray, truth: np.ndarray, train_truth: np.ndarray) -> dict:
     """Held-out metrics and the trivial baseline each must beat (SCIENCE.md)."""
+    from astrocat.science import stats  # scipy: not paid by an argument error
+
     if task == "morphology":
         mean = train_truth.mean(axis=0, keepdims=True)
         return {"rmse": stats.rmse(pred, truth),
@@ -141,6 +148,128 @@ def evaluate(task: str, pred: np.ndarray, truth: np.ndarray, train_truth: np.nda
             "rmse_sigma_8": stats.rmse(pred[:, 1], truth[:, 1]),
             "baseline_rmse_omega_m": stats.rmse(np.full(len(truth), centre[0, 0]), truth[:, 0]),
             "baseline_rmse_sigma_8": stats.rmse(np.full(len(truth), centre[0, 1]), truth[:, 1])}
+
+
+#: Per task, each held-out metric and the trivial baseline ``evaluate`` scores beside it:
+#: (metric, baseline metric, the baseline's name, what it predicts, higher is better).
+BASELINES: dict[str, tuple[tuple[str, str, str, str, bool], ...]] = {
+    "morphology": (("rmse", "baseline_rmse_training_mean", "the mean-prediction baseline",
+                    "the training split's mean vote fractions for every galaxy", False),),
+    "redshift": (("mae", "baseline_mae_median", "the median-prediction baseline",
+                  "the training split's median redshift for every spectrum", False),),
+    "lens": (("auroc", "baseline_auroc", "the chance baseline", "random scores", True),),
+    "cosmology": tuple(
+        (f"rmse_{p}", f"baseline_rmse_{p}", "the prior-centre baseline",
+         f"{label} = {centre} for every map", False)
+        for p, label, centre in (("omega_m", "Omega_m", 0.3), ("sigma_8", "sigma_8", 0.8))),
+}
+
+
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with the fewest significant digits (3 to 6) that tell them apart."""
+    for digits in range(3, 7):
+        form = f".{digits}g" if digits == 3 else f"#.{digits}g"  # past 3: keep the 0s
+        sa, sb = format(a, form), format(b, form)
+        if sa != sb:
+            break
+    return sa, sb
+
+
+def baseline_warnings(task: str, metrics: dict[str, Any]) -> list[str]:
+    """One line per held-out metric that does not beat its trivial baseline (or could not
+    be measured): the model has not learned what it is for."""
+    advice = ("the model has not learned the task: train longer (--epochs), on more data, "
+              "or check the data and labels")
+    out = []
+    for metric, base, name, predicts, higher in BASELINES.get(task, ()):
+        if metric not in metrics or base not in metrics:
+            continue
+        value, baseline = float(metrics[metric]), float(metrics[base])
+        if not math.isfinite(value):
+            out.append(f"held-out {metric} could not be measured ({value} on "
+                       f"{metrics.get('n_test', '?')} test items): nothing shows the model "
+                       f"beats {name} {baseline:.3g} ({predicts}); train on more data")
+            continue
+        if (value > baseline) if higher else (value < baseline):
+            continue
+        sv, sb = _distinct(value, baseline)
+        worse = "no better than" if value == baseline else "worse than"
+        out.append(f"held-out {metric} {sv} is {worse} {name} {sb} ({predicts}): {advice}")
+    return out
+
+
+#: A new model's name: it becomes the catalog's `model` value and part of cache file names.
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MODEL_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]*")
+DEFAULT_MODEL_VERSION = "1.0.0"
+
+
+def model_name(out: Path, name: str | None = None) -> str:
+    """The name of a model trained into ``out``: ``name``, else ``out``'s folder name made
+    a valid one (runs of other characters become "-"). A bundled model's name is refused
+    (a catalog would credit the bundled model), except when ``out`` is that model's own
+    folder (rebuilding the zoo)."""
+    from astrocat.models.zoo import bundled
+
+    out = Path(out)
+    if name is not None:
+        if not MODEL_NAME.fullmatch(name):
+            raise AstrocatError(f"--name {name!r}: a model name is letters, digits, '.', '_' "
+                                "and '-', starting with a letter or digit (e.g. 'my-gz2')")
+    else:
+        name = re.sub(r"[^A-Za-z0-9._-]+", "-", out.resolve().name).strip("-._")
+        if not name:
+            raise AstrocatError(f"cannot make a model name from --out {out}; pass --name")
+    own = bundled().get(name)
+    if own is not None and own.directory.resolve() != out.resolve():
+        raise AstrocatError(f"'{name}' is the name of a bundled model: a catalog made with "
+                            f"yours would say it came from that one; pass --name (e.g. "
+                            f"--name {name}-mine)")
+    return name
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden():
+    """Hide what C/C++ code writes to file descriptor 2 meanwhile; replay it if the
+    body raises (an import that fails keeps its explanation)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable fd 2: nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            tmp.seek(0)
+            sys.stderr.write(tmp.read().decode(errors="replace"))
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tensorflow():
+    """``(keras, tensorflow)``, imported without their start-up noise: TensorFlow's C++
+    log (TF_CPP_MIN_LOG_LEVEL=3: errors too, e.g. cuInit failing on a machine without a
+    GPU) and what its libraries print while loading (absl's "All log messages before
+    absl::InitializeLog()", the CUDA driver probe), which no setting reaches.
+    ASTROCAT_DEBUG=1 keeps all of it."""
+    if not os.environ.get("ASTROCAT_DEBUG"):
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        if "tensorflow" not in sys.modules:
+            with _native_stderr_hidden():
+                import keras  # noqa: F401
+                import tensorflow  # noqa: F401
+    import keras
+    import tensorflow as tf
+
+    return keras, tf
 
 
 def _dataset(tf, x: np.ndarray, y: np.ndarray, batch: int, augment: bool, seed: int, shuffle: bool):
@@ -168,26 +297,37 @@ def train(
     limit: int | None = None,
     architecture: str | None = None,
     name: str | None = None,
+    model_version: str = DEFAULT_MODEL_VERSION,
     patience: int = 5,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train one recipe end to end; returns the card's metrics."""
+    """Train one recipe end to end; returns the card's metrics.
+
+    The model is the user's own: named ``name`` (default: ``out``'s folder name), version
+    ``model_version``, its recipe recorded in ``[training]``. A held-out metric that does
+    not beat its trivial baseline is logged as a ``warning:`` line at the end and kept in
+    ``[training] warnings``.
+    """
     if recipe_name not in RECIPES:
         raise AstrocatError(f"unknown recipe '{recipe_name}' (choose from {', '.join(RECIPES)})")
     recipe = RECIPES[recipe_name]
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
     from astrocat.models.architectures import ARCHITECTURES
-    from astrocat.models.export import export_onnx, save_for_inference
 
     arch = architecture or recipe.architecture
     if arch not in ARCHITECTURES:
         raise AstrocatError(
             f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})"
         )
+    if not MODEL_VERSION.fullmatch(model_version or ""):
+        raise AstrocatError(f"--model-version {model_version!r}: a version is letters, digits "
+                            "and '.', '+', '_', '-' (e.g. '1.0.0')")
+    name = model_name(Path(out), name)
+    datasets.check_data(recipe.task, Path(data))  # a wrong layout says so before TF loads
+    keras, tf = import_tensorflow()
+
+    from astrocat.models.export import export_onnx, save_for_inference
+
     keras.utils.set_random_seed(seed)
     t0 = time.time()
     x, y = datasets.load_task(recipe.task, recipe.spec, Path(data), limit, seed)
@@ -220,6 +360,7 @@ def train(
         _dataset(tf, xp[tr], y[tr], bs, recipe.augment, seed, shuffle=True),
         validation_data=_dataset(tf, xp[va], y[va], 256, False, seed, shuffle=False),
         epochs=epochs or recipe.epochs, callbacks=callbacks, verbose=2,
+        shuffle=False,  # the dataset shuffles itself (Keras warns that it ignores True)
     )
     test_idx = te if len(te) else va
     pred = np.asarray(model.predict(xp[test_idx], batch_size=256, verbose=0), dtype=np.float32)
@@ -229,11 +370,15 @@ def train(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_for_inference(model, out / "model.keras")
-    deviation = export_onnx(model, out / "model.onnx", xp[test_idx[:32]])
+    with warnings.catch_warnings():  # tf2onnx's own FutureWarning on np.object
+        warnings.simplefilter("ignore", FutureWarning)
+        deviation = export_onnx(model, out / "model.onnx", xp[test_idx[:32]])
     provenance = _provenance(Path(data))
+    rounded = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}
+    found = baseline_warnings(recipe.task, rounded)
     card = {
-        "name": name or recipe.model_name,
-        "version": __version__,
+        "name": name,
+        "version": model_version,
         "task": recipe.task,
         "architecture": arch,
         "description": recipe.description,
@@ -246,6 +391,9 @@ def train(
         "outputs": outputs_for(recipe.task),
         "files": {"keras": "model.keras", "onnx": "model.onnx"},
         "training": {
+            # how it was made: astrocat's recipe, from scratch ("" parent: no weights
+            # started from), by this astrocat
+            "recipe": recipe.name, "parent": "", "astrocat_version": __version__,
             "data": provenance, "command": command, "seed": seed,
             "epochs_run": len(history.history["loss"]), "batch_size": bs,
             "loss": recipe.loss, "optimizer": recipe.optimizer,
@@ -253,8 +401,9 @@ def train(
             "final_val_loss": float(history.history["val_loss"][-1]),
             "onnx_max_deviation_from_keras": deviation,
             "seconds": round(time.time() - t0, 1),
+            "warnings": found,
         },
-        "metrics": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()},
+        "metrics": rounded,
     }
     if recipe.augment:  # trained for rotations and flips: the task is invariant to them
         card = {**card, "invariances": ["rot90", "flip"]}
@@ -263,6 +412,8 @@ def train(
     write_card(card, out)
     log(f"{recipe.name}: held-out metrics {json.dumps(card['metrics'])}")
     _write_reference(out, xp, y, np.concatenate([va, te]), seed, data, command, log)
+    for warning in found:  # last, where they are seen
+        log(f"warning: {warning}")
     return card["metrics"]
 
 

@@ -25,6 +25,25 @@ from astrocat.pipeline.feed import Feed
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+class Stopped(Exception):  # noqa: N818 - a state, not an error
+    """A task abandoned because its run was interrupted (Ctrl-C, SIGTERM) or its process
+    is shutting down: nothing of its partition is written (no part, no error rows, no
+    traceback), so the next run computes it."""
+
+
+#: Times a partition whose worker process was shutting down is submitted again.
+STOPPED_RETRIES = 2
+#: The stop event of the run whose task this thread runs (Dask's threaded scheduler).
+_task = threading.local()
+
+
+def stop_requested() -> bool:
+    """Whether the run of the task on this thread has been interrupted: the task should
+    stop and raise :class:`Stopped`."""
+    stop = getattr(_task, "stop", None)
+    return stop is not None and stop.is_set()
+
+
 @dataclass(frozen=True)
 class ClusterSpec:
     """A job file's ``[cluster]`` table: ``local``, ``scheduler`` (``address``) or
@@ -380,20 +399,27 @@ class LazyCluster:
         pending = iter(items)
         by_key = {}
 
-        def submit(item):
-            fut = client.submit(fn, item, *args, key=key(item), pure=False)
-            by_key[fut.key] = item
+        def submit(item, again: int = 0):
+            fut = client.submit(fn, item, *args, key=key(item) + (f"-again-{again}" if again
+                                                                  else ""), pure=False)
+            by_key[fut.key] = item, again
             return fut
 
         first = [submit(p) for _, p in zip(range(window or 2 * info.n_workers + 2), pending,
                                            strict=False)]
         done = as_completed(first, with_results=False)
         for fut in done:
-            item = by_key.pop(fut.key)
+            item, again = by_key.pop(fut.key)
             try:
-                yield item, fut.result()
+                result = fut.result()
+            except Stopped as exc:  # its worker process was shutting down: run it again
+                if again < STOPPED_RETRIES:
+                    done.add(submit(item, again + 1))
+                    continue
+                result = exc
             except Exception as exc:  # noqa: BLE001 - the caller accounts for it
-                yield item, exc
+                result = exc
+            yield item, result
             nxt = next(pending, None)
             if nxt is not None:
                 done.add(submit(nxt))
@@ -413,24 +439,34 @@ def _threaded_get() -> Callable:
     return dask.threaded.get
 
 
-def _guarded(fn: Callable, item, args: tuple):
+def _guarded(fn: Callable, item, args: tuple, stop: threading.Event | None = None):
+    if stop is not None and stop.is_set():
+        return Stopped("the run was interrupted before this task started")
+    _task.stop = stop
     try:
         return fn(item, *args)
     except Exception as exc:  # noqa: BLE001 - handed back as the item's result
         return exc
+    finally:
+        _task.stop = None
 
 
 def _threaded_completed(fn: Callable, items: Iterable, args: tuple
                         ) -> Iterator[tuple[object, object]]:
     """Dask's threaded scheduler, results handed over as each task finishes (its
-    ``posttask`` callback), so progress moves while the rest still run."""
+    ``posttask`` callback), so progress moves while the rest still run.
+
+    When the caller stops early (Ctrl-C, SIGTERM: the exception unwinds through here, or
+    the generator is closed), the tasks in flight see :func:`stop_requested` and abandon
+    their partitions, and those not started return at once: nothing more is written."""
     import dask
     from dask.callbacks import Callback
 
     items = list(items)
     done: queue.Queue = queue.Queue()
+    stop = threading.Event()
     keys = {f"astrocat-{i}": item for i, item in enumerate(items)}
-    tasks = [dask.delayed(functools.partial(_guarded, fn, item, args), pure=False)(
+    tasks = [dask.delayed(functools.partial(_guarded, fn, item, args, stop), pure=False)(
         dask_key_name=k) for k, item in keys.items()]
 
     def posttask(key, result, dsk, state, worker_id) -> None:
@@ -447,8 +483,12 @@ def _threaded_completed(fn: Callable, items: Iterable, args: tuple
 
     thread = threading.Thread(target=compute, name="astrocat-dask-threads", daemon=True)
     thread.start()
-    while (got := done.get()) is not None:
-        if isinstance(got, BaseException):
-            raise got
-        yield got
+    try:
+        while (got := done.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    except BaseException:  # KeyboardInterrupt, GeneratorExit, ...: stop the tasks
+        stop.set()
+        raise
     thread.join()

@@ -33,7 +33,13 @@ from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
 from astrocat.pipeline import libwarnings
-from astrocat.pipeline.cluster import ClusterSpec, LazyCluster, feed_for, gpu_devices
+from astrocat.pipeline.cluster import (
+    ClusterSpec,
+    LazyCluster,
+    Stopped,
+    feed_for,
+    gpu_devices,
+)
 from astrocat.pipeline.feed import gpu_decoded
 from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
 from astrocat.pipeline.own_files import OwnFiles
@@ -314,8 +320,10 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         verify_used(todo, routing)  # a damaged model fails before anything is computed
         n_reused = len(stats)
         parts = [part_path[p.key].name for p in plan]
+        publication = _publication_key(cards, engines, opts, root, placer)
         if (previous is not None and not todo and previous["parts"] == parts
                 and previous.get("layout") == opts.layout
+                and previous.get("publication_key") == publication
                 and (opts.store or _out_current(out, store, latest, opts.layout))):
             return RunSummary(out, previous["rows"], previous["errors"], len(plan), n_reused,
                               (dt.datetime.now(dt.UTC) - start).total_seconds(),
@@ -337,8 +345,12 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                               gpu_decode=gpu_decode),
                           output_order=order, positions=placer,
                           routing={k: c.name for k, c in routing.items()}, root=str(root))
+                not_processed = []
                 for p, result in cluster.completed(run_partition, todo, job,
                                                    key=lambda p: f"astrocat-part-{p.key}"):
+                    if isinstance(result, Stopped):  # its workers kept shutting down
+                        not_processed.append(p.key)
+                        continue
                     if isinstance(result, BaseException):  # the worker itself died
                         result = write_failed_partition(p, job, result,
                                                         log_failure(job, p, result))
@@ -347,6 +359,12 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                     if result.get("failure"):
                         failures[result["failure"]] += 1
                     progress.advance(result["n_rows"], result["n_errors"])
+
+                if not_processed:
+                    raise AstrocatError(
+                        f"{len(not_processed)} partition(s) not processed (their workers shut "
+                        "down mid-partition; nothing was written for them): run again to "
+                        "resume")
 
         used = [n for n in order if any(n in s["models"] for s in stats.values())]
         provenance = {
@@ -391,6 +409,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
         "published": published, "positions_placed": placed,
         **({"file": STORE_FILE} if opts.layout == "file" else {}),
         "retention": _retention(opts),
+        "publication_key": publication,
         "workers": sorted({s.get("worker", "") for s in stats.values()} - {""}),
     }
     final = store.publish(number, staged, manifest)
@@ -498,6 +517,22 @@ def _sum_positions(stats) -> dict[str, int]:
 
 def _counted(counts: Counter | dict) -> str:
     return "; ".join(f"{n} {reason}" for reason, n in counts.items())
+
+
+def _publication_key(cards: dict[str, ModelCard], engines: dict[str, str],
+                     opts: InferOptions, root: Path, placer) -> str:
+    """What a published catalog shows besides its parts' rows: the output columns' names,
+    units, descriptions and UCDs, models, engines, layout and its options, input root and
+    positions table. Unchanged parts under an unchanged key need no new version."""
+    import hashlib
+
+    columns = [[c.name, str(c.type), c.unit, c.description, c.ucd]
+               for c in catalog_output_columns(cards.values())]
+    models = {n: [c.version, c.fingerprint, engines[n], trust_provenance(c)]
+              for n, c in sorted(cards.items())}
+    record = [columns, models, opts.layout, sorted(opts.layout_options.items()), str(root),
+              placer.sha if placer is not None else None]
+    return hashlib.sha256(json.dumps(record, default=str).encode()).hexdigest()[:24]
 
 
 def _retention(opts: InferOptions) -> int:

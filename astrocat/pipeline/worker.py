@@ -32,6 +32,7 @@ from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline import feed as feeding
 from astrocat.pipeline import libwarnings
+from astrocat.pipeline.cluster import Stopped, stop_requested
 from astrocat.pipeline.feed import Feed
 from astrocat.pipeline.libwarnings import Recorder
 from astrocat.pipeline.plan import FileRef, Partition, Slice, fits_product, route
@@ -94,6 +95,13 @@ def _message(exc: BaseException, unit) -> str:
     if isinstance(exc, InputError):
         return str(exc).removeprefix(f"{unit.path}: ")
     return f"could not read {unit.fmt} input ({library_message(exc)})"
+
+
+def _stopping(exc: BaseException) -> bool:
+    """Whether a partition's task failed because its run stopped or its process is ending
+    (the decoder pool refuses work at interpreter shutdown), not for a fault of its own."""
+    return (isinstance(exc, Stopped) or stop_requested()
+            or isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc))
 
 
 def _transient(exc: BaseException) -> bool:
@@ -249,15 +257,21 @@ class _Batches:
 def run_partition(part: Partition, job: Job) -> dict:
     """Process one partition end to end; return its statistics (what the driver keeps).
 
-    Never raises: a failure of the task itself (an engine that cannot load, a bug) makes
-    every item an error row to be retried by the next run, with the traceback written to
-    ``errors.log`` beside the parts instead of into the user's terminal.
+    A failure of the task itself (an engine that cannot load, a bug) makes every item an
+    error row to be retried by the next run, with the traceback written to ``errors.log``
+    beside the parts instead of into the user's terminal. Raises only :class:`Stopped`: the
+    run was interrupted (Ctrl-C, SIGTERM) or this process is shutting down while the
+    partition was in flight; then nothing of it is written (its inputs are not processed,
+    not failed: the next run computes them), and nothing is logged.
     """
     recorder = Recorder()
     with libwarnings.captured():
         try:
             stats = _run_partition(part, job, recorder)
         except Exception as exc:  # noqa: BLE001 - accounted for as retryable error rows
+            if _stopping(exc):
+                raise Stopped(f"partition {part.key}: not processed; run again to "
+                              "resume") from None
             stats = write_failed_partition(part, job, exc, log_failure(job, part, exc))
     stats["n_warnings"] = recorder.write(job.parts_dir)
     return stats
@@ -278,6 +292,8 @@ def _run_partition(part: Partition, job: Job, recorder: Recorder) -> dict:
     window = feeding.IN_FLIGHT * max(job.batch(c) for c in job.cards.values()) if job.cards \
         else 64
     for got in _loaded(part, job, window, recorder):
+        if stop_requested():
+            raise Stopped(part.key)
         s, u = got.slice, got.unit
         if got.model is None:
             _error_rows(rows, s, u, got.problem or "input could not be used", u.transient)
@@ -402,6 +418,9 @@ def _write(part: Partition, job: Job, rows: Rows, models: list[str], seconds: fl
         "positions": positions,  # rows placed from --positions, and left unmatched
         "inputs": sorted({(s.unit.source, s.unit.size, s.unit.mtime_ns) for s in part.slices}),
         "models": models,
+        # rows per input kind and the model that took them ("" none): which model each
+        # kind got, and what a named --model could not take, without reading a row
+        "by_kind": _by_kind(rows),
         "string_lengths": {
             f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
             for f in table.schema
@@ -411,6 +430,14 @@ def _write(part: Partition, job: Job, rows: Rows, models: list[str], seconds: fl
         "worker": _worker_name(),
     }
     return write_part(table, Path(job.parts_dir) / f"part-{part.key}.parquet", stats)
+
+
+def _by_kind(rows: Rows) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for kind, model in zip(rows.base["kind"], rows.base["model"], strict=True):
+        per = out.setdefault(kind, {})
+        per[model] = per.get(model, 0) + 1
+    return out
 
 
 def _worker_name() -> str:

@@ -3,10 +3,14 @@ each science task.
 
 Rows are matched on (source, hdu, row) by DuckDB, which streams the full outer join back
 as Arrow batches (and spills to disk when the catalogs are larger than memory), so no side
-is ever held whole. Per batch the driver counts rows added and removed, status changes
-with their reasons, and for every numeric column how many rows moved by more than the
-tolerance; each registered task module folds the same batches into its own comparison
-(``compare``) and gets both versions' summaries to compare its numbers.
+is ever held whole. Where that matches fewer than half the rows of the smaller catalog
+(``MEANINGFUL_SHARE``), the absolute path (the provenance's ``input_root`` joined to
+``source``: the same files run from another input root) and the object ID are counted
+too, and the key that matches the most rows is used (``matched_on`` says which). Per
+batch the driver counts rows added and removed, status changes with their reasons, and
+for every numeric column how many rows moved by more than the tolerance; each registered
+task module folds the same batches into its own comparison (``compare``) and gets both
+versions' summaries to compare its numbers.
 """
 
 from __future__ import annotations
@@ -24,9 +28,20 @@ from astrocat.catalog.reader import CatalogReader, open_catalog
 from astrocat.catalog.schema import BASE_NAMES
 from astrocat.errors import AstrocatError
 from astrocat.science.base import CompareContext, Joined, equals
-from astrocat.science.summary import SummaryOptions, collect
+from astrocat.science.summary import Reasons, SummaryOptions, collect
 
 KEYS = ("source", "hdu", "row")
+#: What rows may be matched on, in the order tried (a tie goes to the earlier): the
+#: input's path below the run's input root (with the HDU and table row), its absolute
+#: path, the object ID (with the HDU; a row whose object ID another row of its catalog
+#: shares is never matched on it).
+MATCH_KEYS = ("source", "absolute path", "object_id")
+MATCH_COLUMNS = {"source": ("hdu", "row"), "absolute path": ("hdu", "row"),
+                 "object_id": ("hdu",)}
+#: ``source`` is kept when it matches at least this share of the smaller catalog's rows
+#: (versions of one store: no other key is even counted, inputs moved within the survey
+#: stay removed and added); below it, the key that matches the most rows is used.
+MEANINGFUL_SHARE = 0.5
 #: Numeric columns that describe an input rather than a model's result.
 NOT_RESULTS = frozenset({"hdu", "row", "_healpix_29"})
 
@@ -55,24 +70,103 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def joined_batches(a: CatalogReader, b: CatalogReader, columns: list[str],
-                   opts: CompareOptions):
-    """Batches of A full-outer-joined to B on the row keys, columns "a.x" and "b.x"."""
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _key(reader: CatalogReader, side: str, on: str) -> str | None:
+    """The SQL expression of the match key ``on`` for one side; None: it has none."""
+    if on == "source":
+        return f"{side}.source"
+    if on == "object_id":
+        return f"{side}.object_id" if "object_id" in reader.schema.names else None
+    root = reader.provenance.get("input_root")
+    if not root:
+        return None
+    prefix = str(root).rstrip("/") + "/"
+    return (f"CASE WHEN starts_with({side}.source, '/') THEN {side}.source "
+            f"ELSE {_lit(prefix)} || {side}.source END")
+
+
+def _condition(a: CatalogReader, b: CatalogReader, on: str) -> str | None:
+    ka, kb = _key(a, "a", on), _key(b, "b", on)
+    if ka is None or kb is None:
+        return None
+    return " AND ".join([f"{ka} = {kb}",
+                         *(f"a.{_q(c)} = b.{_q(c)}" for c in MATCH_COLUMNS[on]),
+                         *((f"a.{_SHARED} = 1", f"b.{_SHARED} = 1") if on == "object_id"
+                           else ())])
+
+
+#: Rows of a catalog with the same object ID and HDU (matching on object_id only).
+_SHARED = "_astrocat_same_object_id"
+
+
+def _source(reader: CatalogReader, on: str = "source") -> str:
+    table = (f"read_parquet({_files(reader)}, union_by_name = true, "
+             "hive_partitioning = false)")
+    if on != "object_id":
+        return table
+    return (f"(SELECT *, count(*) OVER (PARTITION BY object_id, hdu) AS {_SHARED} "
+            f"FROM {table})")
+
+
+def _connect(opts: CompareOptions):
     import duckdb
 
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{opts.memory_limit}'")
+    return con
+
+
+def match_counts(a: CatalogReader, b: CatalogReader, opts: CompareOptions,
+                 known: dict[str, int] | None = None) -> tuple[dict[str, int], list[str]]:
+    """Rows of A and B each key of ``MATCH_KEYS`` matches (those already ``known`` are not
+    counted again), and why a key could not be used."""
+    counts, notes = dict(known or {}), []
+    con = _connect(opts)
+    try:
+        for on in MATCH_KEYS:
+            if on in counts:
+                continue
+            cond = _condition(a, b, on)
+            if on == "absolute path" and cond is not None and (
+                    a.provenance.get("input_root") == b.provenance.get("input_root")):
+                notes.append(f"{on}: the same input root in both (as source)")
+                continue
+            if cond is None:
+                notes.append(f"{on}: not in both catalogs' provenance or columns")
+                continue
+            if on == "object_id":
+                for name, r in (("A", a), ("B", b)):
+                    n = con.execute(f"SELECT count(*) FROM {_source(r, on)} "
+                                    f"WHERE {_SHARED} > 1").fetchone()[0]
+                    if n:
+                        notes.append(f"object_id: {n} rows of {name} share theirs with "
+                                     "another row (never matched on it)")
+            counts[on] = int(con.execute(f"SELECT count(*) FROM {_source(a, on)} a JOIN "
+                                         f"{_source(b, on)} b ON {cond}").fetchone()[0])
+    finally:
+        con.close()
+    return counts, notes
+
+
+def joined_batches(a: CatalogReader, b: CatalogReader, columns: list[str],
+                   opts: CompareOptions, on: str = "source"):
+    """Batches of A full-outer-joined to B on the row keys (``on``: one of
+    ``MATCH_KEYS``), columns "a.x" and "b.x"."""
+    cond = _condition(a, b, on)
+    if cond is None:
+        raise AstrocatError(f"cannot match the catalogs' rows on {on}")
+    con = _connect(opts)
     cols_a, cols_b = set(a.schema.names), set(b.schema.names)
     select = [f"coalesce(a.{_q(k)}, b.{_q(k)}) AS {_q(k)}" for k in KEYS]
     for side, have in (("a", cols_a), ("b", cols_b)):
         for c in columns:
             expr = f"{side}.{_q(c)}" if c in have else "NULL"
             select.append(f"{expr} AS {_q(side + '.' + c)}")
-    sql = (f"SELECT {', '.join(select)} FROM "
-           f"read_parquet({_files(a)}, union_by_name = true, hive_partitioning = false) a "
-           f"FULL OUTER JOIN "
-           f"read_parquet({_files(b)}, union_by_name = true, hive_partitioning = false) b "
-           f"ON a.source = b.source AND a.hdu = b.hdu AND a.row = b.row")
+    sql = (f"SELECT {', '.join(select)} FROM {_source(a, on)} a FULL OUTER JOIN "
+           f"{_source(b, on)} b ON {cond}")
     rel = con.sql(sql)
     reader = (rel.to_arrow_reader(opts.batch_size) if hasattr(rel, "to_arrow_reader")
               else rel.fetch_record_batch(opts.batch_size))  # DuckDB < 1.4
@@ -119,8 +213,42 @@ class _Columns:
                 for c in self.names if self.n[c] or self.became_nan[c]}
 
 
-def _reason(msg: str) -> str:
-    return msg.split(":")[0][:80]
+@dataclass
+class _Pass:
+    """One pass over the joined rows: counts, status changes, columns, task comparisons."""
+
+    counts: Counter
+    to_error: Reasons
+    to_ok: Reasons
+    cols: _Columns
+    tasks: list
+
+
+def _one_pass(a: CatalogReader, b: CatalogReader, on: str, ctx: CompareContext,
+              numeric: list[str], opts: CompareOptions) -> _Pass:
+    tasks = [(t, t.compare(ctx)) for t in science.TASKS]
+    wanted = list(dict.fromkeys(["status", "error", "object_id", "kind", *numeric,
+                                 *(c for _, cmp in tasks for c in cmp.columns)]))
+    got = _Pass(Counter(), Reasons(), Reasons(),
+                _Columns([c for c in numeric if c not in BASE_NAMES or c in ("ra", "dec")],
+                         opts.tolerance), tasks)
+    for j in joined_batches(a, b, wanted, opts, on):
+        in_a, in_b = j.in_a, j.in_b
+        got.counts["only_a"] += int((in_a & ~in_b).sum())
+        got.counts["only_b"] += int((in_b & ~in_a).sum())
+        got.counts["both"] += int((in_a & in_b).sum())
+        sa = j.column("a", "status").fill_null("")
+        sb = j.column("b", "status").fill_null("")
+        broke = equals(sa, "ok") & equals(sb, "error")
+        fixed = equals(sa, "error") & equals(sb, "ok")
+        for mask, side, reasons in ((broke, "b", got.to_error), (fixed, "a", got.to_ok)):
+            if mask.any():
+                reasons.add_counts(j.column(side, "error").filter(pa.array(mask)))
+        got.cols.update(j, j.ok_in_both())
+        for _, cmp in tasks:
+            if cmp.columns:
+                cmp.update(j)
+    return got
 
 
 def compare(a_spec: str | Path, b_spec: str | Path, opts: CompareOptions | None = None
@@ -137,43 +265,32 @@ def compare(a_spec: str | Path, b_spec: str | Path, opts: CompareOptions | None 
     options = SummaryOptions(task=opts.task).values
     ctx = CompareContext(frozenset(a.schema.names), frozenset(b.schema.names), options,
                          opts.examples)
-    tasks = [(t, t.compare(ctx)) for t in science.TASKS]
-    wanted = list(dict.fromkeys(["status", "error", "object_id", "kind", *numeric,
-                                 *(c for _, cmp in tasks for c in cmp.columns)]))
-    cols = _Columns([c for c in numeric if c not in BASE_NAMES or c in ("ra", "dec")],
-                    opts.tolerance)
-    counts: Counter = Counter()
-    to_error: Counter = Counter()
-    to_ok: Counter = Counter()
-    for j in joined_batches(a, b, wanted, opts):
-        in_a, in_b = j.in_a, j.in_b
-        counts["only_a"] += int((in_a & ~in_b).sum())
-        counts["only_b"] += int((in_b & ~in_a).sum())
-        counts["both"] += int((in_a & in_b).sum())
-        sa = j.column("a", "status").fill_null("")
-        sb = j.column("b", "status").fill_null("")
-        broke = equals(sa, "ok") & equals(sb, "error")
-        fixed = equals(sa, "error") & equals(sb, "ok")
-        for mask, side, counter in ((broke, "b", to_error), (fixed, "a", to_ok)):
-            if mask.any():
-                msgs = j.column(side, "error").filter(pa.array(mask)).to_pylist()
-                counter.update(_reason(m or "") for m in msgs)
-        both_ok = j.ok_in_both()
-        cols.update(j, both_ok)
-        for _, cmp in tasks:
-            if cmp.columns:
-                cmp.update(j)
+    done = _one_pass(a, b, "source", ctx, numeric, opts)
+    counts = done.counts
+    matched, notes = {"source": counts["both"]}, []
+    smaller = min(counts["only_a"], counts["only_b"]) + counts["both"]
+    if counts["both"] < MEANINGFUL_SHARE * smaller:  # source matches too few: count others
+        matched, notes = match_counts(a, b, opts, matched)
+    on = max(matched, key=lambda k: (matched[k], -MATCH_KEYS.index(k)))
+    if on != "source":
+        done = _one_pass(a, b, on, ctx, numeric, opts)
+        counts = done.counts
+    to_error, error_examples = done.to_error.report()
+    to_ok, ok_examples = done.to_ok.report()
     report: dict = {
         "a": str(a_spec), "b": str(b_spec), "rows_a": counts["only_a"] + counts["both"],
         "rows_b": counts["only_b"] + counts["both"], "rows_in_both": counts["both"],
         "added": counts["only_b"], "removed": counts["only_a"],
-        "status": {"ok_to_error": sum(to_error.values()), "error_to_ok": sum(to_ok.values()),
-                   "ok_to_error_reasons": dict(to_error.most_common(10)),
-                   "error_to_ok_reasons": dict(to_ok.most_common(10))},
-        "tolerance": opts.tolerance, "columns": cols.result(),
+        "matched_on": on, "matches_by_key": matched, "match_notes": notes,
+        "input_roots": {"a": a.provenance.get("input_root"),
+                        "b": b.provenance.get("input_root")},
+        "status": {"ok_to_error": done.to_error.total, "error_to_ok": done.to_ok.total,
+                   "ok_to_error_reasons": to_error, "ok_to_error_examples": error_examples,
+                   "error_to_ok_reasons": to_ok, "error_to_ok_examples": ok_examples},
+        "tolerance": opts.tolerance, "columns": done.cols.result(),
         "provenance": {"a": a.provenance.get("models", {}), "b": b.provenance.get("models", {})},
     }
-    for task, cmp in tasks:
+    for task, cmp in done.tasks:
         got = cmp.finish(summaries[0].get(task.KEY), summaries[1].get(task.KEY))
         if got is not None:
             report[task.KEY] = got
@@ -184,10 +301,10 @@ def resolve_pair(a: str, b: str | None) -> tuple[str, str]:
     """``diff STORE``: the store's latest version against the one before it."""
     if b is not None:
         return a, b
-    from astrocat.catalog.store import Store
+    from astrocat.catalog.names import find_store, parse
 
-    store = Store(Path(a))
-    versions = store.versions()
+    store = find_store(parse(a).path)
+    versions = store.versions() if store is not None else []
     if len(versions) < 2:
         raise AstrocatError(f"{a}: one catalog given and it is not a store with two versions "
                             f"(versions kept: {', '.join(map(str, versions)) or 'none'}); "
@@ -204,10 +321,21 @@ def sections(report: dict) -> list:
     from astrocat.science.render import Section, Table, num
 
     st = report["status"]
+    on = report.get("matched_on", "source")
     over = Section("overview", f"B against A: {report['b']} against {report['a']}", [
         f"{report['rows_a']} rows in A, {report['rows_b']} in B, {report['rows_in_both']} in "
-        f"both (matched on source, hdu, row): {report['added']} added, {report['removed']} "
-        f"removed; {st['ok_to_error']} ok -> error, {st['error_to_ok']} error -> ok."])
+        f"both (matched on {', '.join((on, *MATCH_COLUMNS[on]))}): {report['added']} added, "
+        f"{report['removed']} removed; {st['ok_to_error']} ok -> error, "
+        f"{st['error_to_ok']} error -> ok."])
+    matched = report.get("matches_by_key", {})
+    if len(matched) > 1 or report.get("match_notes"):
+        roots = report.get("input_roots", {})
+        others = [f"on {k} {n}" for k, n in matched.items() if k != on]
+        over.items.append(
+            f"Rows matched on {on}, which matches the most rows ({matched.get(on, 0)}; "
+            + "; ".join([*others, *report.get("match_notes", [])]) + ")."
+            + (f" Input roots: A {roots.get('a')}, B {roots.get('b')}."
+               if roots.get("a") != roots.get("b") else ""))
     for key, title in (("ok_to_error_reasons", "Became errors (B's reason)"),
                        ("error_to_ok_reasons", "No longer errors (A's reason)")):
         if st[key]:

@@ -29,6 +29,24 @@ class Section:
     items: list[str | Table] = field(default_factory=list)
 
 
+#: Longest text a terminal table cell shows (three lines at 80 columns); ``--json`` and
+#: the HTML page always have the whole text.
+CELL_CHARS = 240
+
+
+def shorten(text: str, limit: int = CELL_CHARS) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, " …" marking the
+    cut; never mid-word (a first word longer than ``limit`` is kept whole)."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 1)
+    if cut <= 0:
+        cut = text.find(" ")
+        if cut < 0:
+            return text
+    return text[:cut].rstrip() + " …"
+
+
 def num(x: float | None, fmt: str = ".4f") -> str:
     """A number for a table cell; "-" for missing (None or NaN)."""
     return "-" if x is None or x != x else format(x, fmt)
@@ -123,7 +141,8 @@ def show(secs: list[Section], console: Console | None = None) -> None:
                     t.add_column(col, justify="left" if text else "right",
                                  no_wrap=text and i == 0)
                 for row in item.rows:
-                    t.add_row(*row)
+                    t.add_row(*(shorten(v) if i in item.text_columns else v
+                                for i, v in enumerate(row)))
                 c.print(t)
             else:
                 c.print(item, highlight=False, markup=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,61 @@ from astrocat.science import truth as truth_mod
 from astrocat.science.base import Context, equals
 
 BASE_COLUMNS = ("kind", "status", "error", "object_id")
+#: Error reasons a report lists (the most common first).
+TOP_REASONS = 10
+_NUMBER = re.compile(r"\d+")
+
+
+class Reasons:
+    """Error messages counted by reason, in bounded memory, never shortened.
+
+    Messages that differ only in their numbers (a table row, a shape, a byte count: the
+    per-file details) are one reason, so a table with a bad row in every thousand is one
+    line, not one per row. A reason whose rows all carry the same message is that message,
+    whole; where the numbers differ between its messages, the reason writes those numbers
+    as "…" (the others stay), and the report's examples give the full text of the first
+    message met.
+    """
+
+    def __init__(self) -> None:
+        self.n: Counter = Counter()
+        self.first: dict[str, str] = {}  # key -> the first message met
+        self.varies: dict[str, list[bool]] = {}  # key -> which of its numbers differ
+
+    def add(self, msg: str, n: int = 1) -> None:
+        key = _NUMBER.sub("\0", msg)
+        first = self.first.setdefault(key, msg)
+        if msg != first:
+            varies = self.varies.setdefault(key, [False] * len(_NUMBER.findall(first)))
+            for i, (x, y) in enumerate(zip(_NUMBER.findall(first), _NUMBER.findall(msg),
+                                           strict=True)):
+                varies[i] = varies[i] or x != y
+        self.n[key] += n
+
+    def add_counts(self, messages: pa.Array) -> None:
+        """Every message of an Arrow string array (null: an empty message)."""
+        if len(messages):
+            for msg, n in zip(*(pc.value_counts(messages.fill_null("")).flatten()),
+                              strict=True):
+                self.add(str(msg.as_py()), n.as_py())
+
+    @property
+    def total(self) -> int:
+        return sum(self.n.values())
+
+    def reason(self, key: str) -> str:
+        if key not in self.varies:
+            return self.first[key]
+        varies = iter(self.varies[key])
+        return _NUMBER.sub(lambda m: "…" if next(varies) else m.group(0), self.first[key])
+
+    def report(self, top: int = TOP_REASONS) -> tuple[dict[str, int], dict[str, str]]:
+        """The ``top`` reasons with their row counts, and for each of them that groups
+        messages differing in their numbers, the full text of one (the others are their
+        own full text)."""
+        best = self.n.most_common(top)
+        return ({self.reason(k): n for k, n in best},
+                {self.reason(k): self.first[k] for k, _ in best if k in self.varies})
 
 
 def default_options() -> dict[str, Any]:
@@ -88,7 +144,7 @@ def collect(path: Path, opts: SummaryOptions | None = None) -> Summary:
                                *(["source"] if images else [])]))
 
     kinds: Counter = Counter()
-    errors: Counter = Counter()
+    errors = Reasons()
     for batch in catalog.batches(want, opts.batch_size):
         ks = pa.Table.from_batches([batch.select(["kind", "status"])]).group_by(
             ["kind", "status"]).aggregate([([], "count_all")])
@@ -96,9 +152,7 @@ def collect(path: Path, opts: SummaryOptions | None = None) -> Summary:
             kinds[(k, s)] += n
         ok = equals(batch.column("status"), "ok")
         if not ok.all():
-            bad = pc.filter(batch.column("error"), pa.array(~ok))
-            for msg, n in zip(*(pc.value_counts(bad).flatten()), strict=True):
-                errors[str(msg).split(":")[0][:80]] += n.as_py()
+            errors.add_counts(pc.filter(batch.column("error"), pa.array(~ok)))
         for acc in accumulators:
             if acc.columns:
                 acc.update(batch, ok)
@@ -114,16 +168,17 @@ def collect(path: Path, opts: SummaryOptions | None = None) -> Summary:
     return Summary(report, data)
 
 
-def _base_report(path: Path, kinds: Counter, errors: Counter, options: dict,
+def _base_report(path: Path, kinds: Counter, errors: Reasons, options: dict,
                  truths: dict, notes: list[str]) -> dict:
     counts: dict[str, dict[str, int]] = {}
     for (kind, status), n in sorted(kinds.items()):
         counts.setdefault(kind or "unrecognised", {})[status] = n
     total = sum(kinds.values())
     n_err = sum(n for (_, s), n in kinds.items() if s == "error")
+    reasons, examples = errors.report()
     return {
         "catalog": str(path), "rows": total, "ok": total - n_err, "errors": n_err,
-        "by_kind": counts, "error_reasons": dict(errors.most_common(10)),
+        "by_kind": counts, "error_reasons": reasons, "error_examples": examples,
         "options": {o.name: options[o.name] for task in science.TASKS for o in task.OPTIONS
                     if o.in_report},
         "truth_files": {task: str(t.path) for task, t in truths.items()},

@@ -113,8 +113,6 @@ def module(layout: str):
         try:
             from astrocat.catalog.layouts import hats as mod
         except ImportError as exc:
-            from astrocat.errors import AstrocatError
-
             raise AstrocatError(f"--layout hats needs the [hats] extra ({exc.name} is "
                                 "missing): pip install 'astrocat[hats]'") from exc
     else:
