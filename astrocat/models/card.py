@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from astrocat.errors import CardError
+from astrocat.kernels.spectral import SpectralAxis, grid
 from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.sources._fits import HduName, Product
 from astrocat.strict import (
@@ -70,6 +71,9 @@ class InputSpec:
     fill: float = 0.0  # pad value, in network-input units (after the card's scaling)
     pixel_scale: float | None = None  # arcsec/px the model was trained at
     scale_mismatch: str = "resample"  # another scale in the WCS: resample | error
+    # spectra: the wavelengths the model was trained on, their unit and medium, the flux
+    # unit and calibration ([input.spectral_axis]); None: the length must match
+    spectral_axis: SpectralAxis | None = None
 
     @property
     def product(self) -> Product:
@@ -83,6 +87,8 @@ class InputSpec:
         for name, default in PLANE_DEFAULTS.items():
             if out[name] == default:
                 del out[name]
+        if out["spectral_axis"] is None:  # cards without an axis keep their result keys
+            del out["spectral_axis"]
         return out
 
     @property
@@ -290,6 +296,25 @@ INPUT_FIELDS: Fields = {
     "fill": (False, typed(number, "a number (in network-input units)")),
     "pixel_scale": (False, in_range(0.0, None, lo_open=True)),
     "scale_mismatch": (False, one_of(SCALE_MISMATCH)),
+    "spectral_axis": (False, typed(lambda v: isinstance(v, dict), "a table "
+                                   "([input.spectral_axis])")),
+}
+AXIS_SCALES = ("linear", "log10", "ln")
+SPECTRAL_AXIS_FIELDS: Fields = {
+    "wavelength": (False, typed(lambda v: isinstance(v, list) and len(v) >= 2 and all(
+        number(x) for x in v), "a list of at least 2 wavelengths")),
+    "start": (False, in_range(0.0, None, lo_open=True)),
+    "step": (False, in_range(0.0, None, lo_open=True)),
+    "stop": (False, in_range(0.0, None, lo_open=True)),
+    "n": (False, typed(lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 2,
+                       "an integer >= 2")),
+    "scale": (False, one_of(AXIS_SCALES)),
+    "unit": (True, typed(lambda v: isinstance(v, str) and bool(v.strip()), 'a wavelength '
+                         'unit, e.g. "nm" or "Angstrom"')),
+    "medium": (True, one_of(("vacuum", "air"))),
+    "flux_unit": (False, typed(lambda v: isinstance(v, str), 'a flux-density unit, e.g. '
+                               '"W / (m2 nm)" (f_lambda) or "Jy" (f_nu)')),
+    "calibration": (False, one_of(("absolute", "internal", "any"))),
 }
 #: A UCD's shape; the words themselves are checked against UCD1+ by ``models check``.
 UCD_SYNTAX = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*(;[A-Za-z][A-Za-z0-9_.-]*)*")
@@ -388,10 +413,49 @@ def _input_spec(inp: dict[str, Any], where: str) -> InputSpec:
                    fit=inp.get("fit", "crop"), fill=float(inp.get("fill", 0.0)),
                    pixel_scale=(float(inp["pixel_scale"]) if "pixel_scale" in inp else None),
                    scale_mismatch=inp.get("scale_mismatch", "resample"))
+    if "spectral_axis" in inp:
+        if kind != Kind.SPECTRUM:
+            raise CardError(f"{where}: spectral_axis applies to spectrum models, not "
+                            f"{kind.value} inputs")
+        spec = replace(spec, spectral_axis=_spectral_axis(inp["spectral_axis"], max(shape),
+                                                          f"{where} [input.spectral_axis]"))
     channels = spec.channels
     mean = _per_channel(inp.get("mean", 0.0), channels, "mean", where)
     std = _per_channel(inp.get("std", 1.0), channels, "std", where)
     return replace(spec, mean=mean, std=std)
+
+
+def _spectral_axis(raw: dict[str, Any], n_model: int, where: str) -> SpectralAxis:
+    """The axis a spectrum model was trained on: ``wavelength`` (explicit), or ``start``,
+    ``n`` and ``step`` or ``stop`` on a ``scale`` (linear, log10, ln)."""
+    check_table(raw, SPECTRAL_AXIS_FIELDS, where, CardError)
+    if "wavelength" in raw:
+        if {"start", "step", "stop", "n"} & set(raw):
+            raise CardError(f"{where}: give wavelength, or start/n/step (or stop), not both")
+        lam = tuple(float(x) for x in raw["wavelength"])
+    elif "start" in raw and "n" in raw and ("step" in raw) != ("stop" in raw):
+        lam = grid(float(raw["start"]), raw["n"], raw.get("step"), raw.get("stop"),
+                   raw.get("scale", "linear"))
+    else:
+        raise CardError(f"{where}: give the wavelengths (wavelength = [...]) or start, n and "
+                        "one of step or stop (with scale linear, log10 or ln)")
+    if len(lam) != n_model:
+        raise CardError(f"{where}: {len(lam)} wavelengths for a model of {n_model} flux "
+                        "samples")
+    from astropy import units as u
+
+    for key in ("unit", "flux_unit"):
+        if raw.get(key):
+            try:
+                unit = u.Unit(raw[key])
+            except ValueError as exc:
+                raise CardError(f"{where}: {key} {raw[key]!r} is not a unit astropy "
+                                f"knows ({exc})") from exc
+            kind = "length" if key == "unit" else None
+            if kind and not unit.is_equivalent(u.m):
+                raise CardError(f"{where}: unit {raw[key]!r} is not a wavelength unit")
+    return SpectralAxis(lam, raw["unit"], raw["medium"], raw.get("flux_unit", ""),
+                        raw.get("calibration", "any"))
 
 
 def _outputs(raw: list[Any], where: str) -> tuple[OutputColumn, ...]:

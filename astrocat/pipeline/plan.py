@@ -50,7 +50,8 @@ class FileRef:
 #: content by the worker, whatever its name says.
 FAMILIES = {".jpg": "image", ".jpeg": "image", ".png": "image", ".fits": "fits",
             ".fit": "fits", ".fts": "fits", ".fz": "fits", ".parquet": "table",
-            ".pq": "table", ".csv": "table", ".ecsv": "table", ".npy": "table"}
+            ".pq": "table", ".csv": "table", ".ecsv": "table", ".npy": "table",
+            ".xml": "table", ".vot": "table", ".votable": "table"}
 #: The kinds each family's files may turn out to be.
 FAMILY_KINDS = {"image": (Kind.RGB_IMAGE,),
                 "fits": (Kind.MONO_IMAGE, Kind.DENSITY_FIELD, Kind.SPECTRUM),

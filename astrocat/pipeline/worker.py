@@ -28,6 +28,7 @@ from astrocat.catalog.writer import write_part
 from astrocat.errors import InputError, TransientInputError
 from astrocat.kernels.fit import fit_plane
 from astrocat.kernels.preprocess import prepare
+from astrocat.kernels.spectral import onto_axis
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
 from astrocat.pipeline import feed as feeding
@@ -340,7 +341,8 @@ def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Ba
                          kind=u.kind.value, model=card.name)
             rows.fail(i, _message(exc, u), _transient(exc))
         return
-    expected = int(np.prod(card.input.shape))
+    flux, unusable = onto_axis(flux, info.axis, card.input.spectral_axis,
+                               int(np.prod(card.input.shape)), card.name)
     cols = {name.lower(): name for name in carried.column_names}
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     data = {name: carried.column(name).to_pylist() for name in carried.column_names}
@@ -356,9 +358,8 @@ def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Ba
             if name.lower() in CARRIED_INTO_BASE:
                 continue
             rows.carry(i, carried_name(name), carried.schema.field(name).type, data[name][k])
-        if flux.shape[1] != expected:
-            rows.fail(i, f"spectrum has {flux.shape[1]} flux samples; model '{card.name}' "
-                         f"needs {expected} (Gaia BP/RP-like sampling, see the model card)")
+        if unusable[k] is not None:
+            rows.fail(i, unusable[k])
         elif not np.all(np.isfinite(flux[k])):
             rows.fail(i, f"flux has missing or non-numeric values (table row {r}); fix or drop "
                          "the row")

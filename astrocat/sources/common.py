@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.errors import InputError, TransientInputError
+from astrocat.kernels.spectral import SpectralAxis
 
 #: OSError numbers that say nothing about the file's content: worth a retry next run.
 TRANSIENT_ERRNOS = frozenset({errno.EIO, errno.EAGAIN, errno.EBUSY, errno.EINTR,
@@ -95,6 +96,8 @@ class TableInfo:
     flux_array_column: str | None  # one list/array column
     n_flux: int
     carried: pa.Schema
+    axis: SpectralAxis | None = None  # the wavelengths the file states for its samples
+    product: str = ""  # what the file is, in words (spectral products), for messages
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import numpy as np
 
 from astrocat.errors import InputError
 from astrocat.kinds import Kind
-from astrocat.sources import _fits, fitsfiles, images
+from astrocat.sources import _fits, fitsfiles, images, spectra_products
 from astrocat.sources._fits import DEFAULT_PRODUCT, Product
 from astrocat.sources.common import TRANSIENT_ERRNOS, library_message
 from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
@@ -125,6 +125,9 @@ def source_of(path: str | Path, root: str | Path) -> str:
 
 def _route(path: Path, sniffed: str, head: bytes, product: Product) -> dict[str, Any]:
     """The unit's fmt/kind/n_items/hdu fields for a readable file, or raise _Unusable."""
+    product = spectra_products.recognise(path, sniffed, head)
+    if product is not None:
+        return _product(path, product)
     match sniffed:
         case "jpeg" | "png":
             return _image(path, sniffed, head)
@@ -156,6 +159,22 @@ def _image(path: Path, fmt: str, head: bytes) -> dict[str, Any]:
     if width < 1 or height < 1:
         raise _Unusable(f"{fmt.upper()} image has no pixels ({width}x{height})", fmt)
     return {"fmt": fmt, "kind": Kind.RGB_IMAGE, "n_items": 1}
+
+
+def _product(path: Path, fmt: str) -> dict[str, Any]:
+    """A spectral product (Gaia XP, GaiaXPy, SDSS, DESI, 1-D WCS, VOTable)."""
+    if fmt.endswith(":sampling"):
+        raise _Skipped("a GaiaXPy sampling file (read with the spectra beside it)")
+    try:
+        info = spectra_products.scan(str(path), fmt)
+    except InputError as exc:
+        raise _Unusable(str(exc), fmt) from exc
+    except Exception as exc:  # noqa: BLE001 -- astropy/GaiaXPy parse errors of all kinds
+        raise _Unusable(f"{fmt} file could not be read ({library_message(exc)}): it may be "
+                        "damaged or truncated", fmt) from exc
+    if info.n_rows == 0:
+        raise _Unusable("table has no rows", fmt)
+    return {"fmt": fmt, "kind": Kind.SPECTRUM, "n_items": info.n_rows}
 
 
 def _table(path: Path, fmt: str) -> dict[str, Any]:

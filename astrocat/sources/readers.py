@@ -10,7 +10,8 @@ Memory stays bounded: images are decoded at reduced size where the format allows
 tables are read only over the requested row range.
 
 The families are :mod:`.images` (JPEG/PNG), :mod:`.fitsfiles` (FITS images and tables),
-:mod:`.tables` (Parquet, CSV, ECSV) and :mod:`.arrays` (``.npy``); the error contract and
+:mod:`.tables` (Parquet, CSV, ECSV), :mod:`.arrays` (``.npy``) and
+:mod:`.spectra_products` (Gaia XP, GaiaXPy, SDSS, DESI, 1-D WCS, VOTable); the error contract and
 flux detection they share are in :mod:`.common`. Callers import only this module, so a
 format can change home without touching them.
 """
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.errors import InputError
-from astrocat.sources import arrays, fitsfiles, tables
+from astrocat.sources import arrays, fitsfiles, spectra_products, tables
 from astrocat.sources._fits import DEFAULT_PRODUCT, Product
 from astrocat.sources.common import TableInfo, about, blank_bad_rows, patch_non_finite
 from astrocat.sources.fitsfiles import scan_fits_hdu
@@ -89,6 +90,8 @@ def scan_table(path: str, fmt: str, hdu: int | None) -> TableInfo:
 
 def _scan_table(path: str, fmt: str, hdu: int | None) -> TableInfo:
     """:func:`scan_table` without the file name in messages (``describe`` adds its own)."""
+    if spectra_products.is_product(fmt):
+        return spectra_products.scan(path, fmt)
     match fmt:
         case "parquet":
             return tables.scan_parquet(path)
@@ -121,6 +124,8 @@ def read_spectra(
             )
         if start == stop:
             return np.empty((0, info.n_flux), dtype=np.float32), info.carried.empty_table()
+        if spectra_products.is_product(fmt):  # masked samples are NaN, rows kept whole
+            return spectra_products.read(path, fmt, start, stop)
         match fmt:
             case "parquet":
                 flux, carried = tables.read_parquet(path, start, stop, info)
