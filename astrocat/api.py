@@ -105,7 +105,7 @@ class RunResult(RunSummary):
                        f"{self.published['unplaced']} without coordinates in "
                        "_astrocat_unplaced.parquet")
         if self.skipped:
-            out.append("skipped astrocat's own files under the input: " + "; ".join(
+            out.append("skipped, no rows (not survey inputs): " + "; ".join(
                 f"{n} {reason}" for reason, n in self.skipped.items()))
         if self.replaced is not None:
             out.append(f"replaced {self.out}, a catalog made from other inputs (input root "

@@ -48,7 +48,8 @@ from astrocat.sources.units import InputUnit
 #: Where tracebacks of failed tasks go, beside the parts (the error rows name it).
 FAILURE_LOG = "errors.log"
 #: Table columns tried, in order, for a spectrum's object_id.
-ID_COLUMNS = ("object_id", "source_id", "objid", "specobjid", "galaxyid", "id", "name")
+ID_COLUMNS = ("object_id", "source_id", "objid", "specobjid", "targetid", "galaxyid", "id",
+              "name")
 
 
 @dataclass(frozen=True)

@@ -125,9 +125,9 @@ def source_of(path: str | Path, root: str | Path) -> str:
 
 def _route(path: Path, sniffed: str, head: bytes, product: Product) -> dict[str, Any]:
     """The unit's fmt/kind/n_items/hdu fields for a readable file, or raise _Unusable."""
-    product = spectra_products.recognise(path, sniffed, head)
-    if product is not None:
-        return _product(path, product)
+    spectral = spectra_products.recognise(path, sniffed, head)
+    if spectral is not None:
+        return _product(path, spectral)
     match sniffed:
         case "jpeg" | "png":
             return _image(path, sniffed, head)

@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from astrocat.errors import InputError
 from astrocat.kernels.spectral import SpectralAxis, grid
+from astrocat.sources.common import FLUX_ARRAY_NAMES, FLUX_COLUMN
 
 #: XP_SAMPLED's grid and GaiaXPy calibrate's default: 336-1020 nm, 2 nm steps.
 XP_SAMPLING = grid(336.0, 343, step=2.0)
@@ -128,21 +129,47 @@ def _read_table(path: str, name: str):
         if start.startswith(b"SIMPLE") or start.startswith(b"\x1f\x8b"):
             return Table.read(path, hdu=1, format="fits")
         if start.startswith(b"# %ECSV"):
-            try:
+            if not _gaiaxpy_ecsv(path):
                 return Table.read(path, format="ascii.ecsv")
-            except ValueError:  # GaiaXPy's ECSV: arrays as text in columns said float
-                import pandas as pd
+            import pandas as pd  # GaiaXPy's ECSV: arrays as text in columns said 'float'
 
-                return Table.from_pandas(pd.read_csv(path, comment="#"))
+            return Table.from_pandas(pd.read_csv(path, comment="#"))
         return Table.read(path, format="ascii.csv")
+
+
+#: The datatypes the ECSV standard allows; GaiaXPy writes 'long' and 'float' (and arrays
+#: as text in them), which astropy's ECSV reader warns about and then fails on.
+_ECSV_TYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+               "uint64", "float16", "float32", "float64", "float128", "string"}
+
+
+def _gaiaxpy_ecsv(path: str) -> bool:
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.startswith("#"):
+                return False
+            m = re.match(r"#\s+datatype:\s*(\S+)\s*$", line)
+            if m and m.group(1) not in _ECSV_TYPES:
+                return True
+    return False
 
 
 def _flux(table) -> tuple[np.ndarray, str]:
     """The flux column as (n, samples) float32 (array text parsed), and its unit."""
-    col = next((table[c] for c in table.colnames if c.lower() == "flux"), None)
+    col = next((table[c] for name in FLUX_ARRAY_NAMES for c in table.colnames
+                if c.lower() == name), None)
+    numbered = sorted(((int(m.group(1)), c) for c in table.colnames
+                       if (m := FLUX_COLUMN.fullmatch(c))), key=lambda x: x[0])
+    if col is None and numbered:  # flux_0 ... flux_N, as the other table readers take
+        names = [c for _, c in numbered]
+        unit = str(table[names[0]].unit) if table[names[0]].unit is not None else ""
+        flux = np.stack([np.ma.filled(np.ma.asarray(table[c], dtype=np.float64), np.nan)
+                         for c in names], axis=1).astype(np.float32)
+        return flux, unit
     if col is None:
         raise InputError("no flux column: expected Gaia XP spectra (source_id, flux, "
-                         "flux_error) or a spectra table with a flux array column")
+                         "flux_error) or a spectra table with a flux array column or "
+                         "flux_0 ... flux_N columns")
     unit = str(col.unit) if getattr(col, "unit", None) is not None else ""
     values = [_as_array(v) for v in col]
     lengths = {len(v) for v in values}
@@ -235,7 +262,8 @@ def _carried(table) -> pa.Table:
     arrays, names = [], []
     for name in table.colnames:
         col = table[name]
-        if name.lower() in ("flux", "flux_error") or len(col.shape) > 1:
+        if (name.lower() in ("flux", "flux_error", "spectrum") or len(col.shape) > 1
+                or FLUX_COLUMN.fullmatch(name)):
             continue
         values = np.ma.asarray(col)
         if values.dtype.kind in "iu":

@@ -40,17 +40,20 @@ def _read(path: Path) -> pa.Table:
     try:
         if name.endswith((".parquet", ".pq")):
             return pq.read_table(path)
-        if name.endswith((".fits", ".fit", ".fits.gz")):
+        with open(path, "rb") as f:
+            votable = b"<VOTABLE" in f.read(4096)
+        if votable or name.endswith((".fits", ".fit", ".fits.gz")):
             from astropy.table import Table
 
-            t = Table.read(path)
+            t = (Table.read(path, format="votable", use_names_over_ids=True) if votable
+                 else Table.read(path))
             return pa.table({c: np.asarray(t[c]) for c in t.colnames if t[c].ndim == 1})
         from pyarrow import csv
 
         return csv.read_csv(path)
     except (OSError, pa.ArrowInvalid, ValueError) as exc:
-        raise AstrocatError(f"--positions {path}: not a readable CSV, Parquet or FITS table "
-                            f"({exc})") from exc
+        raise AstrocatError(f"--positions {path}: not a readable CSV, Parquet, FITS or "
+                            f"VOTable table ({exc})") from exc
 
 
 def _pick(table: pa.Table, wanted: tuple[str, ...], given: str | None, what: str,
