@@ -58,7 +58,7 @@ def make_xp_sampled(n: int, out: Path, rng: np.random.Generator) -> tuple[Path, 
                "flux_error": (flux * 0.01).astype(np.float32)})
     t["flux"].unit = "W / (m2 nm)"
     vot = out / "xp_sampled.xml"
-    t.write(vot, format="votable", overwrite=True)
+    t.write(vot, format="votable", overwrite=True, tabledata_format="binary2")  # as the archive
     return csv, vot
 
 

@@ -204,3 +204,29 @@ def test_votable_spectra_tables_give_the_parquet_tables_numbers(sample_dir, tmp_
     from astrocat.sources.positions import _read
 
     assert _read(positions).num_rows == 40
+
+
+def test_image_cut_outs_are_never_opened_by_the_spectral_readers(tmp_path, monkeypatch):
+    """The spectral products are told from images by the first bytes alone: a survey of
+    2-D cut-outs (plain, tile-compressed, in an extension) pays no extra FITS open."""
+    from astropy.io import fits
+
+    from astrocat.sources import spectra_fits, spectra_products
+    from astrocat.sources.sniff import sniff_bytes
+
+    img = np.zeros((40, 40), np.float32)
+    files = {"plain.fits": fits.HDUList([fits.PrimaryHDU(img)]),
+             "ext.fits": fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(img, name="SCI")]),
+             "tiles.fits.fz": fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(img)])}
+    opened = []
+    monkeypatch.setattr(spectra_fits._fits, "open_fits",
+                        lambda *a, **k: opened.append(a) or (_ for _ in ()).throw(OSError()))
+    for name, hdul in files.items():
+        path = tmp_path / name
+        hdul.writeto(path)
+        head = path.read_bytes()[:4096]
+        assert not spectra_products.fits_may_hold_spectra(head, path=path)
+        assert spectra_products.recognise(path, sniff_bytes(head), head) is None
+    assert opened == []
+    table = DATA / "xp_sampled" / "XP_SAMPLED_RAW_dr3int6.fits"
+    assert spectra_products.fits_may_hold_spectra(table.read_bytes()[:4096])

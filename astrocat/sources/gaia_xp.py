@@ -73,23 +73,34 @@ def _header_line(head: bytes, sniffed: str) -> str:
 
 
 def _recognise_fits(path: Path) -> str | None:
-    from astropy.io import fits
+    from astrocat.sources.spectra_products import first_extension_cards
 
     try:
-        with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
-            if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
-                return None
-            header = hdul[1].header
-            names = {str(header.get(f"TTYPE{i}", "")).lower()
-                     for i in range(1, int(header.get("TFIELDS", 0)) + 1)}
-    except Exception:  # noqa: BLE001 -- not ours to judge: the FITS reader says why
+        header = first_extension_cards(path)  # raw cards: gzipped files give {}
+    except OSError:
         return None
+    if not header and path.name.lower().endswith(".gz"):
+        header = _gzipped_extension(path)
+    if not header.get("XTENSION", "").upper().startswith("BINTABLE"):
+        return None
+    names = {str(header.get(f"TTYPE{i}", "")).lower()
+             for i in range(1, int(header.get("TFIELDS", "0") or 0) + 1)}
     if "bp_coefficients" in names:
         return "continuous"
     if "flux" in names and "source_id" in names and (
             "SAMPLING" in header or "xp" in names or _fits_array_length(header) == 343):
         return "sampled"
     return None
+
+
+def _gzipped_extension(path: Path) -> dict[str, str]:
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdul:
+            return {k: str(v) for k, v in hdul[1].header.items()} if len(hdul) > 1 else {}
+    except Exception:  # noqa: BLE001 -- not ours to judge: the FITS reader says why
+        return {}
 
 
 def _fits_array_length(header) -> int | None:
@@ -171,6 +182,9 @@ def _flux(table) -> tuple[np.ndarray, str]:
                          "flux_error) or a spectra table with a flux array column or "
                          "flux_0 ... flux_N columns")
     unit = str(col.unit) if getattr(col, "unit", None) is not None else ""
+    fast = _parse_text_arrays(col)
+    if fast is not None:
+        return fast, unit
     values = [_as_array(v) for v in col]
     lengths = {len(v) for v in values}
     if len(lengths) != 1:
@@ -178,6 +192,23 @@ def _flux(table) -> tuple[np.ndarray, str]:
                          "every spectrum of a file must share one sampling")
     flux = np.array(values, dtype=np.float64).astype(np.float32)
     return flux, unit
+
+
+def _parse_text_arrays(col) -> np.ndarray | None:
+    """Array text of one length in every row, parsed in one go (numpy's C conversion);
+    None where rows differ or hold missing values (the row-by-row path says which)."""
+    cells = np.asarray(col)
+    if cells.dtype.kind not in "US" or not len(cells):
+        return None
+    texts = [str(c).strip().strip("()[]") for c in cells]
+    n = texts[0].count(",") + 1
+    if any(t.count(",") + 1 != n for t in texts):
+        return None
+    try:
+        values = np.array(",".join(texts).split(","), dtype=np.float64)
+    except ValueError:
+        return None
+    return values.reshape(len(texts), n).astype(np.float32)
 
 
 def _as_array(value) -> np.ndarray:

@@ -55,10 +55,102 @@ def _families():
 
 def recognise(path: Path, sniffed: str, head: bytes) -> str | None:
     """The product format of a file (``<family>:<name>``), or None for the other readers."""
+    if sniffed in ("fits", "gzip") and not fits_may_hold_spectra(head, sniffed == "gzip",
+                                                                 path):
+        return None  # a 2-D image (a cut-out, a map): never opened twice
     for family in _families():
         name = family.recognise(path, sniffed, head)
         if name is not None:
             return f"{family.__name__.rsplit('.', 1)[-1]}:{name}"
+    return None
+
+
+def _cards(block: bytes) -> dict[str, str]:
+    """Keyword -> raw value of the 80-character cards in ``block`` (up to END)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(block) - 79, 80):
+        card = block[i:i + 80].decode("ascii", errors="replace")
+        key = card[:8].strip()
+        if key == "END":
+            break
+        if card[8:10] == "= ":
+            out.setdefault(key, card[10:].split("/")[0].strip().strip("'").strip())
+    return out
+
+
+def fits_may_hold_spectra(head: bytes, gzipped: bool = False,
+                          path: Path | None = None) -> bool:
+    """From the first bytes alone: False for a file whose primary HDU is a 2-D (or larger)
+    image, or whose first extension is one, so the spectral readers never open the
+    survey's image cut-outs; True where a spectrum may be (1-D data, tables, or too
+    little read to tell)."""
+    if gzipped:
+        from astrocat.sources.sniff import gunzip_head
+
+        head = gunzip_head(head, len(head))
+    primary = _cards(head[:2880 * 36])
+    try:
+        naxis = int(primary.get("NAXIS", "0"))
+        if naxis >= 2 and int(primary.get("NAXIS2", "0")) > 1:
+            return False
+        if naxis:
+            return True  # 1-D data: a WCS spectrum
+    except ValueError:
+        return True
+    end = head.find(b"END" + b" " * 77)
+    if end < 0:
+        return True
+    start = (end // 2880 + 1) * 2880  # the first extension's header
+    ext = _cards(head[start:])
+    if not ext:
+        return True
+    if (path is not None and not gzipped and "ZIMAGE" not in ext
+            and ext.get("XTENSION", "").upper().startswith("BINTABLE")):
+        try:  # a tile-compressed image says so after its columns: read the whole header
+            ext = first_extension_cards(path) or ext
+        except OSError:
+            pass
+    if ext.get("ZIMAGE", "").upper() == "T":  # a tile-compressed image (.fz)
+        try:
+            return not (int(ext.get("ZNAXIS", "0")) >= 2 and int(ext.get("ZNAXIS2", "0")) > 1)
+        except ValueError:
+            return True
+    if ext.get("XTENSION", "").upper().startswith(("BINTABLE", "TABLE")):
+        return True
+    try:
+        return not (int(ext.get("NAXIS", "0")) >= 2 and int(ext.get("NAXIS2", "0")) > 1)
+    except ValueError:
+        return True
+
+
+def first_extension_cards(path: Path, max_blocks: int = 40) -> dict[str, str]:
+    """The first extension's header cards, read raw (no FITS library: a look at a
+    file's first table costs microseconds); {} where there is none or it is gzipped."""
+    with open(path, "rb") as f:
+        data = f.read(2880 * max_blocks)
+    end = _end_block(data, 0)
+    if end is None:
+        return {}
+    primary = _cards(data[:end])
+    try:
+        shape = [int(primary.get(f"NAXIS{i}", "0")) for i in
+                 range(1, int(primary.get("NAXIS", "0")) + 1)]
+        size = abs(int(primary.get("BITPIX", "8"))) // 8 * (int(np.prod(shape)) if shape
+                                                             else 0)
+    except ValueError:
+        return {}
+    start = end + -(-size // 2880) * 2880  # past the primary's data, if it has any
+    stop = _end_block(data, start)
+    if stop is None:
+        return {}
+    return _cards(data[start:stop])
+
+
+def _end_block(data: bytes, start: int) -> int | None:
+    """The offset just past the header block holding the END card at or after ``start``."""
+    for i in range(start, len(data) - 79, 80):
+        if data[i:i + 3] == b"END" and data[i + 3:i + 80].strip() == b"":
+            return ((i - start) // 2880 + 1) * 2880 + start
     return None
 
 
