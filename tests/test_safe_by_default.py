@@ -318,3 +318,24 @@ def test_newcomer_mistakes_change_no_user_file(sample_dir, tmp_path):
     assert not any("cat.parquet" in r for r in rows)  # the inner catalog was no input
     after = {p: _sha(p) for p in users}
     assert after == users
+
+
+def test_infer_repeats_a_models_training_warning(sample_dir, tmp_path):
+    from astrocat.models.zoo import resolve
+
+    card_dir = tmp_path / "weak"
+    shutil.copytree(resolve("gz2-cnn").directory, card_dir)
+    card = card_dir / "card.toml"
+    text = card.read_text()
+    card.write_text(text.replace('[training]\n', '[training]\nwarnings = ["held-out rmse '
+                                 '0.211 is worse than the mean-prediction baseline 0.178"]\n',
+                                 1))
+    galaxies = tmp_path / "g"
+    galaxies.mkdir()
+    for p in sorted((sample_dir / "galaxies").glob("*.jpg"))[:4]:
+        shutil.copy(p, galaxies / p.name)
+    code, said = _infer("--input", str(galaxies), "--out", str(tmp_path / "w.parquet"),
+                        "--model", str(card_dir))
+    assert code == 0, said
+    assert any(line.startswith("warning: model gz2-cnn: held-out rmse 0.211")
+               for line in said.splitlines()), said
