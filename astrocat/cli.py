@@ -54,7 +54,8 @@ def _friendly(fn):
         except click.exceptions.ClickException:
             raise
         except OSError as exc:  # disk full, permissions, a path that vanished mid-run
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {_os_error(exc, fn.__name__ in RESUMABLE)}", fg="red",
+                        err=True)
             sys.exit(EXIT_CANNOT_RUN)
         except Exception as exc:
             if os.environ.get("ASTROCAT_DEBUG"):
@@ -65,6 +66,46 @@ def _friendly(fn):
             sys.exit(EXIT_CANNOT_RUN)
 
     return wrapper
+
+
+#: Commands that keep the parts they finished and resume from them when run again.
+RESUMABLE = frozenset({"infer", "run_job"})
+
+
+def _os_error(exc: OSError, resumable: bool) -> str:
+    """What the operating system refused, where, and what to do about it."""
+    import errno
+
+    code = exc.errno
+    said = exc.strerror or str(exc)
+    if code is None and "no space left on device" in str(exc).lower():
+        code = errno.ENOSPC
+    where = exc.filename
+    where = os.fsdecode(where) if isinstance(where, str | bytes | os.PathLike) else None
+    full = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+    if code in full:
+        # pyarrow's IOError has no errno: its text (which may name the file) is shown
+        what = (exc.strerror or (str(exc) if exc.errno is None else "")
+                or ("No space left on device" if code == errno.ENOSPC
+                    else "Disk quota exceeded"))
+        text = f"{what} while writing {where}" if where else what
+        free = "free some space" + ("" if code == errno.ENOSPC else " or raise the quota")
+        if resumable:
+            return (f"{text}. The parts written so far are kept: {free} and run the same "
+                    "command again; it resumes after them.")
+        return (f"{text}. {free.capitalize()} (or write somewhere else) and run the command "
+                "again.")
+    if code == errno.EROFS:
+        return (f"cannot write to {where or 'the output location'}: it is on a read-only "
+                "file system. Write somewhere else (another --out or output path).")
+    if code in (errno.EACCES, errno.EPERM):
+        return (f"permission denied{f' for {where}' if where else ''}: astrocat cannot write "
+                f"{'there' if where else 'where it tried to'} (or, for an input, read it). "
+                "Write somewhere you may (another --out or output path), or change the "
+                "permissions.")
+    if where and where not in str(exc):
+        return f"{said}: {where}"
+    return str(exc)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -362,8 +403,9 @@ def diff(a, b, truth, tolerance, as_json, report_html, **task_options) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the versions as JSON.")
 @_friendly
 def history(store, as_json) -> None:
-    """List a catalog's versions: time, rows, errors, inputs added/removed/changed, models
-    (version, sha256), duration, host and command.
+    """List a catalog's versions: time, rows, errors, inputs added/removed/changed, new
+    parts, duration; then the models (version, sha256) and the host and command, once per
+    distinct set with the versions that used it. --json has every field in full.
 
     STORE: what `astrocat infer --out` wrote (its versions are in OUT.parts/), that
     store, or a job's store. Each version opens as STORE@N in every command."""
@@ -375,25 +417,93 @@ def history(store, as_json) -> None:
     if as_json:
         click.echo(json.dumps(versions, indent=1))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from astrocat.terminal import Col, console, print_table
 
-    t = Table(title=f"{store}: {len(versions)} versions (* latest; pruned ones are listed "
-                    "from history.jsonl)")
-    for h in ("version", "published (UTC)", "rows", "errors", "inputs +/-/~", "parts new",
-              "models", "seconds", "host", "command"):
-        t.add_column(h, justify="right" if h in ("rows", "errors", "seconds") else "left")
+    pruned = any(not v.get("kept", True) for v in versions)
+    title = (f"{store}: {len(versions)} versions (* latest"
+             + ("; pruned: its files are deleted, its record kept" if pruned else "") + ")")
+    cols = [Col("version", no_wrap=True), Col("published (UTC)", no_wrap=True),
+            Col("rows", "right"), Col("errors", "right"), Col("inputs +/-/~", no_wrap=True),
+            Col("parts new", "right"), Col("seconds", "right")]
+    rows = []
     for v in versions:
         i = v.get("inputs", {})
-        models = "; ".join(f"{n} {m.get('version', '')} {m.get('sha256', '')[:12]}"
-                           for n, m in v.get("models", {}).items())
-        t.add_row(f"{v['version']}{'*' if v.get('latest') else ''}"
-                  f"{'' if v.get('kept', True) else ' (pruned)'}",
-                  v.get("published_utc", ""), str(v.get("rows", "")), str(v.get("errors", "")),
-                  f"+{i.get('added', 0)} -{i.get('removed', 0)} ~{i.get('changed', 0)}",
-                  f"{v.get('computed', '')}/{len(v.get('parts', [])) or v.get('n_parts', '')}",
-                  models, f"{v.get('seconds', 0):.1f}", v.get("host", ""), v.get("command", ""))
-    Console().print(t)
+        rows.append([f"{v['version']}{'*' if v.get('latest') else ''}"
+                     f"{'' if v.get('kept', True) else ' pruned'}",
+                     _utc_minutes(v.get("published_utc", "")), str(v.get("rows", "")),
+                     str(v.get("errors", "")),
+                     f"+{i.get('added', 0)} -{i.get('removed', 0)} ~{i.get('changed', 0)}",
+                     f"{v.get('computed', '')}/{len(v.get('parts', [])) or v.get('n_parts', '')}",
+                     f"{v.get('seconds', 0):.1f}"])
+    c = console()
+    print_table(c, title, cols, rows)
+    model_rows = _history_models(versions)
+    if model_rows:
+        print_table(c, "Models (sha256: its first 12 hex digits)",
+                    [Col("versions"), Col("model", no_wrap=True), Col("version"),
+                     Col("sha256")], model_rows)
+    from rich.text import Text
+
+    for line in _history_commands(versions):
+        c.print(Text(line))
+
+
+def _versions_with(versions: list[dict], key) -> list[tuple[object, list[int]]]:
+    """Distinct ``key(version)`` values, first seen first, with the versions that had it."""
+    seen: dict = {}
+    for v in versions:
+        seen.setdefault(key(v), []).append(v["version"])
+    return list(seen.items())
+
+
+def _history_models(versions: list[dict]) -> list[list[str]]:
+    """Rows of ``history``'s models table: each distinct set of models once, with the
+    versions (ranges) that used it on its first row."""
+    def models(v: dict) -> tuple:
+        return tuple((n, str(m.get("version", "")), str(m.get("sha256", ""))[:12])
+                     for n, m in v.get("models", {}).items())
+
+    rows = []
+    for found, numbers in _versions_with(versions, models):
+        for k, model in enumerate(found):
+            rows.append([_ranges(numbers) if k == 0 else "", *model])
+    return rows
+
+
+def _history_commands(versions: list[dict]) -> list[str]:
+    """One line per distinct host and command, with the versions that ran it."""
+    def command(v: dict) -> str:
+        host = f" (on {v['host']})" if v.get("host") else ""
+        return f"{v.get('command') or 'not recorded'}{host}"
+
+    return [f"command, {'versions' if len(numbers) > 1 else 'version'} {_ranges(numbers)}: "
+            f"{text}" for text, numbers in _versions_with(versions, command)]
+
+
+def _utc_minutes(stamp: str) -> str:
+    """An ISO 8601 time as "YYYY-MM-DD HH:MM" in UTC (the text as it is if not one)."""
+    from datetime import UTC, datetime
+
+    try:
+        t = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return str(stamp)
+    if t.tzinfo is not None:
+        t = t.astimezone(UTC)
+    return t.strftime("%Y-%m-%d %H:%M")
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1, 2, 3, 5 -> "1-3, 5"."""
+    out: list[str] = []
+    prev = None
+    for n in numbers:
+        if prev is not None and n == prev + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+        prev = n
+    return ", ".join(out)
 
 
 @main.command()
@@ -536,21 +646,23 @@ def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name
 def models(ctx) -> None:
     """List the bundled models (`astrocat models show NAME` for one card)."""
     if ctx.invoked_subcommand is None:
-        from rich.console import Console
-        from rich.table import Table
-
         from astrocat.models.zoo import bundled
+        from astrocat.terminal import Col, console, print_table
 
-        t = Table(title="Bundled models (trained on astrocat's SIMULATED surveys)")
-        for h in ("name", "task", "input", "default for", "held-out metrics"):
-            t.add_column(h)
+        rows = []
         for card in bundled().values():
             metrics = ", ".join(f"{k} {v:.4g}" for k, v in card.metrics.items()
                                 if isinstance(v, float) and not k.startswith("baseline"))
-            t.add_row(card.name, card.task,
-                      f"{card.input.kind.value} {'x'.join(map(str, card.input.shape))}",
-                      ", ".join(k.value for k in card.default_for), metrics)
-        Console().print(t)
+            kinds = [k.value for k in card.default_for]
+            # "yes": the default for its own input kind (the usual case; saves a column's
+            # width); other kinds are named
+            default = ("yes" if kinds == [card.input.kind.value] else ", ".join(kinds))
+            rows.append([card.name, card.task,
+                         f"{card.input.kind.value} {'x'.join(map(str, card.input.shape))}",
+                         default, metrics])
+        print_table(console(), "Bundled models (trained on astrocat's SIMULATED surveys)",
+                    [Col("name", no_wrap=True), Col("task"), Col("input"),
+                     Col("default"), Col("held-out metrics")], rows)
 
 
 @models.command("show")

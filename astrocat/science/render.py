@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rich import box
+from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table as RichTable
+from rich.text import Text
 
 
 @dataclass
@@ -121,28 +121,37 @@ def render(report: dict, console: Console | None = None) -> None:
     c = console or Console()
     show(sections(report), c)
     if report.get("figures"):
-        c.rule("[bold]Figures")
+        rule(c, "Figures")
         for f in report["figures"]:
             c.print(f"{f.get('file') or f['name']}: {f['title']}", highlight=False,
                     markup=False)
 
 
 def show(secs: list[Section], console: Console | None = None) -> None:
-    """Sections as rich tables on the terminal."""
+    """Sections as rich tables on the terminal: no line wider than the console, no word
+    cut (``astrocat.terminal.print_table``)."""
+    from astrocat.terminal import Col, print_table
+
     c = console or Console()
     for sec in secs:
-        c.rule(f"[bold]{sec.title}")
+        rule(c, sec.title)
         for item in sec.items:
             if isinstance(item, Table):
-                t = RichTable(title=item.title, box=box.SIMPLE_HEAD, pad_edge=False,
-                              collapse_padding=True)
-                for i, col in enumerate(item.columns):
-                    text = i in item.text_columns
-                    t.add_column(col, justify="left" if text else "right",
-                                 no_wrap=text and i == 0)
-                for row in item.rows:
-                    t.add_row(*(shorten(v) if i in item.text_columns else v
-                                for i, v in enumerate(row)))
-                c.print(t)
+                cols = [Col(col, "left" if i in item.text_columns else "right",
+                            no_wrap=i == 0 and i in item.text_columns)
+                        for i, col in enumerate(item.columns)]
+                print_table(c, item.title, cols,
+                            [[shorten(v) if i in item.text_columns else v
+                              for i, v in enumerate(row)] for row in item.rows])
             else:
                 c.print(item, highlight=False, markup=False)
+
+
+def rule(c: Console, title: str) -> None:
+    """A section's rule with its title in it; a title too long for that (rich would cut
+    it with "…") goes on its own line under a bare rule."""
+    if cell_len(title) + 4 <= c.width:
+        c.rule(f"[bold]{title}")
+    else:
+        c.rule()
+        c.print(Text(title, style="bold"))
