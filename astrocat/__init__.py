@@ -2,12 +2,19 @@
 
 The Python API (``astrocat.infer``, ``astrocat.open_catalog``, ``astrocat.summarize``, ...)
 lives in :mod:`astrocat.api`; it is imported on first use, so ``astrocat --help`` and
-``import astrocat`` stay fast.
+``import astrocat`` stay fast. The exceptions :class:`AstrocatError` and
+:class:`InputError` come from :mod:`astrocat.errors`.
+
+Examples
+--------
+>>> import astrocat
+>>> run = astrocat.infer("examples/sample", "catalog.parquet")
+>>> astrocat.open_catalog(run.out).to_table(columns=["object_id", "z_pred"],
+...                                         filters=[("kind", "==", "spectrum")])
 """
 
+from astrocat._version import __version__
 from astrocat.errors import AstrocatError, InputError
-
-__version__ = "0.3.0"
 
 _API = ("Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "export", "history",
         "infer", "open_catalog", "run", "summarize")

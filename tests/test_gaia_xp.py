@@ -230,3 +230,13 @@ def test_image_cut_outs_are_never_opened_by_the_spectral_readers(tmp_path, monke
     assert opened == []
     table = DATA / "xp_sampled" / "XP_SAMPLED_RAW_dr3int6.fits"
     assert spectra_products.fits_may_hold_spectra(table.read_bytes()[:4096])
+
+
+def test_gaiaxpy_leaves_matplotlib_as_it_was(tmp_path):
+    """GaiaXPy's plotter turns on LaTeX text when imported: astrocat's figures (and a
+    notebook's) must not inherit it."""
+    import matplotlib
+
+    before = matplotlib.rcParams["text.usetex"]
+    _infer([CONTINUOUS[0]], tmp_path)
+    assert matplotlib.rcParams["text.usetex"] == before

@@ -25,7 +25,8 @@ from astrocat.catalog.writer import part_stats
 from astrocat.cli import main
 from astrocat.science.compare import compare
 from astrocat.science.compare import sections as diff_sections
-from astrocat.science.render import render, shorten, show
+from astrocat.science.render import shorten, show
+from astrocat.science.sections import render
 from astrocat.science.summary import Reasons
 
 ASTROCAT = [sys.executable, "-m", "astrocat.cli"]

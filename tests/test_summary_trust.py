@@ -21,7 +21,7 @@ from astrocat.science import stats
 from astrocat.science.compare import compare
 from astrocat.science.compare import sections as diff_sections
 from astrocat.science.figures import make_figures
-from astrocat.science.render import sections
+from astrocat.science.sections import sections
 from astrocat.science.summary import SummaryOptions, collect, summarize
 
 # survey()'s row layout: galaxies, spectra, lens cut-outs, fields, then 3 error rows

@@ -20,7 +20,8 @@ import astrocat
 from astrocat import api
 from astrocat.cli import main
 from astrocat.models.zoo import bundled
-from astrocat.science.render import Table, sections, shorten
+from astrocat.science.render import Table, shorten
+from astrocat.science.sections import sections
 from astrocat.terminal import Col, print_table
 
 WIDTHS = (60, 80, 200)

@@ -10,14 +10,41 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pyarrow as pa
 
-if TYPE_CHECKING:
-    from astrocat.models.card import ModelCard
-
 SCHEMA_VERSION = "1"
+
+
+class _Output(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def ucd(self) -> str: ...
+    @property
+    def logit(self) -> bool: ...
+
+
+class _Reference(Protocol):
+    @property
+    def interval_coverage(self) -> float | None: ...
+
+
+class CardLike(Protocol):
+    """What the catalog reads of a model card (``models.card.ModelCard``, which the
+    catalog layer sits below): its outputs, its number of views, its reference."""
+
+    @property
+    def outputs(self) -> Sequence[_Output]: ...
+    @property
+    def tta(self) -> int: ...
+    @property
+    def reference(self) -> _Reference | None: ...
 
 
 @dataclass(frozen=True)
@@ -70,7 +97,7 @@ TRUST_COLUMNS: tuple[Column, ...] = (
 TRUST_NAMES = frozenset(c.name for c in TRUST_COLUMNS)
 
 
-def output_columns(card: ModelCard) -> list[Column]:
+def output_columns(card: CardLike) -> list[Column]:
     """A model's columns: its outputs, the logits of its sigmoid scores, and with
     ``card.tta`` views the spread of every output and the interval of every estimate."""
     cols = [Column(o.name, pa.float32(), o.unit, o.description, o.ucd) for o in card.outputs]
@@ -104,7 +131,7 @@ def qualified(primary: str, secondary: str) -> str:
     return ";".join(w for w in (primary, secondary) if w)
 
 
-def catalog_output_columns(cards: Iterable[ModelCard]) -> list[Column]:
+def catalog_output_columns(cards: Iterable[CardLike]) -> list[Column]:
     """The columns after the base ones, in order, once each: trust, then each model's."""
     out: list[Column] = list(TRUST_COLUMNS)
     seen = set(TRUST_NAMES)
@@ -144,7 +171,7 @@ def to_field(col: Column) -> pa.Field:
 
 
 def build_schema(
-    cards: Iterable[ModelCard], carried: Iterable[Column] = ()
+    cards: Iterable[CardLike], carried: Iterable[Column] = ()
 ) -> tuple[pa.Schema, list[Column]]:
     """Base columns, trust columns, each model's (in order, once), then carried columns."""
     columns: list[Column] = [*BASE_COLUMNS, *catalog_output_columns(cards)]

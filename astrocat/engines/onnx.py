@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from astrocat.engines.base import Heads, heads_of
+from astrocat.engines.protocol import Heads, heads_of
 from astrocat.models.card import ModelCard
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from astrocat.cache import cache_dir, write_atomically
-from astrocat.engines.base import Heads, heads_of
+from astrocat.engines.protocol import Heads, heads_of
 from astrocat.errors import AstrocatError
 from astrocat.models.card import ModelCard
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from astrocat.engines.base import Heads
+from astrocat.engines.protocol import Heads
 from astrocat.models.card import ModelCard
 
 

@@ -23,7 +23,7 @@ import warnings
 
 import numpy as np
 
-from astrocat.engines.base import Heads, heads_of
+from astrocat.engines.protocol import Heads, heads_of
 from astrocat.errors import AstrocatError
 from astrocat.models.card import ModelCard
 

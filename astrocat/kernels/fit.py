@@ -18,15 +18,14 @@ import math
 import numpy as np
 
 from astrocat.errors import InputError
-from astrocat.kernels.preprocess import centre_crop_plane
-from astrocat.models.card import InputSpec
+from astrocat.kernels.preprocess import InputSpecLike, centre_crop_plane
 
 #: Pixel scales that differ by less than this fraction are taken as equal: WCS solutions
 #: of one instrument scatter by a fraction of a percent.
 SCALE_TOLERANCE = 0.01
 
 
-def fit_plane(data: np.ndarray, spec: InputSpec,
+def fit_plane(data: np.ndarray, spec: InputSpecLike,
               scale: tuple[float, float] | None = None) -> np.ndarray:
     """``data`` at the model's pixel scale (when the card gives one and the WCS another)
     and size (``spec.fit``)."""
@@ -35,7 +34,7 @@ def fit_plane(data: np.ndarray, spec: InputSpec,
     return to_size(data, spec)
 
 
-def to_scale(data: np.ndarray, scale: tuple[float, float], spec: InputSpec) -> np.ndarray:
+def to_scale(data: np.ndarray, scale: tuple[float, float], spec: InputSpecLike) -> np.ndarray:
     """Resample from the stamp's (y, x) arcsec/px to the card's ``pixel_scale``, keeping
     the whole pixels that fit in the stamp's field, centred; or refuse, as the card says."""
     target = spec.pixel_scale
@@ -58,7 +57,7 @@ def to_scale(data: np.ndarray, scale: tuple[float, float], spec: InputSpec) -> n
     return rebin(data, ny, nx, fy, fx)
 
 
-def to_size(data: np.ndarray, spec: InputSpec) -> np.ndarray:
+def to_size(data: np.ndarray, spec: InputSpecLike) -> np.ndarray:
     """The model's (height, width): crop a larger stamp about its centre; a smaller one
     is padded (``fit = "pad"``), resampled (``"resample"``) or refused."""
     height, width = spec.image_size
@@ -111,7 +110,7 @@ def overlap(n_in: int, n_out: int, f: float) -> np.ndarray:
     return np.clip(hi - lo, 0.0, None)
 
 
-def raw_value(spec: InputSpec, value: float) -> float:
+def raw_value(spec: InputSpecLike, value: float) -> float:
     """The raw pixel value that the card's scaling turns into ``value`` (the pad fill is
     given in network-input units: 0 is the training mean of a standardized model)."""
     mean, std = float(np.mean(spec.mean)), float(np.mean(spec.std))

@@ -7,11 +7,51 @@ the scaling it was trained with. Raw items arrive channels-last ((H, W, C) image
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from astrocat.errors import InputError
 from astrocat.kinds import Kind
-from astrocat.models.card import InputSpec
+
+
+class InputSpecLike(Protocol):
+    """What preprocessing (here, ``kernels.fit`` and ``sources.gpu_decode``) reads of a
+    model's input: the card's ``[input]``, ``models.card.InputSpec`` (the models layer
+    sits above this one, so it is named here by the fields it must have)."""
+
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+    @property
+    def preprocessing(self) -> str: ...
+    @property
+    def layout(self) -> str: ...
+    @property
+    def crop_fraction(self) -> float: ...
+    @property
+    def zoom(self) -> float: ...
+    @property
+    def resize_filter(self) -> str: ...
+    @property
+    def antialias(self) -> bool: ...
+    @property
+    def mean(self) -> float | tuple[float, ...]: ...
+    @property
+    def std(self) -> float | tuple[float, ...]: ...
+    @property
+    def fit(self) -> str: ...
+    @property
+    def fill(self) -> float: ...
+    @property
+    def pixel_scale(self) -> float | None: ...
+    @property
+    def scale_mismatch(self) -> str: ...
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+    @property
+    def channels(self) -> int: ...
 
 #: The version of what astrocat does to pixels and fluxes before a model sees them
 #: (crop, zoom, resize, scaling, layout). It is part of every result's identity: bump it
@@ -30,7 +70,7 @@ def centre_crop_plane(data: np.ndarray, height: int, width: int) -> np.ndarray:
     return data[top : top + height, left : left + width]
 
 
-def prepare(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
+def prepare(batch: np.ndarray, spec: InputSpecLike) -> np.ndarray:
     """Scale a stacked batch of raw items to float32 network input of shape (n, *spec.shape).
 
     ``mean`` and ``std`` are one value or one per channel (the last raw axis).

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -249,3 +250,14 @@ def load_task(
     else:
         raise AstrocatError(f"unknown task '{task}'")
     return np.stack([centre_crop_plane(plane, *spec.image_size) for plane in x]), y
+
+
+def provenance(data: Path) -> str:
+    """What the training data was: the simulation record if astrocat made it."""
+    folder = data if data.is_dir() else data.parent
+    marker = folder / "simulation.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        return (f"SIMULATED by astrocat {info.get('astrocat_version', '')}: "
+                f"{info.get('command', '')} (not real survey data)")
+    return f"user data at {data}"

@@ -17,14 +17,16 @@ fit and a calibration part, and writes ``reference.npz`` beside the card with a
   the factor ``k`` of a normalised split-conformal interval (Papadopoulos et al. 2008;
   Lei et al. 2018): mean +- k (spread + eps) covers the truth in ``interval_coverage``
   (90 %) of calibration inputs, eps being the spread's median there.
+
+What a run reads back (:class:`Reference`, ``load``, ``of``) is
+:mod:`astrocat.models.reference_stats`, re-exported here: fitting runs the model, so this
+module sits above the engines, while the pipeline's trust columns need only those.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,9 @@ from astrocat.errors import AstrocatError
 from astrocat.kernels import ood
 from astrocat.kernels.views import available, make_views, reduce_views
 from astrocat.models.card import REFERENCE_FILENAME, ModelCard, ReferenceSpec, sha256_file
+from astrocat.models.reference_stats import Reference
+from astrocat.models.reference_stats import load as load  # re-exported: reference.load
+from astrocat.models.reference_stats import of as of
 
 QUANTILE = 0.995
 #: Fewest inputs a reference is fitted from (a few thousand give a stable threshold).
@@ -40,56 +45,6 @@ MIN_INPUTS = 20
 COVERAGE = 0.9
 METHOD = ("mahalanobis: input summary statistics and penultimate features, Ledoit-Wolf "
           "covariance, each over its median, the larger of the two")
-
-
-@dataclass(frozen=True)
-class Reference:
-    """The arrays of ``reference.npz``."""
-
-    input_mean: np.ndarray
-    input_precision: np.ndarray
-    input_scale: float
-    feature_mean: np.ndarray
-    feature_precision: np.ndarray
-    feature_scale: float
-    conformal_k: np.ndarray  # (max views - 1, n_outputs): row N-2 for N views; NaN: none
-    conformal_eps: np.ndarray
-    truth_min: np.ndarray  # (n_outputs,): intervals are clipped to the truth's range
-    truth_max: np.ndarray
-
-    def distance(self, inputs: np.ndarray, features: np.ndarray) -> np.ndarray:
-        """The row distance of prepared inputs (statistics) and their features."""
-        d_in = ood.mahalanobis(inputs, self.input_mean, self.input_precision)
-        d_feat = ood.mahalanobis(features, self.feature_mean, self.feature_precision)
-        return np.maximum(d_in / self.input_scale, d_feat / self.feature_scale)
-
-    def interval(self, mean: np.ndarray, spread: np.ndarray, n_views: int
-                 ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The calibrated interval (lo, hi), each (n, n_outputs), around the views' mean,
-        inside the range the truth took (stretched to the mean where that lies outside);
-        None where not calibrated for ``n_views``."""
-        row = n_views - 2
-        if row < 0 or row >= len(self.conformal_k):
-            return None
-        half = self.conformal_k[row] * (spread + self.conformal_eps[row])
-        return (np.maximum(mean - half, np.minimum(self.truth_min, mean)),
-                np.minimum(mean + half, np.maximum(self.truth_max, mean)))
-
-    def save(self, path: Path) -> None:
-        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
-
-
-@lru_cache(maxsize=16)
-def load(path: str, digest: str) -> Reference:
-    """``reference.npz`` (cached per process; the card's digest is part of the key)."""
-    with np.load(path) as z:
-        return Reference(**{k: (float(z[k]) if z[k].ndim == 0 else z[k]) for k in z.files})
-
-
-def of(card: ModelCard) -> Reference | None:
-    if card.reference is None:
-        return None
-    return load(str(card.reference_path), card.reference.sha256)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -211,7 +166,6 @@ def compute(model: str, data: Path, *, limit: int | None = 3000, seed: int = 0,
     layouts ``train`` reads, fit, and write the reference beside the card."""
     from astrocat.kernels.preprocess import prepare
     from astrocat.models import datasets
-    from astrocat.models.train import _provenance
     from astrocat.models.zoo import resolve
 
     card = resolve(model)
@@ -220,4 +174,4 @@ def compute(model: str, data: Path, *, limit: int | None = 3000, seed: int = 0,
                             "are computed with ONNX Runtime (export it first)")
     x, y = datasets.load_task(card.task, card.input, Path(data), limit, seed)
     ref, record = fit(card, prepare(x, card.input), y, seed=seed, log=log)
-    return write(card, ref, record, _provenance(Path(data)), command)
+    return write(card, ref, record, datasets.provenance(Path(data)), command)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from astrocat import __version__
+from astrocat._version import __version__
 from astrocat.errors import AstrocatError
 from astrocat.kernels.gz_tree import galaxy_zoo2
 from astrocat.kernels.preprocess import prepare
@@ -373,7 +373,7 @@ def train(
     with warnings.catch_warnings():  # tf2onnx's own FutureWarning on np.object
         warnings.simplefilter("ignore", FutureWarning)
         deviation = export_onnx(model, out / "model.onnx", xp[test_idx[:32]])
-    provenance = _provenance(Path(data))
+    provenance = datasets.provenance(Path(data))
     rounded = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()}
     found = baseline_warnings(recipe.task, rounded)
     card = {
@@ -430,7 +430,7 @@ def _write_reference(out: Path, xp: np.ndarray, y: np.ndarray, held_out: np.ndar
     idx = np.random.default_rng(seed).permutation(held_out)[:REFERENCE_LIMIT]
     card = load_card(out)
     ref, record = reference.fit(card, xp[idx], y[idx], seed=seed, log=log)
-    reference.write(card, ref, record, f"{_provenance(Path(data))} ({which})", command)
+    reference.write(card, ref, record, f"{datasets.provenance(Path(data))} ({which})", command)
 
 
 #: Held-out inputs the reference statistics of a new model are computed from (fewer held
@@ -438,13 +438,3 @@ def _write_reference(out: Path, xp: np.ndarray, y: np.ndarray, held_out: np.ndar
 REFERENCE_LIMIT = 3000
 REFERENCE_MIN_HELD_OUT = 200
 
-
-def _provenance(data: Path) -> str:
-    """What the training data was: the simulation record if astrocat made it."""
-    folder = data if data.is_dir() else data.parent
-    marker = folder / "simulation.json"
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        return (f"SIMULATED by astrocat {info.get('astrocat_version', '')}: "
-                f"{info.get('command', '')} (not real survey data)")
-    return f"user data at {data}"

@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from astrocat import __version__
+from astrocat._version import __version__
 from astrocat.catalog import layouts
 from astrocat.catalog.layouts import PublishContext, prepare
 from astrocat.catalog.lock import StoreLock

@@ -13,7 +13,7 @@ import numpy as np
 from astrocat.engines.base import Engine
 from astrocat.kernels import ood
 from astrocat.kernels.views import available, make_views, reduce_views
-from astrocat.models import reference
+from astrocat.models import reference_stats
 from astrocat.models.card import ModelCard
 
 
@@ -23,7 +23,7 @@ class BatchColumns:
     def __init__(self, card: ModelCard) -> None:
         self.card = card
         self.views = available(card.invariances)[: max(1, card.tta)]
-        self.reference = reference.of(card)
+        self.reference = reference_stats.of(card)
 
     def __call__(self, model: Engine, x: np.ndarray) -> dict[str, np.ndarray]:
         card, n, m = self.card, len(x), len(self.views)

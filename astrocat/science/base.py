@@ -5,11 +5,17 @@ about its task: the catalog columns it reads, its streaming accumulator, its num
 terminal section, its figures, its truth layout and its options. The summary driver and
 the CLI only walk the registry in :mod:`astrocat.science`, so a new task is one new module
 plus one line there.
+
+Imports run one way inside the package: this module, ``stats``, ``streaming``,
+``drawing`` and ``render``'s tables < the task modules < the registry (the package) <
+the drivers that walk it (``summary``, ``compare``, ``figures``, ``truth``, ``report``).
+A task module imports only from the first group (and ``trust``), never a driver.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -17,9 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from astrocat.science.figures import FigureOut, Images
+    from astrocat.science.drawing import FigureOut, Images
     from astrocat.science.render import Section
-    from astrocat.science.truth import Truth, TruthLayout
 
 
 @dataclass(frozen=True)
@@ -143,3 +148,81 @@ class Joined:
         """Rows that are ok in both versions (the rows whose values can be compared)."""
         return (equals(self.batch.column("a.status").fill_null(""), "ok")
                 & equals(self.batch.column("b.status").fill_null(""), "ok"))
+
+
+# --------------------------------------------------------------------------- truth
+
+
+@dataclass(frozen=True)
+class TruthLayout:
+    """A published truth table, described as data by the task module it belongs to."""
+
+    task: str  # the task's KEY
+    signature: frozenset[str]  # columns whose presence identifies the layout
+    id_column: str
+    columns: tuple[str, ...]  # value columns that must be present
+    optional: tuple[str, ...] = ()  # value columns kept when present
+    id_pattern: str = r"(?P<id>\d+)$"  # object_id -> integer ID (the `id` group)
+    hint: str = ""  # "GalaxyID,Class1.1,... for morphology": for "matches no known layout"
+    label: str = ""  # what its value columns are called, for "columns missing"
+    noun: str = "object"  # one catalog row of this task, for "no <noun> ... has an entry"
+    join: str = "joined on the trailing integer of object_id"  # how rows meet the file
+
+
+@dataclass
+class Truth:
+    """One task's truth: sorted integer IDs and a float32 value matrix (rows follow IDs)."""
+
+    task: str
+    path: Path
+    ids: np.ndarray  # int64, sorted ascending, unique
+    columns: list[str]  # value column names in the file's spelling
+    values: np.ndarray  # float32 (n, len(columns))
+    n_duplicates: int = 0
+    extra: dict = field(default_factory=dict)
+    layout: TruthLayout = field(kw_only=True, repr=False)  # the file's (``truth.load``)
+
+    def lookup(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each key in ``values``, -1 where the key has no truth."""
+        keys = np.asarray(keys, dtype=np.int64)
+        if len(self.ids) == 0:
+            return np.full(len(keys), -1, dtype=np.int64)
+        pos = np.searchsorted(self.ids, keys)
+        pos = np.minimum(pos, len(self.ids) - 1)
+        return np.where(self.ids[pos] == keys, pos, -1)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.values[:, self.columns.index(name)]
+
+    def keys(self, object_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """The integer join key of each object_id under this truth's layout."""
+        return id_keys(object_id, self.layout.id_pattern)
+
+    def match(self, keys: np.ndarray, notes: list[str]) -> np.ndarray | None:
+        """Row of each key (-1: none), or None with a note when no key has truth at all."""
+        rows = self.lookup(keys)
+        if (rows >= 0).any():
+            return rows
+        self.note_unmatched(notes)
+        return None
+
+    def note_unused(self, notes: list[str], lacking: str) -> None:
+        """Say that this truth was given for a task the catalog has no outputs of."""
+        notes.append(f"{self.task} truth {self.path} given but the catalog has {lacking}")
+
+    def note_unmatched(self, notes: list[str]) -> None:
+        """Say that the truth file and the catalog share no object."""
+        lay = self.layout
+        notes.append(f"no {lay.noun} in the catalog has an entry in {self.path} ({lay.join})")
+
+
+def id_keys(object_id: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    """Integer join key of each object_id (-1 where it has none): the ``id`` group of
+    ``pattern`` (a :class:`TruthLayout`'s ``id_pattern``), vectorised in Arrow."""
+    if len(object_id) == 0:
+        return np.zeros(0, dtype=np.int64)
+    digits = pc.struct_field(pc.extract_regex(object_id, pattern), [0])
+    # 19 digits or more may overflow int64: no such IDs exist in these layouts.
+    ok = pc.and_kleene(pc.is_valid(digits), pc.less(pc.utf8_length(digits), 19))
+    digits = pc.if_else(ok, digits, pa.scalar("-1"))
+    return pc.cast(pc.fill_null(digits, "-1"), pa.int64()).to_numpy(zero_copy_only=False)

@@ -10,10 +10,17 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.science import stats, trust
-from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
-from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png, spread_axes
+from astrocat.science.base import (
+    CompareContext,
+    Context,
+    Joined,
+    TaskOption,
+    Truth,
+    TruthLayout,
+    values,
+)
+from astrocat.science.drawing import PALETTE, FigureOut, Images, new_figure, png, spread_axes
 from astrocat.science.render import Section, Table, num, uncertainty_items
-from astrocat.science.truth import Truth, TruthLayout
 
 KEY = "cosmology"
 COLUMNS = ["omega_m_pred", "sigma_8_pred"]

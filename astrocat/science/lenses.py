@@ -14,8 +14,16 @@ import numpy as np
 import pyarrow as pa
 
 from astrocat.science import stats, trust
-from astrocat.science.base import CompareContext, Context, Joined, TaskOption, values
-from astrocat.science.figures import (
+from astrocat.science.base import (
+    CompareContext,
+    Context,
+    Joined,
+    TaskOption,
+    Truth,
+    TruthLayout,
+    values,
+)
+from astrocat.science.drawing import (
     PALETTE,
     FigureOut,
     Images,
@@ -26,7 +34,6 @@ from astrocat.science.figures import (
 )
 from astrocat.science.render import Section, Table, calibration_items, num
 from astrocat.science.streaming import TopK
-from astrocat.science.truth import Truth, TruthLayout
 
 KEY = "lens"
 LENS_RATE_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))

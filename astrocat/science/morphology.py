@@ -18,8 +18,17 @@ import pyarrow as pa
 
 from astrocat.kernels.gz_tree import galaxy_zoo2
 from astrocat.science import stats, trust
-from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
-from astrocat.science.figures import (
+from astrocat.science.base import (
+    CompareContext,
+    Context,
+    Joined,
+    TaskOption,
+    Truth,
+    TruthLayout,
+    equals,
+    values,
+)
+from astrocat.science.drawing import (
     PALETTE,
     THUMB,
     FigureOut,
@@ -39,7 +48,6 @@ from astrocat.science.render import (
     uncertainty_items,
 )
 from astrocat.science.streaming import Moments, TopK
-from astrocat.science.truth import Truth, TruthLayout
 
 KEY = "morphology"
 MERGER_COLUMN = "gz_odd_merger"  # Class8.6: already carries the factor Class6.1

@@ -15,7 +15,7 @@ import pyarrow as pa
 from astrocat.errors import AstrocatError
 from astrocat.science import stats, trust
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals, values
-from astrocat.science.figures import PALETTE, FigureOut, Images, new_figure, png
+from astrocat.science.drawing import PALETTE, FigureOut, Images, new_figure, png
 from astrocat.science.render import Section, Table, num, pct
 
 KEY = "redshift"

@@ -3,7 +3,7 @@
 For people who would rather look than read. Figures are embedded as base64 PNG data URIs
 and the style sheet is inline, so the single file can be mailed, archived beside the
 catalog or opened offline; there are no external assets or scripts. The tables come
-from ``render.sections``, the same ones the terminal shows.
+from ``sections.sections``, the same ones the terminal shows.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import html
 import os
 from pathlib import Path
 
-from astrocat.science.figures import FigureOut
-from astrocat.science.render import Section, Table, sections
+from astrocat.science.drawing import FigureOut
+from astrocat.science.render import Section, Table
+from astrocat.science.sections import sections
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;max-width:1200px;margin:0 auto;

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals
-from astrocat.science.figures import FigureOut, Images
+from astrocat.science.drawing import FigureOut, Images
 from astrocat.science.render import Section, Table, pct
 
 KEY = "ood"

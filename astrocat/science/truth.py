@@ -5,7 +5,9 @@ so a user with the real data passes the files as they were downloaded. Each task
 declares its layout as data (a :class:`TruthLayout`: the columns that identify it, the
 ID column, the value columns, how an ``object_id`` becomes the integer ID); this module
 only reads files and joins. A task is recognised by its columns, not by the file name,
-because people rename files.
+because people rename files. The types (:class:`TruthLayout`, :class:`Truth`) are
+:mod:`astrocat.science.base`'s, re-exported here: the task modules use them, and this
+module walks the registry that imports the task modules.
 
 Only numbers are kept (int64 IDs sorted for ``searchsorted``, float32 values), so a
 61,578-row Kaggle file costs about 9 MB.
@@ -13,76 +15,13 @@ Only numbers are kept (int64 IDs sorted for ``searchsorted``, float32 values), s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from astrocat.errors import AstrocatError
-
-
-@dataclass(frozen=True)
-class TruthLayout:
-    """A published truth table, described as data by the task module it belongs to."""
-
-    task: str  # the task's KEY
-    signature: frozenset[str]  # columns whose presence identifies the layout
-    id_column: str
-    columns: tuple[str, ...]  # value columns that must be present
-    optional: tuple[str, ...] = ()  # value columns kept when present
-    id_pattern: str = r"(?P<id>\d+)$"  # object_id -> integer ID (the `id` group)
-    hint: str = ""  # "GalaxyID,Class1.1,... for morphology": for "matches no known layout"
-    label: str = ""  # what its value columns are called, for "columns missing"
-    noun: str = "object"  # one catalog row of this task, for "no <noun> ... has an entry"
-    join: str = "joined on the trailing integer of object_id"  # how rows meet the file
-
-
-@dataclass
-class Truth:
-    """One task's truth: sorted integer IDs and a float32 value matrix (rows follow IDs)."""
-
-    task: str
-    path: Path
-    ids: np.ndarray  # int64, sorted ascending, unique
-    columns: list[str]  # value column names in the file's spelling
-    values: np.ndarray  # float32 (n, len(columns))
-    n_duplicates: int = 0
-    extra: dict = field(default_factory=dict)
-
-    def lookup(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each key in ``values``, -1 where the key has no truth."""
-        keys = np.asarray(keys, dtype=np.int64)
-        if len(self.ids) == 0:
-            return np.full(len(keys), -1, dtype=np.int64)
-        pos = np.searchsorted(self.ids, keys)
-        pos = np.minimum(pos, len(self.ids) - 1)
-        return np.where(self.ids[pos] == keys, pos, -1)
-
-    def column(self, name: str) -> np.ndarray:
-        return self.values[:, self.columns.index(name)]
-
-    def keys(self, object_id: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """The integer join key of each object_id under this truth's layout."""
-        return object_keys(object_id, self.task)
-
-    def match(self, keys: np.ndarray, notes: list[str]) -> np.ndarray | None:
-        """Row of each key (-1: none), or None with a note when no key has truth at all."""
-        rows = self.lookup(keys)
-        if (rows >= 0).any():
-            return rows
-        self.note_unmatched(notes)
-        return None
-
-    def note_unused(self, notes: list[str], lacking: str) -> None:
-        """Say that this truth was given for a task the catalog has no outputs of."""
-        notes.append(f"{self.task} truth {self.path} given but the catalog has {lacking}")
-
-    def note_unmatched(self, notes: list[str]) -> None:
-        """Say that the truth file and the catalog share no object."""
-        lay = _layout(self.task)
-        notes.append(f"no {lay.noun} in the catalog has an entry in {self.path} ({lay.join})")
+from astrocat.science.base import Truth, TruthLayout, id_keys
 
 
 def layouts() -> list[TruthLayout]:
@@ -158,7 +97,7 @@ def load(path: str | Path) -> Truth:
     del id_parts, value_parts
     ids, first = np.unique(raw_ids, return_index=True)  # sorted; first occurrence wins
     return Truth(lay.task, path, ids.astype(np.int64), list(columns), values[first],
-                 n_duplicates=len(raw_ids) - len(ids))
+                 n_duplicates=len(raw_ids) - len(ids), layout=lay)
 
 
 def load_all(paths: list[str | Path]) -> dict[str, Truth]:
@@ -174,11 +113,7 @@ def load_all(paths: list[str | Path]) -> dict[str, Truth]:
 
 
 def object_keys(object_id: pa.Array | pa.ChunkedArray, task: str) -> np.ndarray:
-    """Integer join key of each object_id (-1 where it has none), vectorised in Arrow."""
+    """Integer join key of each object_id (-1 where it has none) under ``task``'s layout."""
     if len(object_id) == 0:
         return np.zeros(0, dtype=np.int64)
-    digits = pc.struct_field(pc.extract_regex(object_id, _layout(task).id_pattern), [0])
-    # 19 digits or more may overflow int64: no such IDs exist in these layouts.
-    ok = pc.and_kleene(pc.is_valid(digits), pc.less(pc.utf8_length(digits), 19))
-    digits = pc.if_else(ok, digits, pa.scalar("-1"))
-    return pc.cast(pc.fill_null(digits, "-1"), pa.int64()).to_numpy(zero_copy_only=False)
+    return id_keys(object_id, _layout(task).id_pattern)

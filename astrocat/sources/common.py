@@ -101,6 +101,22 @@ class TableInfo:
 
 
 @dataclass(frozen=True)
+class Loaded:
+    """A product file's spectra: flux (n, samples) with NaN where masked, the carried
+    columns, and the axis the file states for its samples."""
+
+    flux: np.ndarray
+    carried: pa.Table
+    axis: SpectralAxis | None
+    product: str  # what it is, in words, for messages
+
+    def info(self) -> TableInfo:
+        return TableInfo(n_rows=len(self.flux), flux_columns=None, flux_array_column=None,
+                         n_flux=self.flux.shape[1], carried=self.carried.schema,
+                         axis=self.axis, product=self.product)
+
+
+@dataclass(frozen=True)
 class Col:
     """One column as seen from a header: its role for flux detection, its carried type."""
 

@@ -73,7 +73,7 @@ def _header_line(head: bytes, sniffed: str) -> str:
 
 
 def _recognise_fits(path: Path) -> str | None:
-    from astrocat.sources.spectra_products import first_extension_cards
+    from astrocat.sources.sniff import first_extension_cards
 
     try:
         header = first_extension_cards(path)  # raw cards: gzipped files give {}
@@ -116,7 +116,7 @@ def _fits_array_length(header) -> int | None:
 
 
 def load(path: str, name: str):
-    from astrocat.sources.spectra_products import Loaded
+    from astrocat.sources.common import Loaded
 
     if name == "continuous":
         return _continuous(path)
@@ -321,10 +321,13 @@ def _carried(table) -> pa.Table:
 
 def _continuous(path: str):
     """XP_CONTINUOUS coefficients -> absolute sampled spectra on GaiaXPy's default grid."""
-    from astrocat.sources.spectra_products import Loaded
+    from astrocat.sources.common import Loaded
 
     try:
-        from gaiaxpy import calibrate
+        import matplotlib
+
+        with matplotlib.rc_context():  # GaiaXPy's plotter sets text.usetex on import
+            from gaiaxpy import calibrate
     except ImportError as exc:
         raise InputError("Gaia XP_CONTINUOUS coefficients need GaiaXPy to become spectra: "
                          "pip install 'astrocat[gaia]' (or convert them yourself with "

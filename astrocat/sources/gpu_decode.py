@@ -39,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from astrocat.models.card import InputSpec
+from astrocat.kernels.preprocess import InputSpecLike
 from astrocat.sources import images
 from astrocat.sources.common import library_message
 
@@ -125,7 +125,7 @@ def sample_weights(in_size: int, lo: float, hi: float, out_size: int,
     return images._weights(in_size, lo, hi, out_size, resize_filter)  # noqa: SLF001
 
 
-def plan(width: int, height: int, spec: InputSpec, draft: str = "pool"
+def plan(width: int, height: int, spec: InputSpecLike, draft: str = "pool"
          ) -> tuple[int, tuple[int, int, int, int], tuple[float, float, float, float]]:
     """What ``read_rgb`` does to a ``width`` x ``height`` JPEG, in the decoded image's
     pixels: the DCT scale it decodes at (1 when not emulated), the whole-pixel window it
@@ -196,7 +196,7 @@ def resample(x, box: tuple[float, float, float, float], size: int, resize_filter
     return x
 
 
-def scale(x, spec: InputSpec):
+def scale(x, spec: InputSpecLike):
     """``kernels.preprocess.prepare`` for images: (n, H, W, C) float32 holding uint8
     values -> network input (n, *spec.shape), the same float32 operations in order."""
     torch = _torch()
@@ -216,7 +216,7 @@ def scale(x, spec: InputSpec):
     return x.contiguous().reshape((len(x), *spec.shape))
 
 
-def prepare_images(decoded: Sequence, spec: InputSpec, draft: str = "pool"):
+def prepare_images(decoded: Sequence, spec: InputSpecLike, draft: str = "pool"):
     """Decoded (3, H, W) uint8 tensors (any mix of sizes, on one device) -> the float32
     network input (n, *spec.shape) on that device, in their order."""
     torch = _torch()
@@ -242,13 +242,13 @@ def prepare_images(decoded: Sequence, spec: InputSpec, draft: str = "pool"):
     return scale(out.permute(0, 2, 3, 1).to(torch.float32), spec)
 
 
-def decode_and_prepare(datas: Sequence[bytes], spec: InputSpec, device="cuda",
+def decode_and_prepare(datas: Sequence[bytes], spec: InputSpecLike, device="cuda",
                        draft: str = "pool"):
     """JPEG bytes -> network input (n, *spec.shape) float32 on ``device``."""
     return prepare_images(decode(datas, device), spec, draft)
 
 
-def decode_and_prepare_each(datas: Sequence[bytes], spec: InputSpec, device="cuda",
+def decode_and_prepare_each(datas: Sequence[bytes], spec: InputSpecLike, device="cuda",
                             draft: str = "pool") -> tuple[object, list[int], dict[int, str]]:
     """:func:`decode_and_prepare`, where a JPEG the decoder refuses costs only itself: the
     batch in one call, and if that fails each JPEG alone, to find the bad ones. Returns
@@ -276,7 +276,7 @@ def _decoder_words(exc: BaseException) -> str:
     return re.sub(r"^\w+, \S+:\d+, ", "", library_message(exc))
 
 
-def unsupported(spec: InputSpec) -> str | None:
+def unsupported(spec: InputSpecLike) -> str | None:
     """Why a card's image preprocessing is not reproduced here (None: it is). Imports
     nothing: the driver asks before any worker opens torch."""
     from astrocat.kinds import Kind

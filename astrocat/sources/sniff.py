@@ -12,6 +12,8 @@ import re
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 #: How much of the file is looked at. Enough for every magic number and for the
 #: "is this text with commas?" test on a CSV header line.
 HEAD_BYTES = 4096
@@ -122,3 +124,54 @@ def _as_text(head: bytes) -> str | None:
             return None
         text = head[: exc.start].decode("utf-8")
     return text
+
+
+# --------------------------------------------------------------------------- FITS cards
+
+
+# A FITS file's header cards read raw, for recognising what it holds from its first bytes
+# (the spectral product families and their dispatcher, ``spectra_products``, share them).
+
+
+def header_cards(block: bytes) -> dict[str, str]:
+    """Keyword -> raw value of the 80-character cards in ``block`` (up to END)."""
+    out: dict[str, str] = {}
+    for i in range(0, len(block) - 79, 80):
+        card = block[i:i + 80].decode("ascii", errors="replace")
+        key = card[:8].strip()
+        if key == "END":
+            break
+        if card[8:10] == "= ":
+            out.setdefault(key, card[10:].split("/")[0].strip().strip("'").strip())
+    return out
+
+
+def first_extension_cards(path: Path, max_blocks: int = 40) -> dict[str, str]:
+    """The first extension's header cards, read raw (no FITS library: a look at a
+    file's first table costs microseconds); {} where there is none or it is gzipped."""
+    with open(path, "rb") as f:
+        data = f.read(2880 * max_blocks)
+    end = end_block(data, 0)
+    if end is None:
+        return {}
+    primary = header_cards(data[:end])
+    try:
+        shape = [int(primary.get(f"NAXIS{i}", "0")) for i in
+                 range(1, int(primary.get("NAXIS", "0")) + 1)]
+        size = abs(int(primary.get("BITPIX", "8"))) // 8 * (int(np.prod(shape)) if shape
+                                                             else 0)
+    except ValueError:
+        return {}
+    start = end + -(-size // 2880) * 2880  # past the primary's data, if it has any
+    stop = end_block(data, start)
+    if stop is None:
+        return {}
+    return header_cards(data[start:stop])
+
+
+def end_block(data: bytes, start: int) -> int | None:
+    """The offset just past the header block holding the END card at or after ``start``."""
+    for i in range(start, len(data) - 79, 80):
+        if data[i:i + 3] == b"END" and data[i + 3:i + 80].strip() == b"":
+            return ((i - start) // 2880 + 1) * 2880 + start
+    return None

@@ -38,8 +38,7 @@ import pyarrow as pa
 from astrocat.errors import InputError
 from astrocat.kernels.spectral import SpectralAxis
 from astrocat.sources import _fits
-from astrocat.sources.common import about
-from astrocat.sources.spectra_products import Loaded
+from astrocat.sources.common import Loaded, about
 
 SDSS, DESI, WCS1D = "sdss_spec", "desi_coadd", "wcs1d"
 
@@ -74,7 +73,7 @@ def recognise(path: Path, sniffed: str, head: bytes) -> str | None:
 def _raw_sdss(path: Path) -> bool:
     """An SDSS/BOSS spec file from its raw cards: an empty primary, then COADD with
     loglam or flux (as :func:`_recognise` decides it through astropy)."""
-    from astrocat.sources.spectra_products import first_extension_cards
+    from astrocat.sources.sniff import first_extension_cards
 
     try:
         cards = first_extension_cards(path, max_blocks=8)

@@ -13,38 +13,24 @@ VOTable, GaiaXPy's outputs; any VOTable or array-text CSV of spectra) and
 :mod:`.spectra_fits` (SDSS/BOSS ``spec-`` files, DESI coadds, 1-D FITS images with a
 wavelength WCS). Rows come back as the other readers give them: flux float32 with NaN
 for masked samples (zero inverse variance, mask bits), and the carried columns (the
-object's ID, ra/dec, the file's other scalar columns).
+object's ID, ra/dec, the file's other scalar columns). The families return a
+:class:`~astrocat.sources.common.Loaded` and peek at raw FITS cards through ``sniff``:
+they never import this module, which imports them.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from astrocat.errors import InputError
-from astrocat.kernels.spectral import SpectralAxis
-from astrocat.sources.common import TableInfo
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """A product file's spectra: flux (n, samples) with NaN where masked, the carried
-    columns, and the axis the file states for its samples."""
-
-    flux: np.ndarray
-    carried: pa.Table
-    axis: SpectralAxis | None
-    product: str  # what it is, in words, for messages
-
-    def info(self) -> TableInfo:
-        return TableInfo(n_rows=len(self.flux), flux_columns=None, flux_array_column=None,
-                         n_flux=self.flux.shape[1], carried=self.carried.schema,
-                         axis=self.axis, product=self.product)
+from astrocat.sources.common import Loaded, TableInfo
+from astrocat.sources.sniff import first_extension_cards
+from astrocat.sources.sniff import header_cards as _cards
 
 
 def _families():
@@ -63,19 +49,6 @@ def recognise(path: Path, sniffed: str, head: bytes) -> str | None:
         if name is not None:
             return f"{family.__name__.rsplit('.', 1)[-1]}:{name}"
     return None
-
-
-def _cards(block: bytes) -> dict[str, str]:
-    """Keyword -> raw value of the 80-character cards in ``block`` (up to END)."""
-    out: dict[str, str] = {}
-    for i in range(0, len(block) - 79, 80):
-        card = block[i:i + 80].decode("ascii", errors="replace")
-        key = card[:8].strip()
-        if key == "END":
-            break
-        if card[8:10] == "= ":
-            out.setdefault(key, card[10:].split("/")[0].strip().strip("'").strip())
-    return out
 
 
 def fits_may_hold_spectra(head: bytes, gzipped: bool = False,
@@ -121,37 +94,6 @@ def fits_may_hold_spectra(head: bytes, gzipped: bool = False,
         return not (int(ext.get("NAXIS", "0")) >= 2 and int(ext.get("NAXIS2", "0")) > 1)
     except ValueError:
         return True
-
-
-def first_extension_cards(path: Path, max_blocks: int = 40) -> dict[str, str]:
-    """The first extension's header cards, read raw (no FITS library: a look at a
-    file's first table costs microseconds); {} where there is none or it is gzipped."""
-    with open(path, "rb") as f:
-        data = f.read(2880 * max_blocks)
-    end = _end_block(data, 0)
-    if end is None:
-        return {}
-    primary = _cards(data[:end])
-    try:
-        shape = [int(primary.get(f"NAXIS{i}", "0")) for i in
-                 range(1, int(primary.get("NAXIS", "0")) + 1)]
-        size = abs(int(primary.get("BITPIX", "8"))) // 8 * (int(np.prod(shape)) if shape
-                                                             else 0)
-    except ValueError:
-        return {}
-    start = end + -(-size // 2880) * 2880  # past the primary's data, if it has any
-    stop = _end_block(data, start)
-    if stop is None:
-        return {}
-    return _cards(data[start:stop])
-
-
-def _end_block(data: bytes, start: int) -> int | None:
-    """The offset just past the header block holding the END card at or after ``start``."""
-    for i in range(start, len(data) - 79, 80):
-        if data[i:i + 3] == b"END" and data[i + 3:i + 80].strip() == b"":
-            return ((i - start) // 2880 + 1) * 2880 + start
-    return None
 
 
 def is_product(fmt: str) -> bool:

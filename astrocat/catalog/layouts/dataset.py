@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from astrocat.catalog.layouts import Publication, PublishContext, file
+from astrocat.catalog.layouts import file
+from astrocat.catalog.layouts.publication import Publication, PublishContext
 from astrocat.catalog.writer import part_stats
 
 SEGMENT_ROWS = 1_048_576  # target rows per file

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astrocat.catalog.layouts import Publication, PublishContext, prepare
+from astrocat.catalog.layouts.publication import Publication, PublishContext, prepare
 
 ROW_GROUP_ROWS = 131_072
 

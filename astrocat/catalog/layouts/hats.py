@@ -72,8 +72,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from hats_import.catalog.file_readers import InputReader
 
-from astrocat import __version__
-from astrocat.catalog.layouts import Publication, PublishContext, margin_arcsec
+from astrocat._version import __version__
+from astrocat.catalog.layouts.publication import Publication, PublishContext, margin_arcsec
 from astrocat.errors import AstrocatError
 
 UNPLACED = "_astrocat_unplaced.parquet"
