@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from astrocat.science import TASKS
+from astrocat import science
 from astrocat.science.render import Section, Table, rule, show
 
 
 def sections(report: dict) -> list[Section]:
     """Everything a reader sees, in reading order; only sections the catalog has."""
     out = [_overview(report)]
-    out += [task.section(report[task.KEY]) for task in TASKS if task.KEY in report]
+    out += [task.section(report[task.KEY]) for task in science.TASKS
+            if task.KEY in report]
     if report.get("notes"):
         out.append(Section("notes", "Notes", list(report["notes"])))
     return out
