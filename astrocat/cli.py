@@ -208,7 +208,7 @@ class _GlobHintCommand(click.Command):
               metavar="N",
               help="Average N rotated/flipped views of each input (models whose card "
                    "declares the symmetry; spectra run once) and write each output's spread "
-                   "(<name>_std) and a calibrated 90%% interval (<name>_lo, <name>_hi). "
+                   "(<name>_std) and a calibrated 90 % interval (<name>_lo, <name>_hi). "
                    "Costs N times the network, not the decoding.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or summary line.")
 @_friendly
