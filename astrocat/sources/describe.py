@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,27 +166,23 @@ def _product(path: Path, fmt: str) -> dict[str, Any]:
     """A spectral product (Gaia XP, GaiaXPy, SDSS, DESI, 1-D WCS, VOTable)."""
     if fmt.endswith(":sampling"):
         raise _Skipped("a GaiaXPy sampling file (read with the spectra beside it)")
-    try:
-        info = spectra_products.scan(str(path), fmt)
-    except InputError as exc:
-        raise _Unusable(str(exc), fmt) from exc
-    except Exception as exc:  # noqa: BLE001 -- astropy/GaiaXPy parse errors of all kinds
-        raise _Unusable(f"{fmt} file could not be read ({library_message(exc)}): it may be "
-                        "damaged or truncated", fmt) from exc
-    if info.n_rows == 0:
-        raise _Unusable("table has no rows", fmt)
-    return {"fmt": fmt, "kind": Kind.SPECTRUM, "n_items": info.n_rows}
+    return _spectra(fmt, fmt, lambda: spectra_products.scan(str(path), fmt))
 
 
 def _table(path: Path, fmt: str) -> dict[str, Any]:
     if fmt == "parquet" and _is_astrocat_catalog(path):
         raise _Skipped("an astrocat catalog")
+    return _spectra(fmt, fmt.upper(), lambda: _scan_table(str(path), fmt, None))
+
+
+def _spectra(fmt: str, what: str, scan: Callable[[], TableInfo]) -> dict[str, Any]:
+    """A file of spectra, one item per row, from its scan; or why it cannot be used."""
     try:
-        info: TableInfo = _scan_table(str(path), fmt, None)
+        info = scan()
     except InputError as exc:
         raise _Unusable(str(exc), fmt) from exc
-    except Exception as exc:  # noqa: BLE001 -- pyarrow/astropy parse errors of all kinds
-        raise _Unusable(f"{fmt.upper()} file could not be read ({library_message(exc)}): it "
+    except Exception as exc:  # noqa: BLE001 -- pyarrow/astropy/GaiaXPy errors of all kinds
+        raise _Unusable(f"{what} file could not be read ({library_message(exc)}): it "
                         "may be damaged or truncated", fmt) from exc
     if info.n_rows == 0:
         raise _Unusable("table has no rows", fmt)

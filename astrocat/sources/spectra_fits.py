@@ -196,25 +196,9 @@ def _load_sdss_fast(path: str) -> Loaded:
     what = "SDSS/BOSS spec file"
     lam = _increasing(10.0 ** loglam, what, "10**loglam")
     row = {k: _scalar(rec[sonames[k]]) for k in keys}
-    sid = row["SPECOBJID"]
-    sid = (sid.decode() if isinstance(sid, bytes) else str(sid)).strip()
-    if not sid:
+    if not _text(row["SPECOBJID"]):
         raise _fits.Declined("empty SPECOBJID")
-
-    def num(key: str, kind: type) -> Any:
-        v = _number(row.get(key))
-        return None if v is None else kind(v)
-
-    ra, dec = num("PLUG_RA", float), num("PLUG_DEC", float)
-    carried = pa.table({
-        "specobjid": pa.array([sid], pa.string()),
-        "ra": pa.array([math.nan if ra is None else ra], pa.float64()),
-        "dec": pa.array([math.nan if dec is None else dec], pa.float64()),
-        "plate": pa.array([num("PLATE", int)], pa.int32()),
-        "mjd": pa.array([num("MJD", int)], pa.int32()),
-        "fiberid": pa.array([num("FIBERID", int)], pa.int32()),
-        "z_sdss": pa.array([num("Z", float)], pa.float64()),
-    })
+    carried = _sdss_row_table(row, Path(path).stem)
     unit = _flux_unit(bunit) or SURVEY_FLUX_UNIT
     axis = SpectralAxis(wavelength=tuple(lam.tolist()), unit="Angstrom", medium="vacuum",
                         flux_unit=unit, calibration="absolute")
@@ -274,13 +258,22 @@ def _sdss_carried(hdul: Any, stem: str) -> pa.Table:
         if key not in row and alt in header:
             row[key] = header[alt]
 
+    return _sdss_row_table({k: _scalar(v) for k, v in row.items()}, stem)
+
+
+def _text(value: Any) -> str:
+    return (value.decode() if isinstance(value, bytes) else
+            str(value) if value is not None else "").strip()
+
+
+def _sdss_row_table(row: dict[str, Any], stem: str) -> pa.Table:
+    """The carried columns of one SDSS spectrum from its SPECOBJ/header values."""
+
     def num(key: str, kind: type) -> Any:
-        v = _number(_scalar(row.get(key)))
+        v = _number(row.get(key))
         return None if v is None else kind(v)
 
-    specobjid = _scalar(row.get("SPECOBJID"))
-    specobjid = (specobjid.decode() if isinstance(specobjid, bytes) else
-                 str(specobjid) if specobjid is not None else "").strip()
+    specobjid = _text(row.get("SPECOBJID"))
     ra, dec = num("PLUG_RA", float), num("PLUG_DEC", float)
     columns = {
         # No SPECOBJID (not in SPECOBJ, e.g. a stripped file): the file's name names it.
