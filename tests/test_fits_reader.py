@@ -509,3 +509,35 @@ def test_fits_table_spectra_are_the_same(files, monkeypatch):
     ref_flux, ref_carried = reference(
         monkeypatch, lambda: read_spectra(path, "fits_table", 1, 1, 5, info))
     assert np.array_equal(flux, ref_flux) and carried.equals(ref_carried)
+
+
+def test_a_fits_file_is_opened_once_to_route_and_read(tmp_path, monkeypatch):
+    """describe hands its open cfitsio file to the reader on the same thread (one header
+    pass per file); a file described but never read is closed by release_handed."""
+    import numpy as np
+    from astropy.io import fits
+
+    from astrocat.sources import _fits, readers
+    from astrocat.sources.describe import describe
+
+    if _fits.fitsio is None:
+        pytest.skip("fitsio is not installed: astropy reads every file")
+    path = tmp_path / "stamp.fits"
+    fits.PrimaryHDU(np.arange(400, dtype=np.float32).reshape(20, 20)).writeto(path)
+    opened = []
+    real = _fits.FastFits.__init__
+
+    def counting(self, p):
+        opened.append(p)
+        real(self, p)
+
+    monkeypatch.setattr(_fits.FastFits, "__init__", counting)
+    unit = describe(path, tmp_path)
+    plane = readers.read_plane(unit.path, unit.fmt, unit.hdu)
+    assert len(opened) == 1 and plane.data.shape == (20, 20)
+    assert plane.data[3, 4] == 64.0
+    describe(path, tmp_path)  # routed, never read
+    kept = _fits._handed.file
+    assert kept is not None
+    _fits.release_handed()
+    assert _fits._handed.file is None and kept[1]._file.closed

@@ -39,7 +39,7 @@ from astrocat.pipeline.libwarnings import Recorder
 from astrocat.pipeline.plan import FileRef, Partition, Slice, fits_product, route
 from astrocat.pipeline.rows import Rows
 from astrocat.sources import images, positions, readers
-from astrocat.sources._fits import Product
+from astrocat.sources._fits import Product, release_handed
 from astrocat.sources.common import library_message
 from astrocat.sources.describe import describe
 from astrocat.sources.positions import Positions
@@ -154,6 +154,13 @@ def _load(s: Slice, job: Job, recorder: Recorder) -> Loaded:
 
 
 def _load_one(s: Slice, job: Job) -> Loaded:
+    try:
+        return _describe_and_read(s, job)
+    finally:
+        release_handed()  # a FITS file describe kept open for a read that did not come
+
+
+def _describe_and_read(s: Slice, job: Job) -> Loaded:
     if isinstance(s.unit, FileRef):
         unit = describe(s.unit.path, job.root, s.unit.source, job.product)
         model, problem = route(unit, job.route_cards)

@@ -12,6 +12,7 @@ import gzip
 import io
 import math
 import re
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -306,6 +307,16 @@ class FastFits:
         self._fits.close()
         self._file.close()
 
+    def hand_over(self, path: str) -> None:
+        """Keep this open file for the next :func:`taken` of ``path`` on this thread:
+        ``describe`` routes a FITS file and its reader reads the pixels right after, on
+        the same decoder thread, without opening it and parsing its headers again."""
+        previous = getattr(_handed, "file", None)
+        if previous is not None:
+            previous[1].__exit__()
+        _handed.file = (path, self)
+
+
     def _hdu(self, index: int) -> Any:
         if index < 0:  # fitsio would count from the end
             raise Declined("negative HDU index")
@@ -437,3 +448,24 @@ class Cards:
         if m["int"]:
             return int(m["int"])
         return float(m["float"].replace("D", "E"))
+
+
+def taken(path: str) -> FastFits | None:
+    """The open file :meth:`FastFits.hand_over` kept for ``path`` on this thread, else
+    None (a kept file of another path is closed)."""
+    kept = getattr(_handed, "file", None)
+    _handed.file = None
+    if kept is None:
+        return None
+    if kept[0] == path:
+        return kept[1]
+    kept[1].__exit__()
+    return None
+
+
+_handed = threading.local()
+
+
+def release_handed() -> None:
+    """Close a file handed over on this thread and not taken (its input was not read)."""
+    taken("")

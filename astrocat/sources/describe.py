@@ -276,7 +276,8 @@ def _fitsio_route(path: Path, compressed_file: bool,
     files, cubes)."""
     if compressed_file and path.stat().st_size > _FITSIO_GZIP_LIMIT:
         raise _fits.Declined("a large gzip file")
-    with _fits.FastFits(str(path)) as f:
+    f = _fits.FastFits(str(path))
+    try:
         if product.hdu is not None:
             index = _fits.find_hdu(f.headers(), product.hdu)
             if not f.is_image(index):
@@ -288,7 +289,12 @@ def _fitsio_route(path: Path, compressed_file: bool,
             raise _fits.Declined("not one plane")
         if not compressed_file and not f.is_compressed(index):
             _check_not_truncated(path, f.data_start(index), _fits.image_data_bytes(header))
-        return _image_unit(index, header)
+        unit = _image_unit(index, header)
+    except BaseException:
+        f.__exit__()
+        raise
+    f.hand_over(str(path))  # the reader, next on this thread, reads the pixels from it
+    return unit
 
 
 def _astropy_route(path: Path, compressed_file: bool,
