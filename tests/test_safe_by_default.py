@@ -269,12 +269,18 @@ def test_api_mistakes_are_astrocat_errors(survey, tmp_path):
 
 
 def test_version_is_the_one_the_docs_speak_of():
+    """--version, the package and the changelog's newest entry agree, and no page of the
+    README, docs or changelog speaks of an astrocat newer than this one."""
     code, said = _cli("--version")
-    assert astrocat.__version__ in said
-    mentioned = {tuple(map(int, v.split("."))) for v in re.findall(
-        r"astrocat (\d+\.\d+(?:\.\d+)?)", (ROOT / "README.md").read_text())}
+    assert code == 0 and said.strip().endswith(astrocat.__version__)
+    changes = (ROOT / "CHANGES.rst").read_text()
+    newest = re.search(r"^(\d+\.\d+(?:\.\d+)?) \(", changes, re.MULTILINE)
+    assert newest is not None and newest.group(1) == astrocat.__version__
     current = tuple(map(int, astrocat.__version__.split(".")))
-    assert all(v <= current[:len(v)] for v in mentioned), (mentioned, current)
+    pages = [ROOT / "README.md", ROOT / "CHANGES.rst", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for v in re.findall(r"astrocat (\d+\.\d+(?:\.\d+)?)\b", page.read_text()):
+            assert tuple(map(int, v.split("."))) <= current[:len(v.split("."))], (page, v)
 
 
 # ------------------------------------------------------------------ all in a row
