@@ -41,6 +41,8 @@ def _families():
 
 def recognise(path: Path, sniffed: str, head: bytes) -> str | None:
     """The product format of a file (``<family>:<name>``), or None for the other readers."""
+    if sniffed in ("jpeg", "png", "parquet", "npy"):
+        return None  # the hot path of image surveys: no product is one of these
     if sniffed in ("fits", "gzip") and not fits_may_hold_spectra(head, sniffed == "gzip",
                                                                  path):
         return None  # a 2-D image (a cut-out, a map): never opened twice
