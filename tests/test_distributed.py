@@ -75,6 +75,14 @@ def test_infer_on_existing_scheduler_matches_local_run(sample_dir, have_models,
     # the parts really ran on both external workers
     manifest = json.loads((tmp_path / "remote.parquet.parts" / "manifest.json").read_text())
     assert len(manifest["workers"]) == 2, manifest["workers"]
+    # each worker's parts carry their own sketch of ood_distance; merged on the driver they
+    # give the drift of one local run over the same files
+    here = json.loads(pq.read_schema(local).metadata[b"astrocat"])
+    drift_remote = prov["models"]["lens-lastro"]["drift"]
+    drift_local = here["models"]["lens-lastro"]["drift"]
+    assert drift_remote["n"] == a.num_rows - a.column("status").to_pylist().count("error")
+    for key in ("verdict", "n", "statistic", "median_ratio", "beyond_q95"):
+        assert drift_remote[key] == pytest.approx(drift_local[key], abs=1e-3), key
 
 
 def test_unreachable_scheduler_is_a_clear_error(sample_dir, have_models, tmp_path):

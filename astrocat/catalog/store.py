@@ -158,6 +158,17 @@ class Store:
 
 
 def _brief(manifest: dict) -> dict:
-    """A manifest without its long lists: what ``history`` shows."""
-    return {**{k: v for k, v in manifest.items() if k not in ("parts", "segments", "workers")},
-            "n_parts": len(manifest.get("parts", []))}
+    """A manifest without its long lists (parts, workers, the drift records' sketches):
+    what ``history`` shows."""
+    out = {**{k: v for k, v in manifest.items() if k not in ("parts", "segments", "workers")},
+           "n_parts": len(manifest.get("parts", []))}
+    if isinstance(out.get("models"), dict):
+        out["models"] = {n: _without_sketches(m) for n, m in out["models"].items()}
+    return out
+
+
+def _without_sketches(model: dict) -> dict:
+    if not (isinstance(model, dict) and isinstance(model.get("drift"), dict)):
+        return model
+    return {**model, "drift": {k: v for k, v in model["drift"].items()
+                               if k not in ("sketch", "reference")}}

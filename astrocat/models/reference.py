@@ -13,6 +13,8 @@ fit and a calibration part, and writes ``reference.npz`` beside the card with a
 * ``threshold``: the ``quantile`` (0.995) of the row distance (the larger of the two)
   over the calibration part, so about 0.5 % of inputs like the training inputs are
   flagged;
+* ``held_out_distance``: every row distance of the calibration part, sorted: what a
+  run's whole distribution is compared with (its drift, ``kernels.drift``);
 * for cards that declare invariances, per number of views N and per estimate output,
   the factor ``k`` of a normalised split-conformal interval (Papadopoulos et al. 2008;
   Lei et al. 2018): mean +- k (spread + eps) covers the truth in ``interval_coverage``
@@ -25,6 +27,7 @@ module sits above the engines, while the pipeline's trust columns need only thos
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
@@ -124,6 +127,7 @@ def fit(card: ModelCard, prepared: np.ndarray, truth: np.ndarray | None, *, seed
         lo, hi = truth.min(axis=0), truth.max(axis=0)
     ref = Reference(in_mean, in_prec, in_scale, f_mean, f_prec, f_scale, ks, eps, lo, hi)
     d_cal = ref.distance(s_cal, f_cal)
+    ref = dataclasses.replace(ref, held_out_distance=np.sort(d_cal).astype(np.float32))
     threshold = float(np.quantile(d_cal, quantile))
     record = {"method": METHOD, "features": features, "threshold": round(threshold, 6),
               "quantile": quantile, "n_fit": len(part_fit), "n_calibration": len(part_cal),
@@ -139,8 +143,6 @@ def fit(card: ModelCard, prepared: np.ndarray, truth: np.ndarray | None, *, seed
 
 
 def _with(card: ModelCard, spec: ReferenceSpec | None) -> ModelCard:
-    import dataclasses
-
     return dataclasses.replace(card, reference=spec, tta=1)
 
 

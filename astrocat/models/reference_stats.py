@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from astrocat.kernels import ood
+from astrocat.kernels import drift, ood
 from astrocat.models.card import ModelCard
 
 
@@ -31,6 +31,10 @@ class Reference:
     conformal_eps: np.ndarray
     truth_min: np.ndarray  # (n_outputs,): intervals are clipped to the truth's range
     truth_max: np.ndarray
+    #: The row distances of the held-out (calibration) inputs, sorted: what a run's
+    #: distribution is compared with (``kernels.drift``); None in references written
+    #: before astrocat 0.4.
+    held_out_distance: np.ndarray | None = None
 
     def distance(self, inputs: np.ndarray, features: np.ndarray) -> np.ndarray:
         """The row distance of prepared inputs (statistics) and their features."""
@@ -50,8 +54,20 @@ class Reference:
         return (np.maximum(mean - half, np.minimum(self.truth_min, mean)),
                 np.minimum(mean + half, np.maximum(self.truth_max, mean)))
 
+    def baseline(self) -> drift.Baseline | None:
+        """The held-out distances as the drift test needs them (None: not recorded)."""
+        if self.held_out_distance is None or not len(self.held_out_distance):
+            return None
+        return _baseline(np.asarray(self.held_out_distance, np.float32).tobytes())
+
     def save(self, path: Path) -> None:
-        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()
+                          if v is not None})
+
+
+@lru_cache(maxsize=16)
+def _baseline(distances: bytes) -> drift.Baseline:
+    return drift.Baseline.of(np.frombuffer(distances, np.float32))
 
 
 @lru_cache(maxsize=16)

@@ -32,7 +32,7 @@ from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
 from astrocat.models.graph import check_graph
-from astrocat.pipeline import libwarnings
+from astrocat.pipeline import drift_report, libwarnings
 from astrocat.pipeline.cluster import (
     ClusterSpec,
     LazyCluster,
@@ -132,6 +132,7 @@ class RunSummary:
     named_models: tuple[str, ...] = ()  # the cards --model named, by name
     model_warnings: dict[str, list[str]] = field(default_factory=dict)  # from their cards
     input_root: str = ""  # the root the catalog's sources are relative to
+    drift: dict[str, dict] = field(default_factory=dict)  # model -> verdict (no sketches)
 
 
 #: Runs with at most this many items to compute use Dask's in-process cluster: spawning
@@ -331,7 +332,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                               version=latest, new_version=False,
                               published=previous["published"], skipped=dict(own.counts),
                               by_kind=_by_kind(stats.values()), input_root=str(root),
-                              model_warnings=_card_warnings(cards, stats.values()))
+                              model_warnings=_card_warnings(cards, stats.values()),
+                              drift=drift_report.verdicts(previous))
         total = sum(p.n_items for p in plan)
         with RunProgress(total, enabled=not opts.quiet) as progress:
             progress.advance(sum(s["n_rows"] for s in stats.values()),
@@ -367,6 +369,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                         "resume")
 
         used = [n for n in order if any(n in s["models"] for s in stats.values())]
+        drifts = drift_report.records(cards, used, stats,
+                                      {p.key: part_path[p.key] for p in plan})
         provenance = {
             "astrocat_version": __version__,
             "created_utc": start.isoformat(timespec="seconds"),
@@ -380,7 +384,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "models": {
                 n: {"version": cards[n].version, "task": cards[n].task,
                     "sha256": cards[n].fingerprint, "engine": engines[n],
-                    **trust_provenance(cards[n])}
+                    **trust_provenance(cards[n]), "drift": drifts[n]}
                 for n in used
             },
             **({"positions": {"table": placer.source, "sha256": placer.sha}}
@@ -425,7 +429,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                       store.root / FAILURE_LOG if failures else None, published, placed,
                       version=number, changes=changes, n_warnings=n_warnings,
                       skipped=dict(own.counts), by_kind=_by_kind(stats.values()),
-                      input_root=str(root), model_warnings=_card_warnings(cards, stats.values()))
+                      input_root=str(root), model_warnings=_card_warnings(cards, stats.values()),
+                      drift=drift_report.verdicts(provenance))
 
 
 def list_inputs(files, root: Path, own: OwnFiles) -> list[FileRef]:

@@ -31,8 +31,8 @@ from astrocat.kernels.preprocess import prepare
 from astrocat.kernels.spectral import onto_axis
 from astrocat.kinds import Kind
 from astrocat.models.card import ModelCard
+from astrocat.pipeline import drift_report, libwarnings
 from astrocat.pipeline import feed as feeding
-from astrocat.pipeline import libwarnings
 from astrocat.pipeline.cluster import Stopped, stop_requested
 from astrocat.pipeline.feed import Feed
 from astrocat.pipeline.libwarnings import Recorder
@@ -430,6 +430,8 @@ def _write(part: Partition, job: Job, rows: Rows, models: list[str], seconds: fl
         # rows per input kind and the model that took them ("" none): which model each
         # kind got, and what a named --model could not take, without reading a row
         "by_kind": _by_kind(rows),
+        # each model's distribution of ood_distance here: merged into the run's drift
+        "drift": drift_report.part_sketches(table, models),
         "string_lengths": {
             f.name: max((len(v) for v in table.column(f.name).to_pylist()), default=1)
             for f in table.schema

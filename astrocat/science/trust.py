@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from astrocat.kernels import drift
 from astrocat.science.base import CompareContext, Context, Joined, TaskOption, equals
 from astrocat.science.drawing import FigureOut, Images
 from astrocat.science.render import Section, Table, pct
@@ -34,6 +35,7 @@ OPTIONS = (
 TRUTH = None
 #: What the flag is left out of, as the sections and the overview say it.
 APPLIES_TO = "the merger fraction, the lens candidates and the redshift bias table"
+NO_DRIFT = "not recorded (the catalog was written before astrocat recorded drift, 0.4)"
 NO_FLAG = ("The catalog has no out-of-domain flag (no ood_flag column: it was written "
            "before astrocat had one), so every row is used.")
 #: The interval of the TTA columns ``_lo``/``_hi`` when the provenance does not say.
@@ -141,6 +143,7 @@ class _Accumulator:
         self.columns = ([FLAG, *(c for c in ("model", DISTANCE) if c in ctx.names)]
                         if self.present else [])
         self.counts: dict[str, np.ndarray] = {}  # model -> [ok, flagged, not checked]
+        self.sketches: dict[str, drift.Sketch] = {}  # model -> its rows' ood_distance
 
     def update(self, batch: pa.RecordBatch, ok: np.ndarray) -> None:
         if not ok.any():
@@ -149,18 +152,22 @@ class _Accumulator:
         model = batch.column("model").take(take) if "model" in batch.schema.names else \
             pa.array([""] * len(take))
         flag = _bools(batch.column(FLAG).take(take))
-        unchecked = (~np.isfinite(batch.column(DISTANCE).take(take).to_numpy(
-            zero_copy_only=False).astype(np.float64)) if self.distance
-            else np.zeros(len(flag), bool))
+        distance = (batch.column(DISTANCE).take(take).to_numpy(zero_copy_only=False)
+                    .astype(np.float64) if self.distance else np.full(len(flag), np.nan))
+        unchecked = ~np.isfinite(distance) if self.distance else np.zeros(len(flag), bool)
         for name in pc.unique(model).to_pylist():
             mine = equals(model, name)
             c = self.counts.setdefault(name, np.zeros(3, np.int64))
             c += [int(mine.sum()), int((flag & mine).sum()), int((unchecked & mine).sum())]
+            if self.distance:
+                self.sketches[name] = (self.sketches.get(name, drift.Sketch.empty())
+                                       + drift.Sketch.of(distance[mine]))
 
     def finish(self) -> tuple[dict, dict]:
         if not self.present:
             return {"has_flag": False, "note": NO_FLAG}, {}
         models: dict[str, dict] = {}
+        data: dict[str, dict] = {}  # model -> the sketches its drift figure draws
         for name, (n_ok, n_flag, n_un) in sorted(self.counts.items()):
             row: dict = {"ok": int(n_ok), "flagged": int(n_flag),
                          "share": n_flag / n_ok if n_ok else float("nan")}
@@ -171,11 +178,29 @@ class _Accumulator:
                 row["threshold"] = prov["ood_threshold"]
             if prov.get("tta"):
                 row["tta_views"] = int(prov["tta"])
+            if self.distance and name:
+                row["drift"], drawn = _drift(prov, self.sketches.get(name, drift.Sketch.empty()))
+                if drawn is not None:
+                    data[name] = {**drawn, "threshold": prov.get("ood_threshold")}
             models[name or "(none)"] = row
         n_ok = sum(m["ok"] for m in models.values())
         n_flag = sum(m["flagged"] for m in models.values())
         return {"has_flag": True, "include_ood": self.include, "ok": n_ok, "flagged": n_flag,
-                "share": n_flag / n_ok if n_ok else float("nan"), "models": models}, {}
+                "share": n_flag / n_ok if n_ok else float("nan"), "models": models}, data
+
+
+def _drift(prov: dict, sketch: drift.Sketch) -> tuple[dict, dict | None]:
+    """A model's drift over the catalog's rows, against the reference its provenance
+    recorded (and what the figure draws); a catalog written before astrocat recorded
+    drift, or a model without a reference, says why there is none."""
+    recorded = prov.get("drift")
+    if not isinstance(recorded, dict):
+        return {"verdict": None, "note": NO_DRIFT}, None
+    if not isinstance(recorded.get("reference"), dict):  # untested when the run was made
+        return {k: v for k, v in recorded.items() if k != "sketch"}, None
+    base = drift.Baseline.from_json(recorded["reference"])
+    return {**drift.compare(sketch, base), "test": recorded.get("test", drift.TEST)}, {
+        "run": sketch, "reference": base}
 
 
 def start(ctx: Context) -> _Accumulator:
@@ -202,6 +227,9 @@ def section(r: dict) -> Section:
     if checked and any(m.get("not_checked") for m in models.values()):
         s.items.append("Not checked: rows whose model has no reference statistics "
                        "(ood_distance NaN); they are never flagged.")
+    drifts = {n: m["drift"] for n, m in models.items() if "drift" in m}
+    if drifts:
+        s.items.append(_drift_table(drifts))
     if r["include_ood"]:
         s.items.append(f"--include-ood: flagged rows are kept in {APPLIES_TO}, as everywhere "
                        "else.")
@@ -211,9 +239,84 @@ def section(r: dict) -> Section:
     return s
 
 
+def _drift_table(drifts: dict[str, dict]) -> Table | str:
+    tested = {n: d for n, d in drifts.items() if d.get("verdict") not in (None, "untested")}
+    notes = [f"{n}: {d.get('note') or d.get('reason') or 'untested: too few rows'}"
+             for n, d in drifts.items() if n not in tested]
+    if not tested:
+        return "Drift of the inputs as a whole: " + "; ".join(notes) + "."
+    return Table(
+        "Drift: each model's distribution of ood_distance against its reference's held-out "
+        "inputs (in domain: like them as a whole; shifted: significantly and clearly "
+        "further; far: mostly beyond where they lie)" + (f". {'; '.join(notes)}." if notes
+                                                         else ""),
+        ["model", "verdict", "rows", "median ratio", "beyond their 95 %", "KS", "p"],
+        [[n, d["verdict"].replace("_", " "), str(d["n"]), _x(d["median_ratio"]),
+          pct(d["beyond_q95"]) if d["beyond_q95"] is not None else "-",
+          _x(d["statistic"]), _p(d["p_value"])] for n, d in tested.items()])
+
+
+def _x(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _p(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.2g}" if v >= 1e-4 else "<1e-4")
+
+
 def figures(d: dict, r: dict, images: Images) -> list[FigureOut]:
-    """No figure: the table says it all."""
-    return []
+    """The run's distribution of ood_distance over its reference's, per model."""
+    if not d:
+        return []
+    return [FigureOut("ood_drift", "ood", "Distribution of ood_distance: this catalog "
+                      "against each model's reference (held-out inputs like its training "
+                      "data)", _drift_figure(d, r))]
+
+
+def _drift_figure(d: dict, r: dict) -> bytes:
+    """Cumulative distributions (what the KS test compares), one panel per model."""
+    from matplotlib.ticker import ScalarFormatter
+
+    from astrocat.science.drawing import PALETTE, new_figure, png
+
+    names = sorted(d)
+    cols = min(2, len(names))
+    rows = -(-len(names) // cols)
+    fig = new_figure(figsize=(5.2 * cols, 3.8 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes, names, strict=False):
+        got = d[name]
+        used = []
+        for what, sketch, colour in (("reference (held out)", got["reference"].sketch,
+                                      PALETTE.base), ("this catalog", got["run"], PALETTE.pred)):
+            if not sketch.n:
+                continue
+            used += [sketch.quantile(0.001), sketch.quantile(0.999)]
+            ax.step(drift.EDGES, sketch.below() / sketch.n, where="post", color=colour,
+                    lw=1.5, label=f"{what}, n={sketch.n}")
+        ax.axvline(got["reference"].q95, color=PALETTE.base, ls="--", lw=1,
+                   label="reference's 95 % quantile")
+        if got.get("threshold"):
+            ax.axvline(got["threshold"], color=PALETTE.true, ls=":", lw=1,
+                       label="flag threshold")
+            used.append(got["threshold"] * 1.2)
+        ax.set_xscale("log")
+        if used:
+            ax.set_xlim(min(used) / 1.1, max(used) * 1.1)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(ScalarFormatter())
+        ax.tick_params(axis="x", which="minor", labelsize=7)
+        rec = r["models"].get(name, {}).get("drift", {})
+        verdict = (rec.get("verdict") or "?").replace("_", " ")
+        ax.set_title(f"{name}: {verdict}" + (f" (median x{rec['median_ratio']:.2f})"
+                                             if rec.get("median_ratio") else ""), fontsize=10)
+        ax.set_xlabel("ood_distance")
+        ax.set_ylabel("share of rows below")
+        ax.set_ylim(0, 1.01)
+        ax.legend(fontsize=7, loc="lower right")
+    return png(fig)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -248,9 +351,17 @@ class _Comparison:
             return {"note": f"Only {'A' if self.in_a else 'B'} has an ood_flag column: flag "
                             "changes are not counted."}
         return {**self.n, "flagged_a": (a or {}).get("flagged"),
-                "flagged_b": (b or {}).get("flagged"),
+                "flagged_b": (b or {}).get("flagged"), "drift": _drift_pairs(a, b),
                 "examples_became_flagged": self.ids["became_flagged"],
                 "examples_no_longer_flagged": self.ids["no_longer_flagged"]}
+
+
+def _drift_pairs(a: dict | None, b: dict | None) -> dict[str, dict]:
+    """Per model in either version, its drift in A and in B (None: not there)."""
+    ma, mb = (a or {}).get("models") or {}, (b or {}).get("models") or {}
+    return {n: {"a": (ma.get(n) or {}).get("drift"), "b": (mb.get(n) or {}).get("drift")}
+            for n in sorted(set(ma) | set(mb))
+            if "drift" in (ma.get(n) or {}) or "drift" in (mb.get(n) or {})}
 
 
 def compare(ctx: CompareContext) -> _Comparison:
@@ -271,4 +382,17 @@ def compare_section(c: dict) -> Section:
                       ("examples_no_longer_flagged", "No longer flagged")):
         if c[key]:
             s.items.append(f"{what}: " + ", ".join(c[key]))
+    if c.get("drift"):
+        s.items.append(Table(
+            "Drift from each model's reference, A against B (verdict; median ood_distance "
+            "over the reference's)", ["model", "A", "B"],
+            [[n, _verdict(p["a"]), _verdict(p["b"])] for n, p in c["drift"].items()]))
     return s
+
+
+def _verdict(d: dict | None) -> str:
+    if not d:
+        return "-"
+    if d.get("verdict") in (None, "untested"):
+        return "not recorded" if d.get("verdict") is None else "untested"
+    return f"{d['verdict'].replace('_', ' ')} ({_x(d.get('median_ratio'))}x)"
