@@ -17,7 +17,7 @@ from astrocat._version import __version__
 from astrocat.errors import AstrocatError, InputError
 
 _API = ("Catalog", "DiffResult", "RunResult", "SummaryResult", "diff", "export", "history",
-        "infer", "open_catalog", "run", "summarize")
+        "infer", "open_catalog", "run", "summarize", "train")
 __all__ = ["AstrocatError", "InputError", "__version__", *_API]
 
 

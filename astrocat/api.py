@@ -85,6 +85,11 @@ class RunResult(RunSummary):
         Library warnings recorded in ``warnings_log`` (never printed mid-run).
     replaced : dict or None
         The catalog made from other inputs that this run replaced at ``out``, if any.
+    drift : dict of str to dict
+        Per model, whether this run's inputs as a whole look like the model's reference
+        (``verdict``: ``in_domain``, ``shifted``, ``far`` or ``untested``) with the test's
+        ``statistic``, ``p_value``, ``n``, ``median_ratio`` and ``beyond_q95``; the same
+        record, with the sketches it rests on, is the provenance's ``models.<name>.drift``.
 
     See Also
     --------
@@ -179,7 +184,8 @@ class RunResult(RunSummary):
         -------
         list of str
             What was skipped or replaced, the "wrote OUT: version N ..." line (or "no
-            changes: ..."), and which model took each kind of input.
+            changes: ..."), which model took each kind of input, and a ``drift:`` line
+            per model whose inputs as a whole moved away from its reference.
 
         Examples
         --------
@@ -225,6 +231,9 @@ class RunResult(RunSummary):
                 f"{kind or 'unrecognised'} -> " + ", ".join(
                     f"{m or 'none (error rows)'} ({n})" for m, n in models.items())
                 for kind, models in sorted(self.by_kind.items())))
+        from astrocat.pipeline.drift_report import lines as drift_lines
+
+        out.extend(drift_lines(self.drift))  # only where the data moved, or went untested
         return out
 
     def __str__(self) -> str:
@@ -1365,3 +1374,145 @@ def history(store: str | Path) -> list[dict]:
 
     found = require_store(parse(store).path, f"history {store}")
     return json.loads(json.dumps(found.history()))
+
+
+# --------------------------------------------------------------------------- training
+
+
+def train(recipe: str, data: str | Path, out: str | Path, *,
+          from_model: str | Path | None = None,
+          label_columns: Sequence[str] | str | None = None, epochs: int | None = None,
+          head_epochs: int | None = None, batch_size: int | None = None, seed: int = 0,
+          limit: int | None = None, architecture: str | None = None,
+          name: str | None = None, model_version: str = "1.0.0", patience: int = 5,
+          progress: bool = True, command: str | None = None,
+          log: Any = None, **unknown: Any) -> Any:
+    """Train a model (``astrocat train RECIPE``): one of the studies' recipes from
+    scratch, or ``"finetune"``: a trained model adapted to your own labelled images.
+
+    Writes ``model.keras``, ``model.onnx`` (checked against Keras), the reference
+    statistics of the out-of-domain flag and a card with the held-out metrics into
+    ``out``; the model is then used by naming it (``infer(..., model=out)``).
+    TensorFlow is imported here, on first use.
+
+    Parameters
+    ----------
+    recipe : {"morphology", "redshift", "lens", "cosmology", "finetune"}
+        A study's recipe (its data in the real published layout), or ``"finetune"``.
+    data : str or pathlib.Path
+        The training data. For ``"finetune"``: a folder with one sub-folder of images
+        per class (``data/spirals/*.jpg``, ``data/others/*.jpg``), or a labels CSV with
+        an id or file column (``GalaxyID``, ``id_str``, ``iauname``, ``file_loc``,
+        ``filename``, ...) and either one column of class names or columns of vote
+        fractions in [0, 1].
+    out : str or pathlib.Path
+        The new model's directory.
+    from_model : str or pathlib.Path, optional
+        ``"finetune"`` only (``--from``), and required there: a bundled model (e.g.
+        ``"gz2-cnn"``) or a model directory with ``card.toml`` and ``model.keras``.
+    label_columns : sequence of str or str, optional
+        ``"finetune"`` with a CSV only: the label columns (a comma-separated string or a
+        list); default every numeric column but the id.
+    epochs, head_epochs : int, optional
+        Most epochs; for ``"finetune"``, ``head_epochs`` bounds its first stage (the new
+        head alone, default 10) and ``epochs`` its second (everything, default 30).
+    batch_size, seed, limit, patience : optional
+        Batch size, random seed, at most this many examples, early-stopping patience.
+    architecture : str, optional
+        Another network for a recipe (e.g. ``"gz_vgg6"``); not for ``"finetune"``.
+    name, model_version : str, optional
+        The new model's name (default: ``out``'s folder name) and version: what catalogs
+        made with it record.
+    progress : bool
+        Progress lines (and for ``"finetune"`` a progress bar, on a terminal) on stderr;
+        warnings are printed either way.
+    command : str, optional
+        What the card records as the command (default: this call).
+    log : callable, optional
+        Called with each progress and ``warning:`` line instead of printing them.
+
+    Returns
+    -------
+    astrocat.models.card.ModelCard
+        The new model's card: ``directory``, ``outputs``, ``metrics`` (held-out, beside
+        their trivial baselines), ``training`` and ``warnings``.
+
+    Raises
+    ------
+    AstrocatError
+        An unknown recipe, a ``from_model`` given to a recipe or missing for
+        ``"finetune"``, a parent without Keras weights (the ``-int8`` variants), data
+        not in the layout the recipe reads (one class folder, a CSV whose ids match no
+        image, ...), or ``out`` named like a bundled model.
+
+    Examples
+    --------
+    >>> card = astrocat.train("finetune", data="my_labels/", out="my-classifier",
+    ...                       from_model="gz2-cnn")  # doctest: +SKIP
+    >>> card.output_names, card.metrics["accuracy"]  # doctest: +SKIP
+    (['p_others', 'p_spirals'], 0.93)
+    >>> astrocat.infer("cutouts/", "catalog.parquet", model="my-classifier")  # doctest: +SKIP
+    """
+    import sys
+
+    from astrocat.models.card import load_card
+    from astrocat.models.train import RECIPES
+
+    _no_unknown("train", unknown)
+    cli = _from_cli()
+    recipes = [*RECIPES, "finetune"]
+    if recipe not in recipes:
+        raise AstrocatError(f"unknown recipe {recipe!r} (choose from {', '.join(recipes)})")
+    if isinstance(label_columns, str):
+        label_columns = [c.strip() for c in label_columns.split(",") if c.strip()]
+    spelled = {"from_model": "--from", "label_columns": "--label-columns",
+               "head_epochs": "--head-epochs", "architecture": "--architecture"}
+    said = {k: (v if cli else f"{k}=") for k, v in spelled.items()}
+    if recipe == "finetune":
+        if from_model is None:
+            raise AstrocatError(f"the finetune recipe starts from a trained model: pass "
+                                f"{said['from_model']} MODEL (a bundled model such as gz2-cnn, "
+                                "or your model's directory with card.toml and model.keras)")
+        if architecture is not None:
+            raise AstrocatError(f"{said['architecture']} does not apply to finetune: it keeps "
+                                "the network of the model it starts from and gives it a new "
+                                "head")
+    else:
+        only = {"from_model": from_model, "label_columns": label_columns,
+                "head_epochs": head_epochs}
+        given = [k for k, v in only.items() if v is not None]
+        if given:
+            raise AstrocatError(f"{said[given[0]]} is for the finetune recipe only (the "
+                                f"{recipe} recipe trains the study's network from scratch "
+                                "on its published layout); to start from a trained model: "
+                                + ("astrocat train finetune --from MODEL" if cli else
+                                   "astrocat.train('finetune', ..., from_model=MODEL)"))
+    if command is None:
+        options = {"from_model": from_model, "label_columns": label_columns,
+                   "epochs": epochs, "head_epochs": head_epochs, "batch_size": batch_size,
+                   "seed": seed or None, "limit": limit, "architecture": architecture,
+                   "name": name, "patience": patience if patience != 5 else None,
+                   "model_version": model_version if model_version != "1.0.0" else None}
+        command = (f"astrocat.train({recipe!r}, data={str(data)!r}, out={str(out)!r}"
+                   + "".join(f", {k}={str(v) if isinstance(v, Path) else v!r}"
+                             for k, v in options.items() if v is not None) + ")")
+    if log is None:
+        def log(message: str) -> None:
+            if progress or message.startswith("warning:"):
+                print(message, file=sys.stderr)
+
+    if recipe == "finetune":
+        from astrocat.models.finetune import finetune
+
+        finetune(Path(data), Path(out), from_model=from_model, label_columns=label_columns,
+                 epochs=epochs, head_epochs=head_epochs, batch_size=batch_size, seed=seed,
+                 limit=limit, name=name, model_version=model_version, patience=patience,
+                 command=command, log=log, progress=progress)
+    else:
+        from astrocat.models.train import train as train_recipe
+
+        train_recipe(recipe, Path(data), Path(out), epochs=epochs, batch_size=batch_size,
+                     seed=seed, limit=limit, architecture=architecture, name=name,
+                     model_version=model_version, patience=patience, command=command,
+                     log=log, verbose=2 if progress else 0)
+    return load_card(Path(out))

@@ -598,11 +598,23 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
 
 
 @main.command()
-@click.argument("recipe", type=click.Choice(["morphology", "redshift", "lens", "cosmology"]))
+@click.argument("recipe", type=click.Choice(["morphology", "redshift", "lens", "cosmology",
+                                             "finetune"]))
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
               help="Training data in the published layout (see `astrocat train --help`).")
 @click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option("--from", "from_model", default=None, metavar="MODEL",
+              help="finetune: the model to start from (a bundled name, e.g. gz2-cnn, or a "
+                   "model directory with card.toml and model.keras).")
+@click.option("--label-columns", default=None, metavar="A,B,...",
+              help="finetune with a CSV: the label columns [default: every numeric column "
+                   "but the id].")
+@click.option("--epochs", type=click.IntRange(min=1), default=None,
+              help="Most epochs (finetune: of its second stage, everything trained "
+                   "[default 30]).")
+@click.option("--head-epochs", type=click.IntRange(min=1), default=None,
+              help="finetune: most epochs of its first stage, the new head alone "
+                   "[default 10].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(min=10), default=None,
@@ -614,10 +626,13 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
 @click.option("--model-version", default="1.0.0", show_default=True,
               help="Your model's version, for its card and the catalogs made with it.")
 @click.option("--patience", type=click.IntRange(min=1), default=5, show_default=True)
+@click.option("--quiet", "-q", is_flag=True,
+              help="No progress lines or bar (warnings still show).")
 @_friendly
-def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name,
-          model_version, patience) -> None:
-    """Train a study's network; write weights (.keras, .onnx) and a model card.
+def train(recipe, data, out, from_model, label_columns, epochs, head_epochs, batch_size,
+          seed, limit, architecture, name, model_version, patience, quiet) -> None:
+    """Train a study's network, or fine-tune a trained one on your own labelled images;
+    write weights (.keras, .onnx) and a model card.
 
     \b
     Data layouts (the real published ones):
@@ -626,18 +641,26 @@ def train(recipe, data, out, epochs, batch_size, seed, limit, architecture, name
       redshift    a spectra table (Parquet/CSV/ECSV/FITS): 186 fluxes + column z
       lens        DIR with imageEUC_VIS-<ID>.fits and a CSV with ID,is_lens,...
       cosmology   DIR with field_<ID>.npy and fields_truth.csv (ID,omega_m,sigma_8)
+      finetune    --from MODEL, and DIR with one folder of images per class
+                  (DIR/spirals/*.jpg, DIR/others/*.jpg: outputs p_spirals, p_others),
+                  or a CSV with an id or file column (GalaxyID, id_str, iauname,
+                  file_loc, filename, ...) and one column of class names or columns
+                  of vote fractions in [0, 1] (--label-columns)
     """
     import shlex
 
-    from astrocat.models.train import train as run_train
+    from astrocat.api import train as api_train
 
     def log(message: str) -> None:
         warning = message.startswith("warning:")
-        click.secho(message, fg="yellow" if warning else None, err=True)
+        if warning or not quiet:
+            click.secho(message, fg="yellow" if warning else None, err=True)
 
-    run_train(recipe, data, out, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit,
-              architecture=architecture, name=name, model_version=model_version,
-              patience=patience, command=shlex.join(["astrocat", *sys.argv[1:]]), log=log)
+    api_train(recipe, data, out, from_model=from_model, label_columns=label_columns,
+              epochs=epochs, head_epochs=head_epochs, batch_size=batch_size, seed=seed,
+              limit=limit, architecture=architecture, name=name, model_version=model_version,
+              patience=patience, progress=not quiet,
+              command=shlex.join(["astrocat", *sys.argv[1:]]), log=log)
 
 
 @main.group(invoke_without_command=True)

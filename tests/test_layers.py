@@ -49,7 +49,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("engines", ("astrocat.engines",)),
     ("pipeline", ("astrocat.pipeline",)),
     # make, fit, convert and check models: these run engines (check: the pipeline too)
-    ("model_tools", ("astrocat.models.train", "astrocat.models.datasets",
+    ("model_tools", ("astrocat.models.train", "astrocat.models.finetune",
+                     "astrocat.models.datasets",
                      "astrocat.models.reference", "astrocat.models.export",
                      "astrocat.models.compile", "astrocat.models.quantize",
                      "astrocat.models.check", "astrocat.models.starter")),

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from astrocat.kernels.gz_tree import galaxy_zoo2
 from astrocat.kernels.preprocess import prepare
 from astrocat.kinds import Kind
 from astrocat.models import datasets
-from astrocat.models.card import InputSpec, write_card
+from astrocat.models.card import INVARIANCES, InputSpec, write_card
 
 
 @dataclass(frozen=True)
@@ -175,13 +175,17 @@ def _distinct(a: float, b: float) -> tuple[str, str]:
     return sa, sb
 
 
-def baseline_warnings(task: str, metrics: dict[str, Any]) -> list[str]:
+def baseline_warnings(task: str, metrics: dict[str, Any],
+                      checks: Sequence[tuple[str, str, str, str, bool]] | None = None
+                      ) -> list[str]:
     """One line per held-out metric that does not beat its trivial baseline (or could not
-    be measured): the model has not learned what it is for."""
+    be measured): the model has not learned what it is for. ``checks``: the metrics and
+    baselines to compare, as ``BASELINES`` holds them (default: ``task``'s)."""
     advice = ("the model has not learned the task: train longer (--epochs), on more data, "
               "or check the data and labels")
     out = []
-    for metric, base, name, predicts, higher in BASELINES.get(task, ()):
+    for metric, base, name, predicts, higher in (BASELINES.get(task, ()) if checks is None
+                                                 else checks):
         if metric not in metrics or base not in metrics:
             continue
         value, baseline = float(metrics[metric]), float(metrics[base])
@@ -228,6 +232,13 @@ def model_name(out: Path, name: str | None = None) -> str:
     return name
 
 
+def check_model_version(version: str) -> None:
+    """Refuse a version that is not a plain one (it goes into catalogs and file names)."""
+    if not MODEL_VERSION.fullmatch(version or ""):
+        raise AstrocatError(f"--model-version {version!r}: a version is letters, digits "
+                            "and '.', '+', '_', '-' (e.g. '1.0.0')")
+
+
 @contextlib.contextmanager
 def _native_stderr_hidden():
     """Hide what C/C++ code writes to file descriptor 2 meanwhile; replay it if the
@@ -272,15 +283,21 @@ def import_tensorflow():
     return keras, tf
 
 
-def _dataset(tf, x: np.ndarray, y: np.ndarray, batch: int, augment: bool, seed: int, shuffle: bool):
+def _dataset(tf, x: np.ndarray, y: np.ndarray, batch: int, augment: bool | Sequence[str],
+             seed: int, shuffle: bool):
+    """Batches of (x, y), shuffled for training; ``augment``: the invariances to draw
+    random views from (``card.INVARIANCES`` names; True: all of them, channels last)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
         ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
-    if augment:  # the sky has no up: 90-degree rotations and flips (never shear)
+    views = set(INVARIANCES if augment is True else augment or ())
+    if views:  # the sky has no up: 90-degree rotations and flips (never shear)
         def aug(img, label):
-            k = tf.random.uniform((), 0, 4, dtype=tf.int32, seed=seed)
-            img = tf.image.rot90(img, k)
-            img = tf.image.random_flip_left_right(img, seed=seed)
+            if "rot90" in views:
+                k = tf.random.uniform((), 0, 4, dtype=tf.int32, seed=seed)
+                img = tf.image.rot90(img, k)
+            if "flip" in views:
+                img = tf.image.random_flip_left_right(img, seed=seed)
             return img, label
         ds = ds.map(aug, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch).prefetch(tf.data.AUTOTUNE)
@@ -301,13 +318,14 @@ def train(
     patience: int = 5,
     command: str = "",
     log: Callable[[str], None] = print,
+    verbose: int = 2,
 ) -> dict[str, Any]:
     """Train one recipe end to end; returns the card's metrics.
 
     The model is the user's own: named ``name`` (default: ``out``'s folder name), version
     ``model_version``, its recipe recorded in ``[training]``. A held-out metric that does
     not beat its trivial baseline is logged as a ``warning:`` line at the end and kept in
-    ``[training] warnings``.
+    ``[training] warnings``. ``verbose``: Keras' own line per epoch (2) or nothing (0).
     """
     if recipe_name not in RECIPES:
         raise AstrocatError(f"unknown recipe '{recipe_name}' (choose from {', '.join(RECIPES)})")
@@ -319,9 +337,7 @@ def train(
         raise AstrocatError(
             f"unknown architecture '{arch}' (choose from {', '.join(ARCHITECTURES)})"
         )
-    if not MODEL_VERSION.fullmatch(model_version or ""):
-        raise AstrocatError(f"--model-version {model_version!r}: a version is letters, digits "
-                            "and '.', '+', '_', '-' (e.g. '1.0.0')")
+    check_model_version(model_version)
     name = model_name(Path(out), name)
     datasets.check_data(recipe.task, Path(data))  # a wrong layout says so before TF loads
     keras, tf = import_tensorflow()
@@ -359,7 +375,7 @@ def train(
     history = model.fit(
         _dataset(tf, xp[tr], y[tr], bs, recipe.augment, seed, shuffle=True),
         validation_data=_dataset(tf, xp[va], y[va], 256, False, seed, shuffle=False),
-        epochs=epochs or recipe.epochs, callbacks=callbacks, verbose=2,
+        epochs=epochs or recipe.epochs, callbacks=callbacks, verbose=verbose,
         shuffle=False,  # the dataset shuffles itself (Keras warns that it ignores True)
     )
     test_idx = te if len(te) else va
