@@ -322,6 +322,59 @@ def flagged(cat, model: str) -> dict:
             "median_distance": round(float(ok.ood_distance.median()), 3) if len(ok) else None}
 
 
+def drift_of(path: Path, model: str) -> dict | None:
+    """The run's drift record for ``model`` (its provenance), without the sketches."""
+    import pyarrow.parquet as pq
+
+    prov = json.loads(pq.read_schema(path).metadata[b"astrocat"])
+    d = (prov.get("models", {}).get(model) or {}).get("drift")
+    return None if d is None else {k: v for k, v in d.items()
+                                   if k not in ("sketch", "reference", "test")}
+
+
+def row_errors(cat, model: str, s: Surveys) -> dict:
+    """Per ok row of ``model``, its squared error against the truth, keyed so that the
+    same object matches across sets (GalaxyID, the lens' ID, the field, the table row)."""
+    import re
+
+    import pyarrow.parquet as pq
+
+    ok = cat[(cat.status == "ok") & (cat.model == model)]
+    if model == "gz2-cnn" or model == "cosmo-cnn":
+        names, truth = _truth(s)[model]
+        keys = [k for k in ok.object_id if k in truth]
+        pred = ok.set_index("object_id").loc[keys, names].to_numpy()
+        sq = ((pred - np.array([truth[k] for k in keys])) ** 2).mean(axis=1)
+        return dict(zip(keys, sq, strict=True))
+    if model == "lens-lastro":
+        with open(s.lenses / "lens_labels.csv", newline="") as f:
+            truth = {r["ID"]: float(r["is_lens"]) for r in csv.DictReader(f)}
+        keys = [re.search(r"(\d+)$", Path(src).stem).group(1) for src in ok.source]
+        return {k: (p - truth[k]) ** 2 for k, p in zip(keys, ok.p_lens, strict=True)
+                if k in truth}
+    z = pq.read_table(s.spectra / "spectra.parquet", columns=["z"]).column("z").to_numpy()
+    return {int(r): ((zp - z[int(r)]) / (1 + z[int(r)])) ** 2
+            for r, zp in zip(ok.row, ok.z_pred, strict=True)}
+
+
+#: How each model's error is summarised from its rows' squared errors.
+ERROR_NAME = {"gz2-cnn": "RMSE of the 37 vote fractions", "cosmo-cnn": "RMSE of (Omega_m, "
+              "sigma_8)", "lens-lastro": "Brier score of p_lens",
+              "redshift-cnn1d": "RMSE of dz/(1+z)"}
+
+
+def error_ratio(shifted: dict, fresh: dict, model: str) -> float | None:
+    """The model's error on a shifted set over its error on the same objects fresh."""
+    keys = [k for k in shifted if k in fresh]
+    if not keys:
+        return None
+    a = float(np.mean([shifted[k] for k in keys]))
+    b = float(np.mean([fresh[k] for k in keys]))
+    if model != "lens-lastro":  # root of the mean square
+        a, b = np.sqrt(a), np.sqrt(b)
+    return round(a / b, 3) if b > 0 else None
+
+
 def _truth(s: Surveys):
     from astrocat.kernels.gz_tree import galaxy_zoo2
 
@@ -421,13 +474,20 @@ def evaluate(size: Size, data: Path) -> dict:
         seconds = astrocat("infer", "-q", "--model", model, "--input", str(folder), "--out",
                            str(out), "--workers", "1", *excl)
         single[model] = (_catalog(out), seconds)
-        results["in_domain"][model] = flagged(single[model][0], model)
+        results["in_domain"][model] = {**flagged(single[model][0], model),
+                                       "drift": drift_of(out, model)}
+    fresh_errors = {m: row_errors(single[m][0], m, s) for m in domain}
     for st in sets:
         out = runs / f"{Path(st['dir']).name}.parquet"
         log(f"{st['model']}: {st['set']}")
         astrocat("infer", "-q", "--model", st["model"], "--input", st["dir"], "--out", str(out))
-        results["shifts"].append({**{k: st[k] for k in ("model", "set", "foreign")},
-                                  **flagged(_catalog(out), st["model"])})
+        cat = _catalog(out)
+        entry = {**{k: st[k] for k in ("model", "set", "foreign")},
+                 **flagged(cat, st["model"]), "drift": drift_of(out, st["model"])}
+        if not st["foreign"]:  # the same objects, shifted: how much worse the model does
+            entry["error_ratio"] = error_ratio(row_errors(cat, st["model"], s),
+                                               fresh_errors[st["model"]], st["model"])
+        results["shifts"].append(entry)
     truth = _truth(s)
     for model in ("gz2-cnn", "lens-lastro", "cosmo-cnn"):
         out = runs / f"{model}-tta8.parquet"
@@ -479,6 +539,7 @@ def markdown(r: dict) -> str:
             met, target = "-", "report"
         lines.append(f"| {f['model']} | {f['set']} | {f['n']} | {_pct(f['share'])} | "
                      f"{target} | {met} |")
+    lines += drift_lines(res)
     lines += ["", "### Test-time augmentation (8 views) against the truth", "",
               "| model | N | RMSE, one view | RMSE, mean of 8 | Spearman(spread, abs error) "
               "| abs error, top 10% spread / below median | 90% interval coverage | mean "
@@ -516,12 +577,52 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def splice(results_md: Path, section: str) -> None:
-    """Put ``section`` in place of RESULTS.md's own (or at its end)."""
+#: A shift that raises the model's error by this factor must read shifted or far.
+ERROR_RAISE = 1.2
+
+
+def drift_lines(res: dict) -> list[str]:
+    """The drift verdict of each set's run as a whole (``kernels.drift``)."""
+    if not any(f.get("drift") for f in res["shifts"]):
+        return []
+    lines = ["", "### Drift per run: each set as a whole against the model's reference", "",
+             "The verdict each run recorded in its catalog's provenance "
+             "(`models.<name>.drift`). Target: foreign sets, and shifts that raise the "
+             f"model's error on the same objects by {ERROR_RAISE - 1:.0%} or more, read "
+             "`shifted` or `far`; fresh in-domain surveys read `in_domain` (their false-alarm "
+             "rate over 100 runs of 500 rows is `benchmarks/drift.py`'s).", "",
+             "| model | inputs | N | verdict | median ratio | beyond ref. 95 % | KS | p | "
+             "error / fresh | target | met? |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def row(model: str, label: str, f: dict, target: str, met: str) -> str:
+        d = f.get("drift") or {}
+        ratio = f.get("error_ratio")
+        return (f"| {model} | {label} | {d.get('n', '-')} | {d.get('verdict', '-')} | "
+                f"{d.get('median_ratio', '-')} | {_pct(d.get('beyond_q95'))} | "
+                f"{d.get('statistic', '-')} | {d.get('p_value', '-')} | "
+                f"{'-' if ratio is None else f'{ratio:.2f}x'} | {target} | {met} |")
+
+    for model, f in res["in_domain"].items():
+        ok = (f.get("drift") or {}).get("verdict") == "in_domain"
+        lines.append(row(model, "in domain (fresh survey)", f, "in_domain",
+                         "yes" if ok else "**no**"))
+    for f in res["shifts"]:
+        moved = (f.get("drift") or {}).get("verdict") in ("shifted", "far")
+        must = f["foreign"] or (f.get("error_ratio") or 0) >= ERROR_RAISE
+        lines.append(row(f["model"], f["set"], f, "shifted or far" if must else "report",
+                         ("yes" if moved else "**no**") if must else "-"))
+    lines += ["", "Error measures: " + "; ".join(f"{m}: {e}" for m, e in ERROR_NAME.items())
+              + ", on the same objects fresh and shifted."]
+    return lines
+
+
+def splice(results_md: Path, section: str, heading: str = HEADING) -> None:
+    """Put ``section`` (which starts with ``heading``) in place of RESULTS.md's own
+    section of that heading (or at its end)."""
     text = results_md.read_text() if results_md.is_file() else "# astrocat benchmarks\n"
-    if HEADING in text:
-        start = text.index(HEADING)
-        nxt = text.find("\n## ", start + len(HEADING))
+    if heading in text:
+        start = text.index(heading)
+        nxt = text.find("\n## ", start + len(heading))
         text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section

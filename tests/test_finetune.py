@@ -122,6 +122,32 @@ def test_the_new_model_runs_in_infer_and_summarize(finetuned, classes, tmp_path)
     assert np.isfinite(t["ood_distance"]).all()
     code, said = _cli("summarize", catalog)
     assert code == 0 and "Traceback" not in said, said
+    # its own reference: the run's drift is tested against the user's held-out images
+    drift = astrocat.open_catalog(catalog).provenance["models"]["spiral-finder"]["drift"]
+    assert drift["n"] == len(t) and "reference" in drift
+
+
+def test_the_new_model_runs_in_a_job_file(finetuned, classes, tmp_path):
+    """A nightly job names the fine-tuned model by its card path, like any user model."""
+    out, _ = finetuned
+    job = tmp_path / "job.toml"
+    job.write_text(f"""[job]
+name = "spirals"
+input = ["{classes}"]
+out = "{tmp_path / 'store'}"
+layout = "dataset"
+models = ["{out / 'card.toml'}"]
+""")
+    code, said = _cli("run", job)
+    assert code == 0, said
+    cat = astrocat.open_catalog(tmp_path / "store")
+    t = cat.to_pandas()
+    assert set(t["model"]) == {"spiral-finder"} and len(t) == sum(
+        1 for _ in classes.rglob("*.jpg"))
+    assert cat.provenance["models"]["spiral-finder"]["drift"]["verdict"] in (
+        "in_domain", "untested")
+    code, said = _cli("summarize", tmp_path / "store")
+    assert code == 0 and "Traceback" not in said, said
 
 
 def test_vote_fractions_from_a_csv_fine_tune_from_python(fractions):
