@@ -171,3 +171,25 @@ def test_a_model_without_held_out_distances_is_untested_and_says_why(runs, tmp_p
     assert rec["verdict"] == "untested" and "reference" in rec["reason"]
     assert drift_report.lines({"gz2-cnn-int8": rec})[0].startswith(
         "drift: gz2-cnn-int8 untested")
+
+
+def test_held_out_distances_leave_every_result_key_as_it_was(tmp_path):
+    """The bundled references gained held-out distances (0.4); the rows they give did
+    not change, so neither do the result keys: a nightly job reuses its parts."""
+    import dataclasses
+
+    from astrocat.models import reference_stats
+    from astrocat.models.card import sha256_file
+    from astrocat.models.zoo import resolve
+    from astrocat.pipeline.plan import result_key
+
+    card = resolve("gz2-cnn")
+    ref = reference_stats.of(card)
+    assert ref.held_out_distance is not None and len(ref.held_out_distance) == 1000
+    before = tmp_path / "reference.npz"  # the same statistics as astrocat 0.3 wrote them
+    dataclasses.replace(ref, held_out_distance=None).save(before)
+    old = dataclasses.replace(card, directory=tmp_path, reference=dataclasses.replace(
+        card.reference, sha256=sha256_file(before)))
+    assert old.reference.sha256 != card.reference.sha256
+    assert reference_stats.rows_sha256(old) == old.reference.sha256
+    assert result_key(old, "onnxruntime") == result_key(card, "onnxruntime")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class Reference:
             return None
         return _baseline(np.asarray(self.held_out_distance, np.float32).tobytes())
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path | IO[bytes]) -> None:
         np.savez(path, **{k: np.asarray(v) for k, v in self.__dict__.items()
                           if v is not None})
 
@@ -75,6 +76,33 @@ def load(path: str, digest: str) -> Reference:
     """``reference.npz`` (cached per process; the card's digest is part of the key)."""
     with np.load(path) as z:
         return Reference(**{k: (float(z[k]) if z[k].ndim == 0 else z[k]) for k in z.files})
+
+
+def rows_sha256(card: ModelCard) -> str | None:
+    """The digest of what a row's trust columns are computed from: ``reference.npz``
+    without the held-out distances (which only the run's drift reads). Equal to the file's
+    sha256 for references without them, so adding them (astrocat 0.4) leaves every result
+    key, and every finished part, as it was."""
+    if card.reference is None:
+        return None
+    return _rows_sha256(str(card.reference_path), card.reference.sha256)
+
+
+@lru_cache(maxsize=16)
+def _rows_sha256(path: str, digest: str) -> str:
+    import dataclasses
+    import hashlib
+    import io
+
+    try:
+        ref = load(path, digest)
+    except (OSError, ValueError):  # not there (yet): verification will say so
+        return digest
+    if ref.held_out_distance is None:
+        return digest
+    buf = io.BytesIO()
+    dataclasses.replace(ref, held_out_distance=None).save(buf)
+    return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
 def of(card: ModelCard) -> Reference | None:
