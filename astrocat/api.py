@@ -684,7 +684,7 @@ class Catalog:
         >>> len(t), t["z_pred"].description, t["z_pred"].meta["ucd"]
         (204, 'Predicted redshift', 'src.redshift')
         >>> t.meta["astrocat"]["astrocat_version"]
-        '0.3.0'
+        '0.4.0'
         """
         from astropy.table import Column, Table
 
