@@ -283,6 +283,9 @@ def test_summarize_gives_the_same_numbers_on_all_three_layouts(sample_dir, tmp_p
         r["cosmology"]["fields"].sort(key=lambda f: f["object_id"])
     for layout in ("dataset", "hats"):
         assert_same(reports[layout], reports["file"], skip=("$.catalog",))
+    for r in reports.values():  # each layout's provenance records the run's drift
+        assert r["ood"]["models"]["gz2-cnn"]["drift"]["verdict"] == "in_domain"
+        assert r["ood"]["models"]["gz2-cnn"]["drift"]["n"] == 150
 
 
 def test_out_that_astrocat_did_not_write_is_refused(galaxies, tmp_path):
