@@ -36,6 +36,10 @@ def test_shipped_int8_card_is_valid_and_never_a_default(name):
     assert all(g["passed"] for g in quant["gates"])
     assert quant["bytes"]["int8"] < quant["bytes"]["fp32"]
     assert "SIMULATED" in card.training["data"]
+    # 7-bit weights: what the gates measured is what every x86 CPU computes
+    assert quant["reduce_range"] is True
+    assert "every x86-64" in quant["validated_on"]["valid_on"]
+    assert quant["validated_on"]["cpu"] and quant["validated_on"]["machine"]
 
 
 def test_defaults_stay_fp32():
@@ -46,10 +50,11 @@ def test_defaults_stay_fp32():
 
 @pytest.mark.parametrize("name", FP32)
 def test_int8_agrees_with_fp32_within_recorded_deviation(name, tmp_path):
-    if not zoo.int8_as_validated():
-        pytest.skip("this CPU has no VNNI: ONNX Runtime's INT8 kernels saturate here, so "
-                    "--precision int8 keeps FP32 (test_int8_falls_back_to_fp32_without_vnni)")
     fp32, int8 = bundled()[name], bundled()[f"{name}-int8"]
+    if not zoo.int8_valid_here(int8):
+        pytest.skip("8-bit weights on a CPU without VNNI: ONNX Runtime's INT8 kernels "
+                    "saturate here, so --precision int8 keeps FP32 (test_int8_without_vnni_"
+                    "needs_7_bit_weights)")
     x, _ = q.survey_inputs(fp32, 12, TEST_SEED, tmp_path)
     a = open_engine(fp32, "onnxruntime").predict(x)
     b = open_engine(int8, "onnxruntime").predict(x)
@@ -57,15 +62,25 @@ def test_int8_agrees_with_fp32_within_recorded_deviation(name, tmp_path):
     assert np.abs(b - a).max() <= int8.raw["quantization"]["deviation"]["max_abs"]
 
 
-def test_int8_falls_back_to_fp32_without_vnni(monkeypatch):
-    """Without VNNI the variants are not what their gates measured: runs keep FP32."""
+def test_int8_without_vnni_needs_7_bit_weights(monkeypatch):
+    """A variant with 8-bit weights is not, without VNNI, what its gates measured: runs
+    keep FP32 there. The shipped variants have 7-bit weights and run on every x86 CPU."""
+    import dataclasses
+
     from astrocat.pipeline.run import build_routing
 
-    monkeypatch.setattr(zoo, "int8_as_validated", lambda: False)
-    assert zoo.variant(bundled()["gz2-cnn"], "int8") is None
-    assert {c.name for c in build_routing((), "int8").values()} == set(FP32)
-    monkeypatch.setattr(zoo, "int8_as_validated", lambda: True)
-    assert zoo.variant(bundled()["gz2-cnn"], "int8").name == "gz2-cnn-int8"
+    shipped = bundled()
+    monkeypatch.setattr(zoo, "int8_as_validated", lambda: False)  # a CPU without VNNI
+    assert {c.name for c in build_routing((), "int8").values()} == {f"{n}-int8" for n in FP32}
+    v = shipped["gz2-cnn-int8"]
+    eight_bit = dataclasses.replace(v, raw={**v.raw, "quantization": {
+        **v.raw["quantization"], "reduce_range": False}})
+    assert zoo.int8_valid_here(v) and not zoo.int8_valid_here(eight_bit)
+    monkeypatch.setattr(zoo, "bundled", lambda: {**shipped, "gz2-cnn-int8": eight_bit})
+    assert zoo.variant(shipped["gz2-cnn"], "int8") is None
+    assert build_routing((), "int8")[Kind.RGB_IMAGE].name == "gz2-cnn"
+    monkeypatch.setattr(zoo, "int8_as_validated", lambda: True)  # with VNNI: both run
+    assert zoo.variant(shipped["gz2-cnn"], "int8").name == "gz2-cnn-int8"
 
 
 def test_gates_as_data():

@@ -63,22 +63,34 @@ def accepts(card: ModelCard, kind: Kind) -> bool:
 def variant(card: ModelCard, precision: str) -> ModelCard | None:
     """The bundled ``precision`` variant of a model (``gz2-cnn`` -> ``gz2-cnn-int8``):
     ``None`` when there is none (no variant passed its validation gates), or where this
-    CPU would not compute it as validated (INT8 on x86 without VNNI: see below)."""
+    CPU would not compute it as validated (8-bit weights on x86 without VNNI: see below)."""
     if precision == "fp32":
         return card
-    if precision == "int8" and not int8_as_validated():
+    found = bundled().get(f"{card.name}-{precision}")
+    if found is not None and precision == "int8" and not int8_valid_here(found):
         return None
-    return bundled().get(f"{card.name}-{precision}")
+    return found
+
+
+def int8_valid_here(card: ModelCard) -> bool:
+    """Whether this CPU computes an INT8 variant as its gates measured it. A variant
+    quantised with ``reduce_range`` (7-bit weights) is exact on every x86 CPU: a pair of
+    u8 x s7 products cannot overflow the 16-bit sums of AVX2's u8s8 kernels, so with or
+    without VNNI the integer arithmetic is the same. One with 8-bit weights is valid only
+    where :func:`int8_as_validated` holds."""
+    if card.raw.get("quantization", {}).get("reduce_range"):
+        return True
+    return int8_as_validated()
 
 
 @cache
 def int8_as_validated() -> bool:
-    """Whether ONNX Runtime's INT8 kernels here compute what the bundled variants' gates
-    measured. The variants were quantised without ``reduce_range`` and validated on a CPU
-    with VNNI; on x86 CPUs without VNNI (AVX2 only) ONNX Runtime's u8s8 kernels saturate
-    16-bit intermediate sums, and the outputs drift several times beyond the recorded
-    deviation (measured: vote fractions by up to 0.20 against a recorded 0.06), so
-    ``--precision int8`` keeps FP32 there, as the run's provenance shows."""
+    """Whether ONNX Runtime's INT8 kernels here compute what a variant with 8-bit weights
+    was validated to compute. On x86 CPUs without VNNI (AVX2 only) ONNX Runtime's u8s8
+    kernels saturate 16-bit intermediate sums of 8-bit weights, and the outputs drift
+    several times beyond the recorded deviation (measured: vote fractions by up to 0.20
+    against a recorded 0.06), so ``--precision int8`` keeps FP32 there for such variants,
+    as the run's provenance shows."""
     import platform
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
