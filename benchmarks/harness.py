@@ -144,6 +144,7 @@ class TreeSampler:
         self.peak = 0
         self.peak_by_process: dict[str, int] = {}  # what made up the peak
         self.cpu_by_process: dict[str, float] = {}  # CPU seconds, last seen
+        self.switches_by_process: dict[str, int] = {}  # context switches, last seen
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -161,7 +162,9 @@ class TreeSampler:
                 with p.oneshot():
                     by_process[name] = p.memory_info().rss
                     t = p.cpu_times()
+                    c = p.num_ctx_switches()
                 self.cpu_by_process[name] = t.user + t.system
+                self.switches_by_process[name] = c.voluntary + c.involuntary
             except psutil.Error:
                 pass  # exited between listing and reading
         return by_process
@@ -242,6 +245,7 @@ class Timed:
     machine_cpu: float = 0.0  # busy CPU seconds of the whole machine during the run
     other_cpu: float = 0.0  # of which neither the run's tree nor this harness
     steal: float = 0.0  # CPU seconds the hypervisor took
+    context_switches: int = 0  # of the run's tree, as last sampled (voluntary + not)
 
 
 def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = None,
@@ -290,7 +294,8 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
                  sampler.samples if sampler else 0,
                  sampler.peak_by_process if sampler else {},
                  sampler.cpu_by_process if sampler else {},
-                 busy1 - busy0, max(0.0, other), steal1 - steal0)
+                 busy1 - busy0, max(0.0, other), steal1 - steal0,
+                 sum(sampler.switches_by_process.values()) if sampler else 0)
 
 
 def wait_idle(max_wait: float = 900.0, threshold: float = 0.15) -> float:
@@ -364,6 +369,7 @@ class InferRun:
     commit_seconds: float | None = None  # the driver's commit, timed again on the parts
     attempts: int = 1
     repeat_seconds: list = field(default_factory=list)  # every run's, when the median is kept
+    context_switches: int = 0  # of the whole process tree (the GIL hand-offs show here)
 
     @property
     def rate(self) -> float:
@@ -432,7 +438,7 @@ def _infer_once(label: str, inputs: str, n_items: int, work: Path, extra: tuple,
                    part_seconds, len(manifest["workers"]), manifest.get("execution", ""),
                    " ".join(["astrocat", *cmd[len(astrocat_cmd()):]]), r.peak_by_process,
                    r.cpu_by_process, r.other_cpu, r.steal, commit_seconds=commit_seconds,
-                   machine_cpu=r.machine_cpu)
+                   machine_cpu=r.machine_cpu, context_switches=r.context_switches)
     log(f"  {label}: {r.seconds:.1f}s, {run.rate:.0f}/s, peak RSS {r.peak_rss / 2**20:.0f} MiB,"
         f" other processes {r.other_cpu:.1f} CPU-s")
     # the catalog and parts are not needed any more: keep the disk small

@@ -66,6 +66,8 @@ class Decomposition:
     worker_cpu: float | None = None  # CPU seconds of all worker processes
     commit_measured: bool = False
     execution: str = ""  # where the partitions ran (the run's provenance)
+    switches: int = 0  # context switches of the run's process tree
+    n_items: int = 0
 
     @property
     def in_process(self) -> bool:
@@ -105,6 +107,9 @@ class Decomposition:
         elif self.driver_cpu is not None:
             text += (f"; CPU used: driver process (describe, Dask scheduler, commit) "
                      f"{self.driver_cpu:.1f} s, workers {self.worker_cpu:.1f} s")
+        if self.switches and self.n_items:
+            text += (f"; {self.switches:,} context switches in the process tree, "
+                     f"{self.switches / self.n_items:.2f} per item")
         return text
 
 
@@ -150,6 +155,7 @@ class Report:
             driver_cpu=driver, worker_cpu=workers_cpu,
             commit_measured=run.get("commit_seconds") is not None,
             execution=run.get("execution", ""),
+            switches=run.get("context_switches", 0), n_items=run["n_items"],
         )
 
     def _disturbed(self, run: dict) -> str:
@@ -172,12 +178,29 @@ class Report:
         runs = run.get("repeat_seconds") or []
         median = (f"; astrocat: the median of {len(runs)} runs of "
                   f"{', '.join(f'{t:.1f}' for t in runs)} s" if len(runs) > 1 else "")
+        target = T_LIMIT.get(stage, T_VS_LIMIT)
         return Row(f"{label} vs the component limit, {model}{' (INT8)' if int8 else ''}",
                    _n(run["n_items"]), _rate(run["rate"]),
                    f"{self.machine['cores']} cores / ({how} + the model{at}, each on 1 core) = "
-                   f"{_rate(limit)}{median}", f"{frac:.1%}", f">= {T_VS_LIMIT:.0%}",
-                   frac >= T_VS_LIMIT, self._disturbed(run) if frac >= T_VS_LIMIT
+                   f"{_rate(limit)}{median}", f"{frac:.1%}", f">= {target:.0%}",
+                   frac >= target, self._disturbed(run) if frac >= target
                    else "see Misses")
+
+    def _interleaved_row(self, stage: str, label: str) -> Row | None:
+        """FP32 end to end against the interleaved bound: the same components done in
+        turn by one process per core, each on its own files."""
+        r = self.results[stage]
+        inter = r["components"].get("interleaved_rate")
+        if not inter:
+            return None
+        run = r["run"]
+        frac = run["rate"] / inter
+        ok = frac >= T_VS_INTERLEAVED
+        return Row(f"{label} vs the interleaved bound, {r['components']['model']}",
+                   _n(run["n_items"]), _rate(run["rate"]),
+                   f"{self.machine['cores']} processes, one per core, each doing the "
+                   f"components in turn on its own files: {_rate(inter)}", f"{frac:.1%}",
+                   f">= {T_VS_INTERLEAVED:.0%}", ok, "" if ok else "see Misses")
 
     def _whole_row(self, stage: str, label: str, seed_how: str, target: float | None,
                    int8: bool = False) -> Row:
@@ -222,6 +245,8 @@ class Report:
             if stage not in res:
                 continue
             rows.append(self._limit_row(stage, label, how))
+            if (inter := self._interleaved_row(stage, label)) is not None:
+                rows.append(inter)
             if "int8" in res[stage]:
                 rows.append(self._limit_row(stage, label, how, int8=True))
             rows.append(self._whole_row(stage, whole, seed_how, target))
@@ -311,6 +336,16 @@ class Report:
                 continue
             out.append(f"**{row.what}**: {row.ratio}, target {row.target}.")
             stage = {"1": "images", "2": "spectra", "3": "fits"}.get(row.what[0])
+            if stage and "interleaved bound" in row.what:
+                r = res[stage]
+                run, comp = r["run"], r["components"]
+                each = self.machine["cores"] / comp["interleaved_rate"]
+                out.append("- Measured, with the interleaved bound's time per item as the "
+                           "components': " + self._cpu_account(stage, run, each) + ".")
+                out.append(f"- Execution: {run.get('execution') or '?'}; "
+                           f"{run.get('context_switches', 0) / run['n_items']:.2f} context "
+                           "switches per item in the process tree.")
+                continue
             if stage and "component limit" in row.what:
                 r = res[stage]
                 int8 = "(INT8)" in row.what
@@ -340,7 +375,8 @@ class Report:
                 ideal = run["n_items"] / limit
                 if fixed:
                     out.append(f"- At the limit these {run['n_items']:,} items take "
-                               f"{ideal:.1f} s; 85 % of it allows {ideal / T_VS_LIMIT:.1f} s "
+                               f"{ideal:.1f} s; {T_LIMIT.get(stage, T_VS_LIMIT):.0%} of it "
+                               f"allows {ideal / T_LIMIT.get(stage, T_VS_LIMIT):.1f} s "
                                f"of wall time, of which the fixed cost of any run (the "
                                f"10-file run, section 6) is {fixed:.1f} s.")
             elif stage and "whole" in row.what and "peak RSS" not in row.what:
@@ -557,11 +593,16 @@ def frac_s(rate: float, ref: float) -> str:
     return f"{rate:,.0f}/s = {rate / ref:.0%}"
 
 
-T_VS_LIMIT = 0.85  # every input kind, end to end, against its component limit
+#: End to end against the component limit, per input kind (issue 29: images and FITS
+#: >= 80 %, spectra >= 90 %), and against the interleaved bound (one process per core doing
+#: the same components in turn on its own files: what whole items per core can reach).
+T_LIMIT = {"images": 0.80, "spectra": 0.90, "fits": 0.80}
+T_VS_LIMIT = 0.80  # the default
+T_VS_INTERLEAVED = 0.90  # images and FITS, FP32
 T_IMAGES_VS_SEED = 3.0  # whole processes, FP32 (and INT8)
-T_FITS_VS_SEED = 3.0  # whole processes, INT8 (FP32 reported)
+T_FITS_VS_SEED = 3.0  # whole processes, FP32 (and INT8)
 
-T_FIXED = 1.5  # seconds: `astrocat infer` on 10 files
+T_FIXED = 1.0  # seconds: `astrocat infer` on 10 files
 T_MEMORY = 1.10
 T_HELP = 0.5
 
@@ -574,7 +615,8 @@ STAGE_ROWS = (
     ("spectra", "2. Spectra (one Parquet table)", "row-range read + min-max", "2. Spectra",
      "seed-style whole-table load -> min-max -> Keras predict", None, None),
     ("fits", "3. FITS cut-outs", "describe + read_plane + prepare", "3. FITS",
-     "seed-style astropy getdata -> standardise -> Keras predict", None, T_FITS_VS_SEED),
+     "seed-style astropy getdata -> standardise -> Keras predict", T_FITS_VS_SEED,
+     T_FITS_VS_SEED),
 )
 
 #: The GPU rows, planned on paper (kept as Markdown beside this file).
