@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from astrocat._version import __version__
+
 EXIT_OK, EXIT_SOME_ERRORS, EXIT_CANNOT_RUN, EXIT_LOCKED = 0, 1, 2, 3
 
 EXIT_CODES_HELP = """
@@ -109,7 +111,7 @@ def _os_error(exc: OSError, resumable: bool) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="astrocat")
+@click.version_option(__version__, package_name="astrocat")  # the code's own, not stale metadata
 def main() -> None:
     """Run trained neural networks over survey images, FITS cut-outs and spectra,
     and get back a Parquet catalog you can do science with."""
@@ -563,6 +565,18 @@ def schedule(job, scheduler, write_dir) -> None:
             (write_dir / entry.name).write_text(entry.text)
 
 
+def _camera(ctx, param, value: str | None):
+    """``--camera``: a ``simulate.galaxies.Camera`` (imported only when given)."""
+    if value is None:
+        return None
+    from astrocat.simulate.galaxies import Camera
+
+    try:
+        return Camera.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command()
 @click.argument("kind", type=click.Choice(["galaxies", "spectra", "lenses", "fields", "sample"]))
 @click.option("--n", "n", type=click.IntRange(min=1), default=1000, show_default=True)
@@ -571,18 +585,26 @@ def schedule(job, scheduler, write_dir) -> None:
               help="Random seed [default: 0; 2026 for the sample, never used in training].")
 @click.option("--merger-fraction", type=click.FloatRange(0, 1), default=None,
               help="galaxies: share of mergers [default 0.03].")
+@click.option("--camera", default=None, metavar="KEY=VALUE,...", callback=_camera,
+              help="galaxies: another survey's camera, factors on the default one's: PSF "
+                   "width, sky noise, pixel scale (objects look that many times smaller) and "
+                   "g/r/i gains, e.g. psf=1.6,noise=2,pixel_scale=1.3,colour=1.2/1/0.85. "
+                   "The objects and labels stay the same.")
 @click.option("--workers", type=click.IntRange(min=1), default=None)
 @click.option("--quiet", "-q", is_flag=True)
 @_friendly
-def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
+def simulate(kind, n, out, seed, merger_fraction, camera, workers, quiet) -> None:
     """Write a synthetic survey with known truth, in the real published formats."""
     import json
     import shlex
 
-    from astrocat import __version__
     from astrocat.simulate import simulate as run_simulate
 
+    if camera is not None and kind != "galaxies":
+        raise click.UsageError(f"--camera is for galaxies only, not {kind}")
     options = {} if merger_fraction is None else {"merger_fraction": merger_fraction}
+    if camera is not None:
+        options["camera"] = camera
     truth = run_simulate(kind, n, out, seed, progress=not quiet, workers=workers, **options)
     # The sample's record goes beside its truth, not into the survey `infer` reads.
     record_dir = truth if kind == "sample" else out
@@ -591,7 +613,8 @@ def simulate(kind, n, out, seed, merger_fraction, workers, quiet) -> None:
     own = [truth.name] if truth.parent.resolve() == out.resolve() and truth.is_file() \
         and kind != "spectra" else []
     (record_dir / "simulation.json").write_text(json.dumps({
-        "astrocat_version": __version__, "kind": kind, "n": n, **options,
+        "astrocat_version": __version__, "kind": kind, "n": n,
+        **{k: (v.record() if k == "camera" else v) for k, v in options.items()},
         "truth_files": own, "command": shlex.join(["astrocat", *sys.argv[1:]])}, indent=1))
     if not quiet:
         click.echo(f"wrote {n} {kind} to {out} (truth: {truth})", err=True)

@@ -164,6 +164,28 @@ def test_vote_fractions_from_a_csv_fine_tune_from_python(fractions):
     assert card.warnings == [w[len("warning: "):] for w in lines if w.startswith("warning:")]
 
 
+def test_from_scratch_is_the_parents_architecture_with_random_weights(classes, tmp_path):
+    """The control a fine-tune is measured against (benchmarks/finetune.py)."""
+    from astrocat.engines.tf import load_keras
+    from astrocat.models.finetune import finetune
+
+    out = tmp_path / "scratch"
+    finetune(classes, out, from_model="gz2-cnn", from_scratch=True, head_epochs=1,
+             epochs=1, progress=False, log=lambda m: None)
+    card = load_card(out)
+    t = card.training
+    assert t["recipe"] == "finetune" and t["parent"] == ""
+    assert t["initialisation"] == "random" and t["architecture_of"].startswith("gz2-cnn ")
+    assert t["epochs_head"] == 0 and 1 <= t["epochs_full"] <= t["epochs_budget"] == 2
+    assert t["learning_rate_full"] == 1e-3 and "learning_rate_head" not in t
+    assert "from scratch" in card.description and card.output_names == ["p_others",
+                                                                        "p_spirals"]
+    assert card.input == bundled()["gz2-cnn"].input  # the parent's preprocessing
+    first = [load_keras(path).get_layer(index=1).get_weights()[0] for path in
+             (bundled()["gz2-cnn"].weights("keras"), out / "model.keras")]
+    assert first[0].shape == first[1].shape and not np.allclose(first[0], first[1], atol=0.01)
+
+
 # --------------------------------------------------------------------------- mistakes
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,139 @@ def test_galaxies_deterministic_across_worker_counts(tmp_path: Path) -> None:
     assert (a.parent / "100004.jpg").read_bytes() == (b.parent / "100004.jpg").read_bytes()
     c = simulate("galaxies", 10, tmp_path / "c", seed=8, progress=False, workers=1)
     assert a.read_bytes() != c.read_bytes()
+
+
+# The default survey's bytes before the camera existed (astrocat 0.3.0 at commit 6c54e0e,
+# Pillow 13's bundled libjpeg-turbo, quality 90): the default camera must not move them.
+BEFORE_CAMERA = {
+    "100000.jpg": "c72a12d3f5c691c4", "100001.jpg": "f632fb01845c3185",
+    "100002.jpg": "1b6743095e825df3", "100003.jpg": "3ecd479dd989beb5",
+    "100004.jpg": "56b9448a77d7240f", "100005.jpg": "d80d866bbae0e0d8",
+    "training_solutions_rev1.csv": "ef73cf1862f6a582",
+}
+#: A star, a dusty edge-on disk, an artifact and a barred, ringed disk (seed 3, by index).
+BEFORE_CAMERA_RENDERS = {26: "f16198dc0bbecf06", 29: "b01aadd0aa0c7d80",
+                         50: "9c5a72979878251c", 296: "b96a830602de4314"}
+SHIFT = galaxies_mod.Camera(psf=1.6, noise=2.5, pixel_scale=1.4, colour=(1.25, 1.0, 0.8))
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()[:16]
+            for p in sorted(folder.iterdir())}
+
+
+def _render(index: int, camera=galaxies_mod.DEFAULT_CAMERA, seed: int = 3) -> np.ndarray:
+    from astrocat.simulate._common import object_rng
+
+    rng = object_rng(seed, "galaxies", index)
+    truth = galaxies_mod._draw_truth(rng, False)
+    galaxies_mod._raw_votes(truth, rng, galaxy_zoo2())
+    return galaxies_mod.render(truth, rng, camera)
+
+
+def test_the_default_camera_writes_the_same_bytes_as_before(tmp_path: Path) -> None:
+    galaxies_mod.simulate(6, tmp_path / "a", seed=3, progress=False, workers=1,
+                          merger_fraction=0.34)
+    assert _digests(tmp_path / "a") == BEFORE_CAMERA
+    galaxies_mod.simulate(6, tmp_path / "b", seed=3, progress=False, workers=1,
+                          merger_fraction=0.34, camera=galaxies_mod.Camera())
+    assert _digests(tmp_path / "b") == BEFORE_CAMERA
+    for index, digest in BEFORE_CAMERA_RENDERS.items():
+        jpeg = galaxies_mod._encode_jpeg(_render(index))
+        assert hashlib.sha256(jpeg).hexdigest()[:16] == digest, index
+
+
+def test_a_shifted_camera_draws_the_same_objects_and_labels(tmp_path: Path) -> None:
+    a = galaxies_mod.simulate(6, tmp_path / "a", seed=3, progress=False, workers=1,
+                              merger_fraction=0.34)
+    b = galaxies_mod.simulate(6, tmp_path / "b", seed=3, progress=False, workers=2,
+                              merger_fraction=0.34, camera=SHIFT)
+    assert a.read_bytes() == b.read_bytes()  # the labels come from the truth
+    for gid in range(100000, 100006):
+        pa, pb = (np.asarray(Image.open(p.parent / f"{gid}.jpg"), np.float32) for p in (a, b))
+        assert pa.shape == pb.shape == (424, 424, 3)
+        assert np.abs(pa - pb).mean() > 1.0, gid
+
+
+def _second_moment(img: np.ndarray) -> tuple[float, float, float]:
+    """Centroid (x, y) and flux-weighted mean squared radius about it."""
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    w = img / img.sum()
+    x, y = (w * xx).sum(), (w * yy).sum()
+    return float(x), float(y), float((w * ((xx - x) ** 2 + (yy - y) ** 2)).sum())
+
+
+def test_pixel_scale_shrinks_objects_and_offsets_and_keeps_surface_brightness() -> None:
+    c = galaxies_mod.SIZE / 2 - 0.5
+    truth = galaxies_mod.Truth(kind="disk", q=0.7, re=12.0)  # exponential: inside the frame
+    got = {}
+    for scale in (1.0, 1.5):
+        cv = galaxies_mod._Canvas(np.random.default_rng(0),
+                                  galaxies_mod.Camera(pixel_scale=scale))
+        galaxies_mod._draw_galaxy(cv, truth, c + 45, c - 30, cv.surface(1e5), 0.3)
+        r = cv.bands[1]
+        got[scale] = (*_second_moment(r), float(r.max()))
+    (x1, y1, m1, peak1), (x2, y2, m2, peak2) = got[1.0], got[1.5]
+    assert (x1 - c, y1 - c) == pytest.approx((45, -30), abs=0.3)
+    assert (x2 - c, y2 - c) == pytest.approx((30, -20), abs=0.3)  # offsets / 1.5
+    assert np.sqrt(m2 / m1) == pytest.approx(1 / 1.5, rel=0.02)  # 1.5x smaller
+    assert peak2 == pytest.approx(peak1, rel=0.1)  # the same surface brightness
+
+
+def test_psf_noise_and_colour_change_what_they_say() -> None:
+    quiet = galaxies_mod.Camera(noise=0.0)
+
+    def sharpness(img: np.ndarray) -> float:
+        g = img[..., 1].astype(np.float64)
+        return float((np.diff(g, axis=0) ** 2).sum() + (np.diff(g, axis=1) ** 2).sum())
+
+    spiral = [sharpness(_render(1, galaxies_mod.Camera(noise=0.0, psf=f))) for f in (1, 2)]
+    assert spiral[1] < 0.6 * spiral[0]  # a wider PSF blurs the arms
+    clean = _render(0, quiet)
+    corner = [(_render(0, galaxies_mod.Camera(noise=f))[:100, :100] > 0).mean()
+              for f in (1.0, 2.5)]
+    assert (clean[:100, :100] > 0).mean() < 0.01 < corner[0] < corner[1]
+    blue = _render(0, galaxies_mod.Camera(noise=0.0, colour=(2.0, 1.0, 1.0)))
+    body = clean[..., 1] > 40  # the galaxy: g -> blue, i -> red
+    ratio = [img[..., 2][body].mean() / img[..., 0][body].mean() for img in (clean, blue)]
+    assert ratio[1] > 1.3 * ratio[0]
+
+
+def test_camera_parse_and_its_mistakes() -> None:
+    Camera = galaxies_mod.Camera
+    assert Camera.parse("psf=1.6,noise=2,pixel_scale=1.3,colour=1.2/1/0.85") == Camera(
+        psf=1.6, noise=2.0, pixel_scale=1.3, colour=(1.2, 1.0, 0.85))
+    assert Camera.parse("") == Camera() and Camera.parse("noise=2") == Camera(noise=2)
+    assert Camera.parse("color=1/1/1") == Camera()
+    for text, says in (("psf", "key=value"), ("fwhm=2", "key one of psf, noise"),
+                       ("psf=big", "expected a number"), ("colour=1/2", "three gains"),
+                       ("psf=0", "factors in (0, 10]"), ("noise=-1", "noise in [0, 100]"),
+                       ("psf=1,psf=2", "given twice")):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            Camera.parse(text)
+
+
+def test_simulate_galaxies_camera_on_the_command_line(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+
+    out = tmp_path / "shifted"
+    r = CliRunner().invoke(main, ["simulate", "galaxies", "--n", "2", "--seed", "3", "--out",
+                                  str(out), "-q", "--camera",
+                                  "psf=1.6,noise=2.5,pixel_scale=1.4,colour=1.25/1/0.8"])
+    assert r.exit_code == 0, r.output
+    record = json.loads((out / "simulation.json").read_text())
+    assert record["camera"] == {"psf": 1.6, "noise": 2.5, "pixel_scale": 1.4,
+                                "colour": [1.25, 1.0, 0.8]}
+    for args, says in ((["galaxies", "--camera", "fwhm=2"], "Invalid value for '--camera'"),
+                       (["lenses", "--camera", "psf=2"], "--camera is for galaxies only")):
+        r = CliRunner().invoke(main, ["simulate", *args, "--n", "2", "--out",
+                                      str(tmp_path / "x")])
+        assert r.exit_code == 2 and says in r.output, r.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_round_to_tree_keeps_sums_exact() -> None:

@@ -14,6 +14,11 @@ are kept only if they beat the first's. The parent's preprocessing (its card's
 Metrics come from a held-out test split, each beside its trivial baseline; the
 reference statistics of the out-of-domain flag from the user's own held-out images, so
 they describe the new domain.
+
+``from_scratch=True`` is the control a fine-tune is measured against: the parent's
+architecture built afresh (random initialisation, none of its weights) with the same
+head, data, splits, preprocessing and invariances, every layer trained in one stage at
+the head's learning rate for at most the fine-tune's whole budget of epochs.
 """
 
 from __future__ import annotations
@@ -145,16 +150,19 @@ def evaluate(labels: datasets.Labels, pred: np.ndarray, truth: np.ndarray,
     return metrics, checks
 
 
-def _outputs(labels: datasets.Labels, parent: ModelCard) -> list[dict[str, str]]:
+def _outputs(labels: datasets.Labels, parent: ModelCard,
+             from_scratch: bool = False) -> list[dict[str, str]]:
+    how = (f"trained from scratch with {parent.name}'s architecture" if from_scratch
+           else f"fine-tuned from {parent.name}")
     if labels.kind == "classes":
         every = ", ".join(labels.sources[:6]) + (", ..." if len(labels.sources) > 6 else "")
         return [{"name": o, "unit": "",
                  "description": f"Probability of class '{c}' (softmax over {every}; "
-                 f"fine-tuned from {parent.name})", "ucd": "stat.probability;src.class"}
+                 f"{how})", "ucd": "stat.probability;src.class"}
                 for o, c in zip(labels.outputs, labels.sources, strict=True)]
     ucd = "stat.probability" + (";src.morph" if parent.task == "morphology" else "")
     return [{"name": o, "unit": "",
-             "description": f"{c} (vote fraction; sigmoid, fine-tuned from {parent.name})",
+             "description": f"{c} (vote fraction; sigmoid, {how})",
              "ucd": ucd}
             for o, c in zip(labels.outputs, labels.sources, strict=True)]
 
@@ -261,6 +269,28 @@ def _tensorflow_quiet(tf):
         logger.setLevel(level)
 
 
+def _two_stages(keras, model, fit, head_epochs: int | None, epochs: int | None,
+                log: Callable[[str], None]) -> tuple[dict, dict, str]:
+    """Zoobot's two stages on ``model``; the histories and which weights were kept."""
+    # 1: the new head alone on the parent's features
+    for layer in model.layers:
+        layer.trainable = layer.name == HEAD_LAYER
+    head = fit("head", HEAD_LEARNING_RATE, head_epochs or HEAD_EPOCHS)
+    # 2: everything at a lower rate; batch normalisation keeps the parent's statistics
+    # (a small set would drag them away from what the body was trained with)
+    for layer in model.layers:
+        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
+    after_head = model.get_weights()
+    full = fit("full", FULL_LEARNING_RATE, epochs or EPOCHS)
+    kept = "full"
+    if min(full["val_loss"]) > min(head["val_loss"]):  # unfreezing did not help
+        model.set_weights(after_head)
+        kept = "head"
+        log(f"{RECIPE}: the full stage did not lower the validation loss; kept the "
+            "head-only weights")
+    return head, full, kept
+
+
 def finetune(
     data: Path,
     out: Path,
@@ -278,6 +308,7 @@ def finetune(
     command: str = "",
     log: Callable[[str], None] = print,
     progress: bool = True,
+    from_scratch: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune ``from_model`` on the labelled images ``data`` (a folder per class, or a
     labels CSV: ``datasets.finetune_labels``) into the model directory ``out``; returns
@@ -288,12 +319,25 @@ def finetune(
     progress bar on stderr when it is a terminal. A held-out metric that does not beat
     its trivial baseline is logged as a ``warning:`` line and kept in ``[training]
     warnings``.
+
+    ``from_scratch``: the control, not a fine-tune: ``from_model``'s architecture
+    (``models.architectures``) randomly initialised, the same new head, everything
+    (batch normalisation too) trained in one stage at ``HEAD_LEARNING_RATE`` for at most
+    ``head_epochs + epochs`` epochs; the card's ``[training]`` says ``parent = ""`` and
+    ``initialisation = "random"``.
     """
     t0 = time.time()
     check_model_version(model_version)
     out = Path(out)
     name = model_name(out, name)
     parent = parent_model(from_model)
+    if from_scratch:
+        from astrocat.models.architectures import ARCHITECTURES
+
+        if parent.architecture not in ARCHITECTURES:
+            raise AstrocatError(f"model '{parent.name}': its architecture "
+                                f"'{parent.architecture}' is not one astrocat can build "
+                                f"afresh (one of {', '.join(ARCHITECTURES)})")
     labels = datasets.finetune_labels(Path(data), parent.input.kind, label_columns, limit,
                                       seed)
     tr, va, te = split(labels, seed)  # every mistake above is said before TensorFlow loads
@@ -309,8 +353,11 @@ def finetune(
     y = labels.y
     log(f"{RECIPE}: {len(y)} images ({labels.described}): {len(tr)} train / {len(va)} "
         f"val / {len(te)} test, read in {time.time() - t_load:.1f}s")
-    model, n_features = _with_new_head(keras, load_keras(parent.weights("keras")), labels,
-                                       parent, y[tr])
+    if from_scratch:  # the parent's architecture, randomly initialised
+        body = ARCHITECTURES[parent.architecture](input_shape=spec.shape)
+    else:
+        body = load_keras(parent.weights("keras"))
+    model, n_features = _with_new_head(keras, body, labels, parent, y[tr])
     loss = "categorical_crossentropy" if labels.kind == "classes" else "binary_crossentropy"
     bs = batch_size or BATCH_SIZE
     views = parent.invariances if spec.layout == "NHWC" else ()
@@ -319,22 +366,13 @@ def finetune(
         _dataset(tf, xp[va], y[va], 256, False, seed, shuffle=False), math.ceil(len(tr) / bs),
         patience, log, progress and sys.stderr.isatty())
     with _tensorflow_quiet(tf):
-        # 1: the new head alone on the parent's features
-        for layer in model.layers:
-            layer.trainable = layer.name == HEAD_LAYER
-        head = fit("head", HEAD_LEARNING_RATE, head_epochs or HEAD_EPOCHS)
-        # 2: everything at a lower rate; batch normalisation keeps the parent's statistics
-        # (a small set would drag them away from what the body was trained with)
-        for layer in model.layers:
-            layer.trainable = not isinstance(layer, keras.layers.BatchNormalization)
-        after_head = model.get_weights()
-        full = fit("full", FULL_LEARNING_RATE, epochs or EPOCHS)
-        kept = "full"
-        if min(full["val_loss"]) > min(head["val_loss"]):  # unfreezing did not help
-            model.set_weights(after_head)
-            kept = "head"
-            log(f"{RECIPE}: the full stage did not lower the validation loss; kept the "
-                "head-only weights")
+        if from_scratch:  # one stage: everything, from random weights
+            budget = (head_epochs or HEAD_EPOCHS) + (epochs or EPOCHS)
+            head = {"loss": [], "val_loss": [math.inf]}
+            full = fit("scratch", HEAD_LEARNING_RATE, budget)
+            kept = "full"
+        else:
+            head, full, kept = _two_stages(keras, model, fit, head_epochs, epochs, log)
         pred = np.asarray(model.predict(xp[te], batch_size=256, verbose=0), dtype=np.float32)
     metrics, checks = evaluate(labels, pred, y[te], y[tr])
     metrics["n_test"] = len(te)
@@ -364,6 +402,16 @@ def finetune(
         "seconds": round(time.time() - t0, 1),
         "warnings": found,
     }
+    if from_scratch:  # the control: nothing of the parent but its architecture
+        training.update({
+            "parent": "", "initialisation": "random",
+            "architecture_of": parent_identity(parent),
+            "epochs_budget": (head_epochs or HEAD_EPOCHS) + (epochs or EPOCHS),
+            "learning_rate_full": HEAD_LEARNING_RATE,
+            "head": training["head"].replace("the parent's", "the architecture's").replace(
+                "penultimate features,", "penultimate features (random initialisation),"),
+            "frozen": "nothing: one stage, every layer trained (batch normalisation too)"})
+        del training["learning_rate_head"]
     if labels.skipped:
         training["left_out"] = list(labels.skipped)
     card = {
@@ -377,11 +425,16 @@ def finetune(
                        f"features, trained on {labels.described}",
         "default_for": [],  # used only where named (--model)
         "input": dict(parent.raw["input"]),  # the parent's preprocessing, unchanged
-        "outputs": _outputs(labels, parent),
+        "outputs": _outputs(labels, parent, from_scratch),
         "files": {"keras": "model.keras", "onnx": "model.onnx"},
         "training": training,
         "metrics": rounded,
     }
+    if from_scratch:
+        card["description"] = (
+            f"Trained from scratch (random initialisation) with {parent.name}'s "
+            f"architecture and a {head_kind} head ({', '.join(labels.outputs[:6])}"
+            f"{', ...' if len(labels.outputs) > 6 else ''}), on {labels.described}")
     if parent.invariances:
         card["invariances"] = list(parent.invariances)
     write_card(card, out)

@@ -5,12 +5,20 @@ Writes ``<GalaxyID>.jpg`` and ``training_solutions_rev1.csv`` exactly as the Kag
 runs on the same bytes it would see on the real data. The crowd's answers are drawn
 from each object's *true* parameters (type, bulge-to-total, bar, arm count and
 pitch, axis ratio, merger), so every label is visible in the pixels.
+
+``camera`` (:class:`Camera`) renders the same objects through another survey's camera:
+a wider PSF, more sky noise, a coarser pixel scale, other band gains. The objects and
+their labels are drawn exactly as before (the labels come from the truth, never the
+pixels), so a shifted survey is the default one seen differently: a domain shift with
+the same truth.
 """
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +61,83 @@ SED_YOUNG = np.array([1.2, 1.0, 0.88], dtype=np.float32)
 
 #: Crowd size-like concentration of the Dirichlet draw of each question's votes.
 KAPPA = 25.0
+
+
+@dataclass(frozen=True)
+class Camera:
+    """How the survey's camera differs from the default one (every factor 1: today's
+    survey, bit for bit).
+
+    ``psf``: factor on the PSF's Gaussian sigma in pixels (drawn per object in 1.2-2.0
+    px). ``noise``: factor on the sky noise's sigma (the unit of surface brightness).
+    ``pixel_scale``: factor on the angular size of a pixel: objects, their offsets from
+    the centre and the separations of merging pairs look ``pixel_scale`` times smaller
+    (extended light keeps its surface brightness per pixel, a star its flux; field stars
+    stay uniform over the frame; the PSF is ``psf``'s, in the new pixels). ``colour``:
+    gains on the g, r and i bands before the asinh colour mapping (signal and noise
+    alike, as a different throughput and calibration would). On the command line:
+    ``astrocat simulate galaxies --camera psf=1.6,noise=2,pixel_scale=1.3,colour=1.2/1/0.85``.
+    """
+
+    psf: float = 1.0
+    noise: float = 1.0
+    pixel_scale: float = 1.0
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)
+
+    def __post_init__(self) -> None:
+        colour = tuple(float(c) for c in self.colour)
+        if len(colour) != 3:
+            raise ValueError(f"camera colour: three gains (g/r/i), got {len(colour)}")
+        object.__setattr__(self, "colour", colour)
+        for name in ("psf", "noise", "pixel_scale"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        bad = [f"{k}={v:g}" for k, v in (("psf", self.psf), ("pixel_scale", self.pixel_scale),
+                                          *((f"colour[{b}]", g) for b, g in
+                                            zip("gri", colour, strict=True)))
+               if not (math.isfinite(v) and 0 < v <= 10)]
+        if not (math.isfinite(self.noise) and 0 <= self.noise <= 100):
+            bad.append(f"noise={self.noise:g}")
+        if bad:
+            raise ValueError(f"camera {', '.join(bad)}: psf, pixel_scale and the colour "
+                             "gains are factors in (0, 10], noise in [0, 100]")
+
+    @classmethod
+    def parse(cls, text: str) -> Camera:
+        """``psf=1.6,noise=2,pixel_scale=1.3,colour=1.2/1/0.85`` (any subset; the rest
+        1); ``ValueError`` naming what is wrong."""
+        names = [f.name for f in fields(cls)]
+        values: dict[str, object] = {}
+        for item in (x.strip() for x in text.split(",")):
+            if not item:
+                continue
+            key, eq, value = (s.strip() for s in item.partition("="))
+            key = {"color": "colour"}.get(key, key)
+            if not eq or key not in names:
+                raise ValueError(f"{item!r}: expected key=value with key one of "
+                                 f"{', '.join(names)} (e.g. psf=1.6,noise=2,pixel_scale=1.3,"
+                                 "colour=1.2/1/0.85)")
+            if key in values:
+                raise ValueError(f"{key} given twice")
+            try:
+                if key == "colour":
+                    gains = [float(g) for g in value.split("/")]
+                    if len(gains) != 3:
+                        raise ValueError
+                    values[key] = tuple(gains)
+                else:
+                    values[key] = float(value)
+            except ValueError:
+                want = "three gains g/r/i (e.g. 1.2/1/0.85)" if key == "colour" else "a number"
+                raise ValueError(f"{key}={value!r}: expected {want}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+    def record(self) -> dict[str, object]:
+        """As simulation.json records it."""
+        return {"psf": self.psf, "noise": self.noise, "pixel_scale": self.pixel_scale,
+                "colour": list(self.colour)}
+
+
+DEFAULT_CAMERA = Camera()
 
 
 @dataclass
@@ -287,14 +372,44 @@ def _sersic_flux(re: float, n: float, q: float) -> float:
     return float(2 * np.pi * re**2 * n * np.exp(b) * b ** (-2 * n) * gamma_fn(2 * n) * q)
 
 
-class _Canvas:
-    """Three float32 bands (g, r, i) plus the pixel grid; components add light to it."""
+@cache
+def _survey_grid(pixel_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(y, x)`` of each pixel centre in the default survey's pixels, for a camera whose
+    pixels are ``pixel_scale`` times larger, about the frame's centre."""
+    yy, xx = pixel_grid(SIZE)
+    if pixel_scale == 1.0:
+        return yy, xx
+    c, s = np.float32(SIZE / 2 - 0.5), np.float32(pixel_scale)
+    y, x = c + (yy - c) * s, c + (xx - c) * s
+    y.flags.writeable = False
+    x.flags.writeable = False
+    return y, x
 
-    def __init__(self, rng: np.random.Generator) -> None:
+
+class _Canvas:
+    """Three float32 bands (g, r, i) plus the pixel grid; components add light to it.
+
+    Positions and sizes are in the default survey's pixels; ``camera.pixel_scale`` maps
+    them onto this camera's (the grid holds each pixel's default-survey position)."""
+
+    def __init__(self, rng: np.random.Generator, camera: Camera = DEFAULT_CAMERA) -> None:
         self.rng = rng
-        self.yy, self.xx = pixel_grid(SIZE)
+        self.scale = camera.pixel_scale
+        self.yy, self.xx = _survey_grid(self.scale)
         self.bands = np.zeros((3, SIZE, SIZE), dtype=np.float32)
         self.dust: tuple[float, np.ndarray] | None = None  # (tau, lane profile)
+
+    def pixel(self, x: float) -> float:
+        """This camera's pixel coordinate of the default survey's ``x`` (either axis)."""
+        if self.scale == 1.0:
+            return x
+        c = SIZE / 2 - 0.5
+        return c + (x - c) / self.scale
+
+    def surface(self, flux: float) -> float:
+        """The flux of an extended component that keeps its surface brightness per pixel
+        (pixels ``scale`` times larger: the object covers ``scale**2`` times fewer)."""
+        return flux if self.scale == 1.0 else flux / self.scale**2
 
     def add(self, img: np.ndarray, flux: float, sed: np.ndarray) -> None:
         img = unit(img) * np.float32(flux)
@@ -410,7 +525,7 @@ def _draw_star(cv: _Canvas, x0: float, y0: float, flux: float, spikes: bool) -> 
     """Bright star: core (added as a delta, blurred by the PSF), halo and cross spikes."""
     rng = cv.rng
     sed = np.array([rng.uniform(0.5, 1.3), 1.0, rng.uniform(0.8, 1.35)], dtype=np.float32)
-    ix, iy = int(round(x0)), int(round(y0))
+    ix, iy = int(round(cv.pixel(x0))), int(round(cv.pixel(y0)))
     for b in range(3):
         cv.bands[b, iy, ix] += np.float32(flux * 0.7 * sed[b])
     dx, dy = cv.offsets(x0, y0)
@@ -441,9 +556,12 @@ def _draw_trail(cv: _Canvas) -> None:
         cv.bands[b] += np.float32(level) * np.exp(-0.5 * ((d - off) / np.float32(1.3)) ** 2)
 
 
-def render(t: Truth, rng: np.random.Generator) -> np.ndarray:
-    """424x424x3 uint8 RGB image of one object."""
-    cv = _Canvas(rng)
+def render(t: Truth, rng: np.random.Generator, camera: Camera = DEFAULT_CAMERA) -> np.ndarray:
+    """424x424x3 uint8 RGB image of one object, through ``camera``.
+
+    The camera draws no random numbers: the same generator draws the same object
+    whatever the camera."""
+    cv = _Canvas(rng, camera)
     c = SIZE / 2 - 0.5
     x0, y0 = c + rng.uniform(-3, 3), c + rng.uniform(-3, 3)
     pa = rng.uniform(0, np.pi)
@@ -452,6 +570,7 @@ def render(t: Truth, rng: np.random.Generator) -> np.ndarray:
         n_eff = 3.5 if t.kind == "elliptical" else 1.0
         # An inclined disk keeps its flux, so its surface brightness rises (toned down).
         flux = sb_e * _sersic_flux(t.re, n_eff, t.q) / np.sqrt(t.q if t.kind != "elliptical" else 1)
+        flux = cv.surface(flux)
         if t.merger:
             sep = rng.uniform(0.6, 1.6) * t.re + 8
             sep = min(sep, 70.0)
@@ -477,7 +596,7 @@ def render(t: Truth, rng: np.random.Generator) -> np.ndarray:
     else:
         if rng.random() < 0.6:  # a faint galaxy behind the trail
             g = Truth(kind="elliptical", q=rng.uniform(0.5, 1), re=rng.uniform(5, 12))
-            _draw_galaxy(cv, g, x0, y0, 2 * _sersic_flux(g.re, 3.5, g.q), pa)
+            _draw_galaxy(cv, g, x0, y0, cv.surface(2 * _sersic_flux(g.re, 3.5, g.q)), pa)
         _draw_trail(cv)
     # Dust lane: stronger in g than i (reddening), applied to the galaxy light only.
     if cv.dust is not None:
@@ -493,12 +612,15 @@ def render(t: Truth, rng: np.random.Generator) -> np.ndarray:
     # Sky noise is added before the PSF blur: SDSS cut-outs resampled to 424 px carry
     # correlated noise, and it keeps JPEGs near the real files' size. Blurring unit-variance
     # white noise with a Gaussian of sigma s leaves sigma 1 / (2 sqrt(pi) s): undo that.
-    psf = rng.uniform(1.2, 2.0)
+    psf = rng.uniform(1.2, 2.0) * camera.psf
     noise = rng.standard_normal((3, SIZE, SIZE), dtype=np.float32)
-    noise *= np.float32(2 * np.sqrt(np.pi) * psf)
+    noise *= np.float32(2 * np.sqrt(np.pi) * psf * camera.noise)
     cv.bands += noise
     for b in range(3):
         cv.bands[b] = gaussian_filter(cv.bands[b], psf, truncate=3.0)
+    for b, gain in enumerate(camera.colour):  # the camera's throughput per band
+        if gain != 1.0:
+            cv.bands[b] *= np.float32(gain)
     g, r, i = cv.bands
     # g, r, i -> blue, green, red with the SDSS asinh colour mapping (Lupton et al. 2004).
     return lupton_rgb(i, r, g, stretch=14.0, q=10, minimum=1.0)
@@ -511,7 +633,13 @@ def _encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 
 def _chunk(
-    start: int, stop: int, seed: int, out: str, merger_set: frozenset[int], first_id: int
+    start: int,
+    stop: int,
+    seed: int,
+    out: str,
+    merger_set: frozenset[int],
+    first_id: int,
+    camera: Camera = DEFAULT_CAMERA,
 ) -> list[tuple[int, np.ndarray]]:
     tree = galaxy_zoo2()
     rows = []
@@ -519,7 +647,7 @@ def _chunk(
         rng = object_rng(seed, "galaxies", i)
         t = _draw_truth(rng, i in merger_set)
         raw = _raw_votes(t, rng, tree)
-        img = render(t, rng)
+        img = render(t, rng, camera)
         gid = first_id + i
         Path(out, f"{gid}.jpg").write_bytes(_encode_jpeg(img))
         rows.append((gid, raw))
@@ -535,10 +663,13 @@ def simulate(
     workers: int | None = None,
     merger_fraction: float = 0.03,
     first_id: int = FIRST_ID,
+    camera: Camera | None = None,
 ) -> Path:
     """Write n galaxies and the Kaggle label CSV into ``out``; return the CSV path.
 
     Exactly ``round(merger_fraction * n)`` objects, chosen at random, are mergers.
+    ``camera``: another survey's camera (:class:`Camera`; default: the default survey's).
+    The objects and the label CSV are the same whatever the camera.
     """
     if not 0.0 <= merger_fraction <= 1.0:
         raise ValueError("merger_fraction must be in [0, 1]")
@@ -552,7 +683,7 @@ def simulate(
     rows = run_chunked(
         _chunk,
         chunks(n, chunk_size(n, w, cap=32)),
-        (int(seed), str(out), merger_set, int(first_id)),
+        (int(seed), str(out), merger_set, int(first_id), camera or DEFAULT_CAMERA),
         workers=w,
         progress=progress,
         description="galaxies",
