@@ -72,51 +72,6 @@ def test_rows_keep_input_order_errors_and_match_a_sequential_run(tmp_path):
     assert np.allclose(a[cols].to_numpy(), b[cols].to_numpy(), atol=1e-5, equal_nan=True)
 
 
-def test_whole_items_in_the_task_thread_give_the_same_rows(tmp_path):
-    """``Feed.inline``: the task thread reads, decodes and runs every item itself, with
-    no decoder or engine thread, and its part is the threaded feed's, row for row."""
-    import threading
-
-    refs = _survey(tmp_path / "in", 120, bad_every=29)
-    card = bundled()["gz2-cnn"]
-    (part,) = list(plan_partitions(refs, {Kind.RGB_IMAGE: card}, 1000))
-    threads = _job(tmp_path, "t", decoders=2, engines=2, batch_size=16)
-    inline = _job(tmp_path, "i", batch_size=16, inline=True)
-    for job in (threads, inline):
-        Path(job.parts_dir).mkdir()
-        before = {t.name for t in threading.enumerate()}
-        stats = run_partition(part, job)
-        started = {t.name for t in threading.enumerate()} - before
-        assert stats["n_rows"] == 120 and stats["n_errors"] == 120 // 29
-        if job is inline:
-            assert not started, started  # no thread of its own: one core, whole items
-    a = pq.read_table(next((tmp_path / "t").glob("part-*.parquet"))).to_pandas()
-    b = pq.read_table(next((tmp_path / "i").glob("part-*.parquet"))).to_pandas()
-    assert list(a["source"]) == list(b["source"]) and list(a["status"]) == list(b["status"])
-    cols = [c for c in a.columns if c.startswith("gz_") or c == "ood_distance"]
-    assert np.allclose(a[cols].to_numpy(), b[cols].to_numpy(), atol=1e-5, equal_nan=True)
-
-
-def test_cores_take_whole_items_when_every_core_has_a_partition():
-    from astrocat.pipeline.cluster import THREADED_EFFICIENCY, whole_items
-
-    many = whole_items(True, 2, [1346] * 15, gpu=False)
-    assert many.whole_items and "whole items per core" in many.reason
-    one = whole_items(True, 2, [1000], gpu=False)  # the other core would idle
-    assert not one.whole_items and "idle" in one.reason
-    # the tail: with 3 equal partitions on 2 cores, one core does two (2/3 of the work),
-    # more than the threads' 1/(2 x efficiency) of it
-    assert (not whole_items(True, 2, [100] * 3, gpu=False).whole_items) == (
-        2 / 3 > 1 / (2 * THREADED_EFFICIENCY))
-    # a 64-core node: 64 partitions of equal size fill every core; 10 do not
-    assert whole_items(True, 64, [500] * 64, gpu=False).whole_items
-    assert not whole_items(True, 64, [500] * 10, gpu=False).whole_items
-    # GPU nodes and distributed workers keep decoders feeding their engines
-    assert not whole_items(True, 2, [1000] * 8, gpu=True).whole_items
-    assert not whole_items(False, 2, [1000] * 8, gpu=False).whole_items
-    assert whole_items(True, 1, [10], gpu=False).whole_items
-
-
 #: Peak RSS of a child is read from /proc/self/status VmHWM (its own address space):
 #: ``ru_maxrss`` would carry the pytest parent's high-water mark across fork and exec.
 

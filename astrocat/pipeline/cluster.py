@@ -149,7 +149,6 @@ class ClusterInfo:
     embedded: bool
     in_process: bool = False
     gpus: int = 0  # one worker per GPU when > 0
-    task_threads: int = TASK_THREADS  # the threaded scheduler's (cores with whole items)
 
     @property
     def description(self) -> str:
@@ -159,7 +158,7 @@ class ClusterInfo:
         if self.gpus:
             return f"embedded GPU cluster, {self.n_workers} workers, one per GPU"
         if self.address == THREADED:
-            return f"Dask threaded scheduler, in-process ({self.task_threads} task threads)"
+            return f"Dask threaded scheduler, in-process ({TASK_THREADS} task threads)"
         if self.in_process:
             return f"embedded LocalCluster, in-process (1 worker, {TASK_THREADS} task threads)"
         return f"embedded LocalCluster, {self.n_workers} workers"
@@ -240,49 +239,6 @@ def feed_for(info: ClusterInfo, batch_size: int | None, memory_budget: int | Non
                     device_memory=int(min(d.memory_mib for d in devices) * 0.5) << 20)
     return Feed(decoders=cores, engines=cores, intra_op=1, memory_budget=budget,
                 batch_size=batch_size)
-
-
-#: Share of the interleaved bound (each core doing whole items on its own files) that the
-#: decoder/engine-thread feed reached on 2 cores: 66 % for JPEGs, 76 % for FITS cut-outs
-#: (benchmarks/RESULTS.md, 2026-12-04). The cost model below takes the better of the two.
-THREADED_EFFICIENCY = 0.70
-
-
-@dataclass(frozen=True)
-class Execution:
-    """How a worker's cores are used, and why (the run's provenance says both)."""
-
-    whole_items: bool
-    reason: str
-
-
-def whole_items(threaded: bool, cores: int, partition_items: list[int],
-                gpu: bool) -> Execution:
-    """Whether each core should take partitions and do their items whole (read, decode,
-    prepare, the model, in one thread, ``Feed.inline``) rather than share decoder and
-    engine threads, from the costs measured for each: whole items run at the interleaved
-    bound per core but a core with no partition left idles; the threads keep every core
-    busy at ``THREADED_EFFICIENCY`` of that bound. Partitions go to the least loaded core,
-    largest first (an estimate of Dask's own order). Only Dask's threaded scheduler in
-    this process is placed so; a GPU run keeps decoders feeding one engine per GPU."""
-    if gpu or not threaded:
-        return Execution(False, "decoder and engine threads per worker")
-    total = sum(partition_items)
-    if cores <= 1 or not total:
-        return Execution(True, "one core: whole items in one thread")
-    loads = [0] * cores
-    for n in sorted(partition_items, reverse=True):
-        loads[loads.index(min(loads))] += n
-    inline, threads = max(loads), total / (cores * THREADED_EFFICIENCY)
-    if inline <= threads:
-        return Execution(True, f"whole items per core: each of {cores} task threads reads, "
-                         f"decodes and runs its partitions ({len(partition_items)} partitions,"
-                         f" the busiest core {inline} of {total} items; decoder/engine "
-                         f"threads would take the time of {threads:.0f})")
-    return Execution(False, f"decoder and engine threads: {len(partition_items)} partition(s)"
-                     f" would leave cores idle with whole items per core (the busiest core "
-                     f"{inline} of {total} items, against the time of {threads:.0f} "
-                     "with the threads)")
 
 
 def machine_cores() -> int:
@@ -398,7 +354,6 @@ class LazyCluster:
                          and scheduler is None and workers is None
                          and (spec is None or spec.kind == "local"))
         self._used = False
-        self.task_threads = TASK_THREADS  # the threaded scheduler's (``whole_items``)
 
     def get(self) -> tuple[object, ClusterInfo]:
         """A ``distributed.Client`` and what it offers (started here on first call)."""
@@ -412,8 +367,7 @@ class LazyCluster:
     def info(self) -> ClusterInfo:
         if self.threaded:
             self._used = True
-            return ClusterInfo(THREADED, 1, machine_cores(), embedded=True, in_process=True,
-                               task_threads=self.task_threads)
+            return ClusterInfo(THREADED, 1, machine_cores(), embedded=True, in_process=True)
         return self.get()[1]
 
     def map(self, fn: Callable, items: list, *args) -> list:
@@ -437,7 +391,7 @@ class LazyCluster:
         """``(item, fn(item, *args))`` as each finishes, an exception in place of a result
         that raised; at most ``window`` tasks in flight on a cluster."""
         if self.threaded:
-            yield from _threaded_completed(fn, items, args, self.task_threads)
+            yield from _threaded_completed(fn, items, args)
             return
         from distributed import as_completed
 
@@ -497,8 +451,8 @@ def _guarded(fn: Callable, item, args: tuple, stop: threading.Event | None = Non
         _task.stop = None
 
 
-def _threaded_completed(fn: Callable, items: Iterable, args: tuple,
-                        threads: int = TASK_THREADS) -> Iterator[tuple[object, object]]:
+def _threaded_completed(fn: Callable, items: Iterable, args: tuple
+                        ) -> Iterator[tuple[object, object]]:
     """Dask's threaded scheduler, results handed over as each task finishes (its
     ``posttask`` callback), so progress moves while the rest still run.
 
@@ -521,7 +475,7 @@ def _threaded_completed(fn: Callable, items: Iterable, args: tuple,
 
     def compute() -> None:
         try:
-            dask.compute(*tasks, scheduler=_threaded_get(), num_workers=threads,
+            dask.compute(*tasks, scheduler=_threaded_get(), num_workers=TASK_THREADS,
                          callbacks=[Callback(posttask=posttask)._callback])
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             done.put(exc)

@@ -1,6 +1,5 @@
 """Feeding the engines inside a worker process: decoder threads and engine threads per
-model and device, with bounded prefetch; or (``Feed.inline``) none: each task thread
-does whole items itself.
+model and device, with bounded prefetch.
 
 Decoding (Pillow, fitsio, astropy, pyarrow) and inference (ONNX Runtime, TensorRT) release
 the GIL, so one process overlaps them with threads: a pool of decoder threads reads and
@@ -65,10 +64,6 @@ class Feed:
     device: int = 0  # GPU index as this worker sees it (CUDA_VISIBLE_DEVICES applied)
     device_memory: int = 0  # bytes of GPU memory batches may take (0: no GPU)
     gpu_decode: tuple[str, ...] = ()  # models whose JPEGs the engine thread decodes
-    #: Each task thread reads, decodes, prepares and runs the model over its partition
-    #: itself, batch by batch, with its own single-threaded engine: one core, whole items,
-    #: no hand-offs between threads (``run.execution_mode`` decides when).
-    inline: bool = False
 
     def resolved(self) -> Feed:
         """Zero decoders or engines (a worker of an external cluster, which the driver
@@ -275,45 +270,15 @@ class Engines:
             self._jobs.put((None, _CLOSED))
 
 
-class Inline:
-    """One engine instance that the calling thread runs itself (``Feed.inline``): ``submit``
-    computes the batch's columns at once and hands back a finished future, so the code
-    that batches is the same in both modes."""
-
-    failed = False
-
-    def __init__(self, card: ModelCard, engine: str, intra_op: int, device: int) -> None:
-        self.model: Engine = open_engine(card, engine, intra_op, device)
-        self.columns = BatchColumns(card)
-
-    def submit(self, x: np.ndarray | Jpegs) -> cf.Future:
-        fut: cf.Future = cf.Future()
-        try:
-            fut.set_result(_columns(self.columns, self.model, x))
-        except BaseException as exc:  # noqa: BLE001 - the batch's own failure
-            fut.set_exception(exc)
-        return fut
-
-    def close(self) -> None:
-        """Nothing runs behind it."""
-
-
 _ENGINES: dict[tuple, Engines] = {}
 _POOL: list[cf.ThreadPoolExecutor] = []
 _LOCK = threading.Lock()
-_MINE = threading.local()  # each task thread's own Inline engines
 
 
-def engine(card: ModelCard, name: str, feed: Feed) -> Engines | Inline:
-    """This process's engines for ``card`` (per model, engine, threads and device); with
-    ``feed.inline``, the calling thread's own instance (opened once per thread)."""
+def engine(card: ModelCard, name: str, feed: Feed) -> Engines:
+    """This process's engines for ``card`` (per model, engine, threads and device)."""
     key = (card.fingerprint, card.tta, card.reference, name, feed.engines, feed.intra_op,
            feed.device)
-    if feed.inline:
-        mine = _MINE.__dict__.setdefault("engines", {})
-        if key not in mine:
-            mine[key] = Inline(card, name, feed.intra_op, feed.device)
-        return mine[key]
     with _LOCK:
         if key not in _ENGINES or _ENGINES[key].failed:
             if key in _ENGINES:

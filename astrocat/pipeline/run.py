@@ -39,8 +39,6 @@ from astrocat.pipeline.cluster import (
     Stopped,
     feed_for,
     gpu_devices,
-    machine_cores,
-    whole_items,
 )
 from astrocat.pipeline.feed import gpu_decoded
 from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
@@ -337,22 +335,16 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                               model_warnings=_card_warnings(cards, stats.values()),
                               drift=drift_report.verdicts(previous))
         total = sum(p.n_items for p in plan)
-        execution = ""
         with RunProgress(total, enabled=not opts.quiet) as progress:
             progress.advance(sum(s["n_rows"] for s in stats.values()),
                              sum(s["n_errors"] for s in stats.values()))
             if todo:
-                placed = whole_items(cluster.threaded, machine_cores(),
-                                     [p.n_items for p in todo], bool(gpu_decode))
-                if placed.whole_items:
-                    cluster.task_threads = machine_cores()
-                execution = placed.reason
                 info = cluster.info
                 job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
                           feed=dataclasses.replace(
                               feed_for(info, opts.batch_size, opts.memory_budget,
                                        gpu_devices() if info.gpus else None),
-                              gpu_decode=gpu_decode, inline=placed.whole_items),
+                              gpu_decode=gpu_decode),
                           output_order=order, positions=placer,
                           routing={k: c.name for k, c in routing.items()}, root=str(root))
                 not_processed = []
@@ -387,7 +379,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "host": socket.gethostname(),
             "engine_requested": opts.engine,
             **({"gpu_decode": list(gpu_decode)} if gpu_decode else {}),
-            "execution": cluster.description + (f"; {execution}" if execution else ""),
+            "execution": cluster.description,
             "layout": opts.layout,
             "models": {
                 n: {"version": cards[n].version, "task": cards[n].task,

@@ -188,12 +188,7 @@ def _load_chunk(chunk: Sequence[Slice], job: Job, recorder: Recorder) -> list[Lo
 
 
 def _loaded(part: Partition, job: Job, window: int, recorder: Recorder) -> Iterator[Loaded]:
-    """Every slice loaded, in order, with at most ``window`` slices decoding ahead (on the
-    decoder threads; with ``Feed.inline``, one at a time in this thread)."""
-    if job.feed.inline:
-        for s in part.slices:
-            yield _load(s, job, recorder)
-        return
+    """Every slice loaded, in order, with at most ``window`` slices decoding ahead."""
     pool = feeding.decoders(job.feed.decoders)
     slices = part.slices
     chunks = (slices[i:i + LOAD_CHUNK] for i in range(0, len(slices), LOAD_CHUNK))
