@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                     sim_seconds=data.seconds, results=bench.results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report.markdown())
-    _keep_trust_section(args.out)
+    _keep_own_sections(args.out)
     json_out = args.json or args.out.with_suffix(".json")
     json_out.write_text(json.dumps({"size": size.name, "machine": machine,
                                     "command": command, "started": started.isoformat(),
@@ -273,15 +273,20 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _keep_trust_section(results_md: Path) -> None:
-    """The "Trust per row" section comes from ``benchmarks.trust`` (its own, slower run):
-    a new RESULTS.md carries it again from the committed TRUST.json."""
-    from benchmarks import trust
+def _keep_own_sections(results_md: Path) -> None:
+    """The sections of the benchmarks with runs of their own ("Trust per row", "Drift per
+    run", "Fine-tuning on a shifted survey"): a new RESULTS.md carries them again from
+    their committed JSON records."""
+    from benchmarks import drift, finetune, trust
 
-    record = Path(__file__).with_name("TRUST.json")
-    if results_md.resolve() == Path(__file__).with_name("RESULTS.md").resolve() \
-            and record.is_file():
-        trust.splice(results_md, trust.markdown(json.loads(record.read_text())))
+    if results_md.resolve() != Path(__file__).with_name("RESULTS.md").resolve():
+        return
+    for module, name in ((trust, "TRUST.json"), (drift, "DRIFT.json"),
+                         (finetune, "FINETUNE.json")):
+        record = Path(__file__).with_name(name)
+        if record.is_file():
+            trust.splice(results_md, module.markdown(json.loads(record.read_text())),
+                         module.HEADING)
 
 
 if __name__ == "__main__":

@@ -623,7 +623,8 @@ def splice(results_md: Path, section: str, heading: str = HEADING) -> None:
     if heading in text:
         start = text.index(heading)
         nxt = text.find("\n## ", start + len(heading))
-        text = text[:start] + section + (text[nxt + 1:] if nxt >= 0 else "")
+        gap = "" if section.endswith("\n\n") else "\n"  # a blank line before the next
+        text = text[:start] + section + (gap + text[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     results_md.write_text(text)
