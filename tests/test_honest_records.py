@@ -169,8 +169,11 @@ def _interrupt(job: Path, store: Path, sig: int) -> tuple[int, str, int]:
     """Start ``astrocat run`` in its own process group, send ``sig`` to the group (as
     Ctrl-C, or Slurm's scancel, does) once it has written a part; (exit code, stderr,
     parts written before the signal)."""
+    # SIGINT as at a terminal: a shell starting the test suite in the background (`cmd &`)
+    # leaves SIGINT ignored, and an ignored signal stays ignored through exec
     proc = subprocess.Popen([*ASTROCAT, "run", "--quiet", str(job)], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 180
     while (time.time() < deadline and proc.poll() is None
            and not list(store.glob("part-*.parquet"))):
