@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from astrocat.catalog.writer import part_stats
+from astrocat.kernels import drift
 
 MANIFEST = "_manifest.json"
 STORE_FILE = "catalog.parquet"  # the file layout's catalog inside a version
@@ -170,5 +171,4 @@ def _brief(manifest: dict) -> dict:
 def _without_sketches(model: dict) -> dict:
     if not (isinstance(model, dict) and isinstance(model.get("drift"), dict)):
         return model
-    return {**model, "drift": {k: v for k, v in model["drift"].items()
-                               if k not in ("sketch", "reference")}}
+    return {**model, "drift": drift.brief(model["drift"])}

@@ -186,6 +186,16 @@ def compare(run: Sketch, base: Baseline) -> dict:
     return out
 
 
+#: The keys of a drift record holding its sketches: what a brief record leaves out.
+SKETCH_KEYS = ("sketch", "reference")
+
+
+def brief(record: dict) -> dict:
+    """A drift record without the sketches it rests on (what summaries and ``history``
+    show)."""
+    return {k: v for k, v in record.items() if k not in SKETCH_KEYS}
+
+
 def _round(x: float) -> float | None:
     return round(float(x), 4) if math.isfinite(x) else None
 

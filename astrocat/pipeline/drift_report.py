@@ -89,6 +89,5 @@ def verdicts(provenance: dict) -> dict[str, dict]:
     out = {}
     for name, m in (provenance.get("models") or {}).items():
         if isinstance(m, dict) and isinstance(m.get("drift"), dict):
-            out[name] = {k: v for k, v in m["drift"].items()
-                         if k not in ("sketch", "reference")}
+            out[name] = drift.brief(m["drift"])
     return out

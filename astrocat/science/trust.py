@@ -197,7 +197,7 @@ def _drift(prov: dict, sketch: drift.Sketch) -> tuple[dict, dict | None]:
     if not isinstance(recorded, dict):
         return {"verdict": None, "note": NO_DRIFT}, None
     if not isinstance(recorded.get("reference"), dict):  # untested when the run was made
-        return {k: v for k, v in recorded.items() if k != "sketch"}, None
+        return drift.brief(recorded), None
     base = drift.Baseline.from_json(recorded["reference"])
     return {**drift.compare(sketch, base), "test": recorded.get("test", drift.TEST)}, {
         "run": sketch, "reference": base}
