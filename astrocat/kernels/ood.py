@@ -46,12 +46,12 @@ def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     n, c, h, w = x.shape
     flat = x.reshape(n, c, -1)
     mean = flat.mean(axis=2)
-    std = flat.std(axis=2) + np.float32(1e-6)
+    std = np.sqrt(_sum_of_squares(flat - mean[..., None]) / flat.shape[2]) + np.float32(1e-6)
     power = np.zeros((n, c), np.float32)
     if w > 1:
-        power += np.square(np.diff(x, axis=3)).mean(axis=(2, 3))
+        power += _sum_of_squares(x[..., 1:] - x[..., :-1]) / np.float32(h * (w - 1))
     if h > 1:
-        power += np.square(np.diff(x, axis=2)).mean(axis=(2, 3))
+        power += _sum_of_squares(x[:, :, 1:] - x[:, :, :-1]) / np.float32((h - 1) * w)
     high_freq = np.log(power + np.float32(1e-12)) - 2 * np.log(std)
     sub = x[:, :, ::2, ::2].reshape(n, c, -1) if h > 1 else x[:, :, :, ::2].reshape(n, c, -1)
     m = sub.shape[2]
@@ -68,6 +68,14 @@ def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
     above = (z > 3).mean(axis=2)
     return np.concatenate([mean, np.log(std), q01, q50, q99, high_freq, concentration,
                            tail, above, _peak(x)], axis=1).astype(np.float64)
+
+
+def _sum_of_squares(d: np.ndarray) -> np.ndarray:
+    """(n, C) sums of squares of a (n, C, ...) array as one dot product per row (BLAS):
+    no squared copy, a tenth of what ``np.square(d).mean`` costs; the same values to
+    float32 rounding."""
+    d = np.ascontiguousarray(d).reshape(d.shape[0], d.shape[1], 1, -1)
+    return (d @ np.swapaxes(d, 2, 3))[:, :, 0, 0]
 
 
 def _peak(x: np.ndarray) -> np.ndarray:

@@ -354,6 +354,8 @@ def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Ba
     cols = {name.lower(): name for name in carried.column_names}
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     data = {name: carried.column(name).to_pylist() for name in carried.column_names}
+    finite = np.isfinite(flux).all(axis=1)  # per chunk, not per row: a tenth of the cost
+    constant = np.ptp(np.where(finite[:, None], flux, 0), axis=1) == 0
     for k in range(len(flux)):
         r = start + k
         oid = data[id_col][k] if id_col else None
@@ -368,10 +370,10 @@ def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Ba
             rows.carry(i, carried_name(name), carried.schema.field(name).type, data[name][k])
         if unusable[k] is not None:
             rows.fail(i, unusable[k])
-        elif not np.all(np.isfinite(flux[k])):
+        elif not finite[k]:
             rows.fail(i, f"flux has missing or non-numeric values (table row {r}); fix or drop "
                          "the row")
-        elif np.ptp(flux[k]) == 0:
+        elif constant[k]:
             rows.fail(i, f"flux is constant (table row {r}): there is no spectrum to measure")
         else:
             batches.add(i, flux[k])
