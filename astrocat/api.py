@@ -321,7 +321,8 @@ def infer(input: str | Path | Sequence[str | Path], out: str | Path, *,
     decode : {"auto", "cpu", "gpu"}
         Where the torch engine's JPEGs are decoded.
     precision : {"fp32", "int8"}
-        ``"int8"``: each model's bundled INT8 variant that passed its gates.
+        ``"int8"``: each model's bundled INT8 variant that passed its gates, unless it
+        was timed slower than FP32 on a CPU like this one (then FP32).
     scheduler : str, optional
         The address of an existing Dask cluster (``"tcp://host:8786"``); default a
         local one.

@@ -485,6 +485,10 @@ def machine() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     def v(name: str) -> str:
+        if name == "astrocat":  # the code's own, not an editable install's stale metadata
+            from astrocat import __version__
+
+            return __version__
         try:
             return version(name)
         except PackageNotFoundError:

@@ -363,6 +363,13 @@ class Report:
                         f"{self.machine['cores']} x alone (the limit assumes 100 %)"
                         + (f"; {comp['macs_per_item'] * 2 / alone / 1e9:.0f} GFLOP/s on one "
                            "core" if comp.get("macs_per_item") else "") + ".")
+                if not int8 and comp.get("model_only_rate"):
+                    both = comp["model_only_rate"]
+                    out.append(
+                        f"- The model alone on all {self.machine['cores']} cores at once (its "
+                        f"best batch, {comp.get('model_only_batch', '?')}): {_rate(both)}, "
+                        f"{both / limit:.0%} of the limit (which adds up each core's speed "
+                        f"alone); this run reached {run['rate'] / both:.0%} of that.")
                 if not int8 and comp.get("interleaved_rate"):
                     inter = comp["interleaved_rate"]
                     out.append(

@@ -212,6 +212,24 @@ class Bench:
         self.results["profile"] = out
 
 
+def render(json_path: Path, out: Path | None = None) -> Path:
+    """``RESULTS.md`` again from the JSON record of a run (after the report's wording
+    changed; nothing is measured): ``python -m benchmarks.run --render RESULTS.json``."""
+    import datetime as dt
+
+    rec = json.loads(Path(json_path).read_text())
+    report = Report(size=H.SIZES[rec["size"]], machine=rec["machine"],
+                    commit=rec.get("commit", "?"),
+                    started=dt.datetime.fromisoformat(rec["started"]),
+                    command=rec["command"], seconds=rec["seconds"],
+                    stage_seconds=rec.get("stage_seconds", {}),
+                    sim_seconds=rec.get("sim_seconds", {}), results=rec["results"])
+    out = out or Path(json_path).with_suffix(".md")
+    out.write_text(report.markdown())
+    _keep_own_sections(out)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -224,7 +242,12 @@ def main(argv: list[str] | None = None) -> int:
                          "a RESULTS.md is complete only with all of them)")
     ap.add_argument("--json", type=Path, default=None,
                     help="also write every measurement as JSON [next to --out]")
+    ap.add_argument("--render", type=Path, default=None, metavar="JSON",
+                    help="write --out again from a run's JSON record; measure nothing")
     args = ap.parse_args(argv)
+    if args.render:
+        H.log(f"wrote {render(args.render, args.out)}")
+        return 0
     stages = [x.strip() for x in args.stages.split(",") if x.strip()]
     unknown = set(stages) - set(STAGES)
     if unknown:
@@ -264,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     json_out = args.json or args.out.with_suffix(".json")
     json_out.write_text(json.dumps({"size": size.name, "machine": machine,
                                     "command": command, "started": started.isoformat(),
-                                    "seconds": seconds, "results": bench.results},
+                                    "seconds": seconds, "commit": report.commit,
+                                    "stage_seconds": timings, "sim_seconds": data.seconds,
+                                    "results": bench.results},
                                    indent=1, default=str))
     H.log(f"wrote {args.out} and {json_out} in {seconds / 60:.1f} min")
     for row in report.rows():
@@ -291,3 +316,4 @@ def _keep_own_sections(results_md: Path) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+

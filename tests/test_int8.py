@@ -71,6 +71,7 @@ def test_int8_without_vnni_needs_7_bit_weights(monkeypatch):
 
     shipped = bundled()
     monkeypatch.setattr(zoo, "int8_as_validated", lambda: False)  # a CPU without VNNI
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: ("avx2", "avx512f"))  # untimed
     assert {c.name for c in build_routing((), "int8").values()} == {f"{n}-int8" for n in FP32}
     v = shipped["gz2-cnn-int8"]
     eight_bit = dataclasses.replace(v, raw={**v.raw, "quantization": {
@@ -81,6 +82,29 @@ def test_int8_without_vnni_needs_7_bit_weights(monkeypatch):
     assert build_routing((), "int8")[Kind.RGB_IMAGE].name == "gz2-cnn"
     monkeypatch.setattr(zoo, "int8_as_validated", lambda: True)  # with VNNI: both run
     assert zoo.variant(shipped["gz2-cnn"], "int8").name == "gz2-cnn-int8"
+
+
+def test_int8_slower_where_it_was_timed_keeps_fp32(monkeypatch):
+    """--precision int8 keeps FP32 where the variant's own timing, on a CPU with this one's
+    instruction sets, found it slower (redshift-cnn1d on the AVX2-only CPU it was
+    quantised on); on other CPUs, and for the faster variants, INT8 runs as asked."""
+    from astrocat.pipeline.run import build_routing
+
+    shipped = bundled()
+    redshift = shipped["redshift-cnn1d-int8"]
+    speed = redshift.raw["quantization"]["speed"]
+    assert speed["ms_per_item_int8"] > speed["ms_per_item_fp32"]  # as recorded when made
+    assert redshift.raw["quantization"]["validated_on"]["instruction_sets"] == ["avx2"]
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: ("avx2",))
+    assert not zoo.int8_faster_here(redshift)
+    assert zoo.variant(shipped["redshift-cnn1d"], "int8") is None
+    routed = {k: c.name for k, c in build_routing((), "int8").items()}
+    assert routed[Kind.SPECTRUM] == "redshift-cnn1d"
+    assert routed[Kind.RGB_IMAGE] == "gz2-cnn-int8" and routed[Kind.MONO_IMAGE] == \
+        "lens-lastro-int8"
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: ("avx2", "avx512f", "avx512_vnni"))
+    assert zoo.int8_faster_here(redshift)  # never timed on such a CPU: runs as asked
+    assert build_routing((), "int8")[Kind.SPECTRUM].name == "redshift-cnn1d-int8"
 
 
 def test_gates_as_data():

@@ -487,13 +487,10 @@ def validated_on(recipe: Recipe) -> dict[str, Any]:
     """Where the gates ran, and on which CPUs the variant computes what they measured."""
     import platform
 
+    from astrocat.models.zoo import instruction_sets
+
     machine = platform.machine().lower()
-    try:
-        flags = set(next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                          if ln.startswith("flags")), "").split())
-    except OSError:
-        flags = set()
-    sets = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni") if f in flags]
+    sets = list(instruction_sets() or ())
     return {"cpu": _cpu(), "machine": machine, "instruction_sets": sets,
             "valid_on": ("every x86-64 CPU (with or without VNNI: 7-bit weights never "
                          "saturate u8s8 sums) and ARM" if recipe.reduce_range else

@@ -62,12 +62,14 @@ def accepts(card: ModelCard, kind: Kind) -> bool:
 
 def variant(card: ModelCard, precision: str) -> ModelCard | None:
     """The bundled ``precision`` variant of a model (``gz2-cnn`` -> ``gz2-cnn-int8``):
-    ``None`` when there is none (no variant passed its validation gates), or where this
-    CPU would not compute it as validated (8-bit weights on x86 without VNNI: see below)."""
+    ``None`` when there is none (no variant passed its validation gates), where this CPU
+    would not compute it as validated (8-bit weights on x86 without VNNI: see below), or
+    where it ran slower than FP32 on a CPU like this one (:func:`int8_faster_here`)."""
     if precision == "fp32":
         return card
     found = bundled().get(f"{card.name}-{precision}")
-    if found is not None and precision == "int8" and not int8_valid_here(found):
+    if found is not None and precision == "int8" and not (int8_valid_here(found)
+                                                         and int8_faster_here(found)):
         return None
     return found
 
@@ -83,6 +85,40 @@ def int8_valid_here(card: ModelCard) -> bool:
     return int8_as_validated()
 
 
+def int8_faster_here(card: ModelCard) -> bool:
+    """Whether an INT8 variant is worth running here: not where its card's timing
+    (``[quantization.speed]``, one thread each, taken where it was validated) found it
+    slower than FP32 on a CPU with this one's instruction sets
+    (``[quantization.validated_on]``). Elsewhere it runs as asked. redshift-cnn1d's
+    variant ran at 0.91x FP32 when quantised on an AMD EPYC without VNNI (0.79x in the
+    benchmarks there), so ``--precision int8`` keeps FP32 for spectra on such CPUs."""
+    quant = card.raw.get("quantization", {})
+    speed, where = quant.get("speed"), quant.get("validated_on", {})
+    here = instruction_sets()
+    if not speed or here is None or tuple(where.get("instruction_sets", ())) != here:
+        return True
+    return speed["ms_per_item_int8"] < speed["ms_per_item_fp32"]
+
+
+#: The x86 instruction sets INT8 kernels' speed and exactness depend on.
+INT8_SETS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
+
+
+@cache
+def instruction_sets() -> tuple[str, ...] | None:
+    """Which of ``INT8_SETS`` this CPU has, in that order (None off x86, or unknown)."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return None
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return None
+    return tuple(s for s in INT8_SETS if s in flags)
+
+
 @cache
 def int8_as_validated() -> bool:
     """Whether ONNX Runtime's INT8 kernels here compute what a variant with 8-bit weights
@@ -95,9 +131,7 @@ def int8_as_validated() -> bool:
 
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
         return True  # ARM's dot-product kernels do not saturate
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:
+    sets = instruction_sets()
+    if sets is None:
         return False  # unknown: FP32 is the safe answer
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return "avx512_vnni" in sets or "avx_vnni" in sets
