@@ -222,6 +222,49 @@ def test_without_dask_cuda_one_plain_worker_per_gpu(monkeypatch):
     assert seen == {"devices": [0, 1], "threads": 8}
 
 
+def test_a_64_core_node_gets_a_worker_process_per_four_cores(monkeypatch):
+    """The CPU placement on a large node: one process cannot keep 64 cores busy (the
+    GIL), so an embedded cluster gets a worker process per ``CORES_PER_PROCESS`` cores,
+    each with its numeric libraries held to its share, fed by as many decoders and
+    single-threaded engines as it has cores (a stand-in LocalCluster records the call and
+    runs in-process: this machine has 2 cores); up to 4 cores one process does it all
+    with Dask's threaded scheduler."""
+    import contextlib
+
+    import distributed
+
+    from astrocat.pipeline import cluster as cl
+
+    seen, real = {}, distributed.LocalCluster
+
+    def fake_local_cluster(**kwargs):
+        seen.update(kwargs)
+        return real(n_workers=1, processes=False, threads_per_worker=1,
+                    dashboard_address=None)
+
+    monkeypatch.setattr(distributed, "LocalCluster", fake_local_cluster)
+    monkeypatch.setattr(cl, "machine_cores", lambda: 64)
+    with contextlib.ExitStack() as stack:
+        lazy = cl.LazyCluster(stack, None, None)
+        assert not lazy.threaded
+        info = lazy.info
+        assert (info.n_workers, info.cores_per_worker) == (16, 4)
+        assert info.description == "embedded LocalCluster, 16 workers"
+    assert seen["n_workers"] == 16 and seen["processes"] is True
+    assert seen["threads_per_worker"] == cl.TASK_THREADS
+    assert all(seen["env"][k] == "4" for k in cl._THREAD_ENV)
+    f = feed_for(info, None, None)
+    assert (f.decoders, f.engines, f.intra_op) == (4, 4, 1)
+    import psutil
+
+    assert abs(f.memory_budget - psutil.virtual_memory().total * 0.5 / 16) <= 1  # a 16th each
+    monkeypatch.setattr(cl, "machine_cores", lambda: 4)
+    with contextlib.ExitStack() as stack:
+        small = cl.LazyCluster(stack, None, None)
+        assert small.threaded and small.info.cores_per_worker == 4
+        assert small.info.address == cl.THREADED
+
+
 def test_a_224_px_network_stays_within_the_memory_budget(tmp_path):
     """Peak RSS of a whole run with a 224-px CNN: with --memory-budget 256MB the batches
     add less than the budget to what one item at a time costs (batch 128 would add GBs)."""
