@@ -72,7 +72,7 @@ def input_statistics(x: np.ndarray, layout: str = "NHWC") -> np.ndarray:
 
 def _sum_of_squares(d: np.ndarray) -> np.ndarray:
     """(n, C) sums of squares of a (n, C, ...) array as one dot product per row (BLAS):
-    no squared copy, a tenth of what ``np.square(d).mean`` costs; the same values to
+    no squared copy, a fifth of what ``np.square(d).mean`` costs; the same values to
     float32 rounding."""
     d = np.ascontiguousarray(d).reshape(d.shape[0], d.shape[1], 1, -1)
     return (d @ np.swapaxes(d, 2, 3))[:, :, 0, 0]
