@@ -23,10 +23,8 @@ Writes ``benchmarks/DRIFT.json`` and the "Drift per run" section of ``RESULTS.md
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import shlex
 import shutil
 import sys
 import time
@@ -35,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.trust import astrocat, splice
+from benchmarks.trust import astrocat, section_main
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -236,23 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", action="store_true",
                     help="only re-render RESULTS.md's section from DRIFT.json")
     args = ap.parse_args(argv)
-    json_path = args.out.with_name("DRIFT.json")
-    if args.render:
-        splice(args.out, markdown(json.loads(json_path.read_text())), HEADING)
-        return 0
-    command = shlex.join(["python", "-m", "benchmarks.drift", *(argv if argv is not None
-                                                                  else sys.argv[1:])])
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    data = args.data.resolve() / args.size
-    data.mkdir(parents=True, exist_ok=True)
-    results = evaluate(SIZES[args.size], data)
-    record = {"command": command, "size": args.size, "started": started.isoformat(),
-              "seconds": time.perf_counter() - t0, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=1))
-    splice(args.out, markdown(record), HEADING)
-    log(f"wrote {args.out} and {json_path}")
+    section_main("drift", args, argv, "DRIFT.json", HEADING, markdown,
+                 lambda data: evaluate(SIZES[args.size], data))
     return 0
 
 

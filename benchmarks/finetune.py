@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import json
 import math
 import os
@@ -459,35 +458,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", action="store_true",
                     help="only re-render RESULTS.md's section from FINETUNE.json")
     args = ap.parse_args(argv)
-    from benchmarks.trust import splice
+    from benchmarks.trust import section_main
 
-    json_path = args.out.with_name("FINETUNE.json")
-    if args.render:
-        splice(args.out, markdown(json.loads(json_path.read_text())), HEADING)
-        return 0
-    from astrocat import __version__
-    from astrocat.models import finetune as finetune_mod
+    size, mach = SIZES[args.size], machine()
 
-    command = shlex.join(["python", "-m", "benchmarks.finetune",
-                          *(argv if argv is not None else sys.argv[1:])])
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    data = args.data.resolve() / args.size
-    data.mkdir(parents=True, exist_ok=True)
-    mach = machine()
-    size = SIZES[args.size]
-    results = evaluate(size, data, args.reuse_models)
-    mach["load_end"] = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
-    record = {"command": command, "size": args.size, "started": started.isoformat(),
-              "seconds": time.perf_counter() - t0, "astrocat_version": __version__,
-              "machine": mach, "note": args.note, "resamples": size.resamples,
-              "epochs": {"head": size.head_epochs or finetune_mod.HEAD_EPOCHS,
-                         "full": size.epochs or finetune_mod.EPOCHS},
-              "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(record, indent=1))
-    splice(args.out, markdown(record), HEADING)
-    log(f"wrote {args.out} and {json_path}")
+    def extra() -> dict:
+        from astrocat import __version__
+        from astrocat.models import finetune as finetune_mod
+
+        load_end = f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "-"
+        return {"astrocat_version": __version__, "machine": {**mach, "load_end": load_end},
+                "note": args.note, "resamples": size.resamples,
+                "epochs": {"head": size.head_epochs or finetune_mod.HEAD_EPOCHS,
+                           "full": size.epochs or finetune_mod.EPOCHS}}
+
+    section_main("finetune", args, argv, "FINETUNE.json", HEADING, markdown,
+                 lambda data: evaluate(size, data, args.reuse_models), extra)
     return 0
 
 

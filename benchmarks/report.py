@@ -363,22 +363,20 @@ class Report:
                         f"{self.machine['cores']} x alone (the limit assumes 100 %)"
                         + (f"; {comp['macs_per_item'] * 2 / alone / 1e9:.0f} GFLOP/s on one "
                            "core" if comp.get("macs_per_item") else "") + ".")
-                if not int8 and comp.get("model_only_rate"):
-                    both = comp["model_only_rate"]
-                    out.append(
-                        f"- The model alone on all {self.machine['cores']} cores at once (its "
-                        f"best batch, {comp.get('model_only_batch', '?')}): {_rate(both)}, "
-                        f"{both / limit:.0%} of the limit (which adds up each core's speed "
-                        f"alone); this run reached {run['rate'] / both:.0%} of that.")
-                if not int8 and comp.get("interleaved_rate"):
-                    inter = comp["interleaved_rate"]
-                    out.append(
-                        f"- The same components done in turn by {self.machine['cores']} "
-                        f"processes, one per core, each on its own files (no GIL shared, no "
-                        f"Dask, no Parquet, no out-of-domain statistics): {_rate(inter)}, "
-                        f"{inter / limit:.0%} of the limit, while decoding and the model "
-                        f"share each core's caches; this run reached {run['rate'] / inter:.0%} "
-                        "of that.")
+                cores = self.machine["cores"]
+                for key, what, why in (  # other yardsticks the run is measured against
+                        ("model_only_rate", f"The model alone on all {cores} cores at once "
+                         f"(its best batch, {comp.get('model_only_batch', '?')})",
+                         " (which adds up each core's speed alone)"),
+                        ("interleaved_rate", f"The same components done in turn by {cores} "
+                         "processes, one per core, each on its own files (no GIL shared, no "
+                         "Dask, no Parquet, no out-of-domain statistics)",
+                         ", while decoding and the model share each core's caches")):
+                    if not int8 and comp.get(key):
+                        rate = comp[key]
+                        out.append(f"- {what}: {_rate(rate)}, {rate / limit:.0%} of the "
+                                   f"limit{why}; this run reached {run['rate'] / rate:.0%} "
+                                   "of that.")
                 ideal = run["n_items"] / limit
                 if fixed:
                     out.append(f"- At the limit these {run['n_items']:,} items take "

@@ -630,6 +630,35 @@ def splice(results_md: Path, section: str, heading: str = HEADING) -> None:
     results_md.write_text(text)
 
 
+def section_main(module: str, args, argv: list[str] | None, json_name: str, heading: str,
+                 markdown, evaluate, extra=None) -> dict | None:
+    """What the benchmarks with a RESULTS.md section of their own (trust, drift,
+    fine-tuning) share: with ``--render`` their section again from its JSON record
+    (returns None); otherwise ``evaluate(data)`` on ``--data``/``--size``, then the record
+    (command, size, start, seconds, ``extra()``, results) written beside ``--out`` and its
+    section spliced in (returns the record)."""
+    json_path = args.out.with_name(json_name)
+    if args.render:
+        splice(args.out, markdown(json.loads(json_path.read_text())), heading)
+        return None
+    command = shlex.join(["python", "-m", f"benchmarks.{module}",
+                          *(argv if argv is not None else sys.argv[1:])])
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.perf_counter()
+    data = args.data.resolve() / args.size
+    data.mkdir(parents=True, exist_ok=True)
+    results = evaluate(data)
+    record = {"command": command, "size": args.size, "started": started.isoformat(),
+              "seconds": time.perf_counter() - t0, **(extra() if extra else {}),
+              "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(record, indent=1))
+    splice(args.out, markdown(record), heading)
+    print(f"[{module} {time.strftime('%H:%M:%S')}] wrote {args.out} and {json_path}",
+          file=sys.stderr, flush=True)
+    return record
+
+
 def update_cards(res: dict) -> None:
     import tomllib
 
@@ -663,24 +692,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render", action="store_true",
                     help="only re-render RESULTS.md's section from TRUST.json")
     args = ap.parse_args(argv)
-    if args.render:
-        splice(args.out, markdown(json.loads(args.out.with_name("TRUST.json").read_text())))
-        return 0
-    command = shlex.join(["python", "-m", "benchmarks.trust", *(argv if argv is not None
-                                                                  else sys.argv[1:])])
-    started = dt.datetime.now(dt.UTC)
-    t0 = time.perf_counter()
-    data = args.data.resolve() / args.size
-    data.mkdir(parents=True, exist_ok=True)
-    results = evaluate(SIZES[args.size], data)
-    record = {"command": command, "size": args.size, "started": started.isoformat(),
-              "seconds": time.perf_counter() - t0, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_name("TRUST.json").write_text(json.dumps(record, indent=1))
-    splice(args.out, markdown(record))
-    if not args.no_cards:
-        update_cards(results)
-    log(f"wrote {args.out} and {args.out.with_name('TRUST.json')}")
+    record = section_main("trust", args, argv, "TRUST.json", HEADING, markdown,
+                          lambda data: evaluate(SIZES[args.size], data))
+    if record is not None and not args.no_cards:
+        update_cards(record["results"])
     return 0
 
 

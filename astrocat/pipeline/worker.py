@@ -355,7 +355,8 @@ def _spectra_chunk(u: InputUnit, start: int, stop: int, rows: Rows, batches: _Ba
     id_col = next((cols[c] for c in ID_COLUMNS if c in cols), None)
     data = {name: carried.column(name).to_pylist() for name in carried.column_names}
     finite = np.isfinite(flux).all(axis=1)  # per chunk: not two numpy calls per row
-    constant = np.ptp(np.where(finite[:, None], flux, 0), axis=1) == 0
+    with np.errstate(invalid="ignore"):  # inf - inf: such rows fail as non-finite first
+        constant = np.ptp(flux, axis=1) == 0  # no copy of the chunk
     for k in range(len(flux)):
         r = start + k
         oid = data[id_col][k] if id_col else None

@@ -100,6 +100,8 @@ def int8_faster_here(card: ModelCard) -> bool:
     return speed["ms_per_item_int8"] < speed["ms_per_item_fp32"]
 
 
+#: ``platform.machine()`` of x86 CPUs, whose INT8 kernels depend on these sets.
+X86 = ("x86_64", "amd64", "i386", "i686")
 #: The x86 instruction sets INT8 kernels' speed and exactness depend on.
 INT8_SETS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
 
@@ -109,7 +111,7 @@ def instruction_sets() -> tuple[str, ...] | None:
     """Which of ``INT8_SETS`` this CPU has, in that order (None off x86, or unknown)."""
     import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+    if platform.machine().lower() not in X86:
         return None
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
@@ -129,7 +131,7 @@ def int8_as_validated() -> bool:
     as the run's provenance shows."""
     import platform
 
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+    if platform.machine().lower() not in X86:
         return True  # ARM's dot-product kernels do not saturate
     sets = instruction_sets()
     if sets is None:
