@@ -4,7 +4,9 @@ so ``astrocat --help`` stays fast and CPU inference never imports TensorFlow.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import os
 import sys
 from pathlib import Path
@@ -115,6 +117,10 @@ def _os_error(exc: OSError, resumable: bool) -> str:
 def main() -> None:
     """Run trained neural networks over survey images, FITS cut-outs and spectra,
     and get back a Parquet catalog you can do science with."""
+    # At exit, after the atexit handlers (files closed, locks released), the interpreter
+    # collects garbage while tearing modules down: 0.1 s of a small run's second, spent on
+    # objects the process is about to drop anyway. Frozen objects are not traversed.
+    atexit.register(gc.freeze)
 
 
 class _GlobHintCommand(click.Command):

@@ -655,8 +655,9 @@ def commit_time(args) -> dict:
 # ---------------------------------------------------------------- start-up breakdown
 
 _IMPORT_DRIVER = "import astrocat.cli, astrocat.pipeline.run"
-#: What the first partition imports (pandas: pyarrow's ``pa.array`` looks for it).
-_IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime, pandas"
+#: What the first partition imports (no pandas: ``catalog.columns`` builds the columns
+#: from their buffers, where ``pa.array`` would import it).
+_IMPORT_WORKER = "import astrocat.pipeline.worker, astrocat.engines.onnx, onnxruntime"
 _CLUSTER = """
 from astrocat.pipeline.cluster import dask_client
 with dask_client(None, 2) as (client, info):
@@ -701,7 +702,9 @@ def startup_breakdown(args) -> dict:
     threads = min(_timed_python("import dask, dask.threaded") for _ in range(3))
     return {"interpreter_s": bare, "driver_imports_s": driver, "worker_imports_s": worker,
             "cluster_up_s": cluster[0], "cluster_down_s": cluster[1],
-            "dask_threaded_import_s": threads, "verify_card_s": verify}
+            "dask_threaded_import_s": threads, "verify_card_s": verify,
+            # since 0.5 a run of one partition runs it in the calling thread: no Dask
+            "dask_in_small_run": False}
 
 
 def startup_timeline(args) -> dict:

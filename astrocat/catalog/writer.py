@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from astrocat.catalog.columns import filled
 from astrocat.catalog.schema import (
     BASE_COLUMNS,
     BASE_NAMES,
@@ -113,7 +114,7 @@ def conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     for col in columns:
         idx = batch.schema.get_field_index(col.name)
         if idx < 0:
-            arrays.append(pa.array([sentinel(col.type)] * batch.num_rows, type=col.type))
+            arrays.append(filled(sentinel(col.type), batch.num_rows, col.type))
         else:
             arr = batch.column(idx)
             arrays.append(arr if arr.type == col.type else arr.cast(col.type))

@@ -1,8 +1,9 @@
-"""Where the work runs: Dask's threaded scheduler in this process for runs too small to
-pay for a cluster, an embedded ``distributed.LocalCluster`` sized to this machine, an
-existing Dask cluster by address, Slurm jobs started by ``dask-jobqueue``, or one worker
-per GPU (dask-cuda's ``LocalCUDACluster``, or plain ``distributed`` where dask-cuda is not
-installed). Never a home-made scheduler.
+"""Where the work runs: the calling thread for a run of one partition, Dask's threaded
+scheduler in this process for runs too small to pay for a cluster, an embedded
+``distributed.LocalCluster`` sized to this machine, an existing Dask cluster by address,
+Slurm jobs started by ``dask-jobqueue``, or one worker per GPU (dask-cuda's
+``LocalCUDACluster``, or plain ``distributed`` where dask-cuda is not installed). Never a
+home-made scheduler.
 """
 
 from __future__ import annotations
@@ -354,6 +355,9 @@ class LazyCluster:
                          and scheduler is None and workers is None
                          and (spec is None or spec.kind == "local"))
         self._used = False
+        #: The run's one partition ran in the calling thread (no scheduler: nothing to
+        #: schedule); its feed still uses every core.
+        self.inline = False
 
     def get(self) -> tuple[object, ClusterInfo]:
         """A ``distributed.Client`` and what it offers (started here on first call)."""
@@ -391,6 +395,11 @@ class LazyCluster:
         """``(item, fn(item, *args))`` as each finishes, an exception in place of a result
         that raised; at most ``window`` tasks in flight on a cluster."""
         if self.threaded:
+            items = list(items)
+            if len(items) == 1:  # nothing to schedule: importing Dask would cost 0.1 s
+                self.inline = True
+                yield items[0], _guarded(fn, items[0], args)
+                return
             yield from _threaded_completed(fn, items, args)
             return
         from distributed import as_completed
@@ -428,6 +437,8 @@ class LazyCluster:
     def description(self) -> str:
         if self._got:
             return self._got[1].description
+        if self.inline:
+            return "in-process, the run's one partition in the calling thread (no scheduler)"
         return self.info.description if self._used else "none (all parts reused)"
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
+from astrocat.catalog.columns import to_numpy
 from astrocat.kernels import drift
 from astrocat.models import reference_stats
 from astrocat.models.card import ModelCard
@@ -23,9 +23,9 @@ def part_sketches(table: pa.Table, models: Iterable[str]) -> dict[str, dict]:
     """Per model, the sketch of its ok rows' distances in one part (JSON-able)."""
     if DISTANCE not in table.column_names:
         return {}
-    model = np.asarray(table.column("model").to_numpy(zero_copy_only=False))
-    ok = np.asarray(table.column("status").to_numpy(zero_copy_only=False)) == "ok"
-    distance = table.column(DISTANCE).to_numpy(zero_copy_only=False)
+    model = to_numpy(table.column("model"))
+    ok = to_numpy(table.column("status")) == "ok"
+    distance = to_numpy(table.column(DISTANCE))
     return {m: drift.Sketch.of(distance[ok & (model == m)]).to_json() for m in models}
 
 

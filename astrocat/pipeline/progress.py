@@ -1,19 +1,13 @@
 """A progress bar on stderr, or in the notebook cell: items/s, ETA and errors so far
-(rich)."""
+(rich, imported only when a bar is asked for: a quiet run is spared its 30 ms)."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _notebook(console: Console) -> bool:
@@ -30,6 +24,16 @@ class RunProgress:
         self.errors = 0
         self._progress = None
         if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
             console = Console(file=sys.stderr)
             self._progress = Progress(
                 TextColumn("[bold]infer"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from astrocat.catalog.columns import to_arrow
 from astrocat.catalog.schema import (
     BASE_COLUMNS,
     Column,
@@ -71,10 +72,10 @@ class Rows:
             for name, values in columns.items():
                 out[name][index[keep]] = values[keep]
         fields = [to_field(c) for c in BASE_COLUMNS] + [to_field(c) for c in self.outputs]
-        arrays = [pa.array(self.base[c.name], type=c.type) for c in BASE_COLUMNS]
-        arrays += [pa.array(out[c.name]) for c in self.outputs]
+        arrays = [to_arrow(self.base[c.name], c.type) for c in BASE_COLUMNS]
+        arrays += [to_arrow(out[c.name], c.type) for c in self.outputs]
         for name, (type_, values) in self.carried.items():
             fill = sentinel(type_)
             fields.append(pa.field(name, type_, nullable=False, metadata={b"carried": b"1"}))
-            arrays.append(pa.array([fill if v is None else v for v in values], type=type_))
+            arrays.append(to_arrow([fill if v is None else v for v in values], type_))
         return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
