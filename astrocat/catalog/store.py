@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,18 +125,21 @@ class Store:
             shutil.rmtree(tmp, ignore_errors=True)
         return [n for n in gone if n != latest]
 
-    def input_changes(self, old_parts: list[str], new_parts: list[str]) -> dict[str, int]:
+    def input_changes(self, old_parts: list[str], new_parts: list[str],
+                      known: Mapping[str, Mapping] | None = None) -> dict[str, int]:
         """Inputs added, removed and changed between two versions' parts, from the parts'
-        footers: only parts in one version and not the other are read."""
+        footers (or ``known``: statistics by part name the caller already holds): only
+        parts in one version and not the other are looked at."""
         old, new = set(old_parts), set(new_parts)
+        known = known or {}
 
         def inputs(names: set[str]) -> dict[str, tuple]:
             out: dict[str, tuple] = {}
             for name in names:
                 path = self.root / name
-                if path.is_file():
-                    for source, *fingerprint in part_stats(path).get("inputs", []):
-                        out[source] = tuple(fingerprint)
+                stats = known.get(name) or (part_stats(path) if path.is_file() else {})
+                for source, *fingerprint in stats.get("inputs", []):
+                    out[source] = tuple(fingerprint)
             return out
 
         before, after = inputs(old - new), inputs(new - old)

@@ -23,7 +23,10 @@ distances against the distances of the reference's held-out inputs (``reference.
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,6 +151,15 @@ def statistic(run: Sketch, base: Sketch) -> float:
     if run.n == 0 or base.n == 0:
         return float("nan")
     return float(max(0.0, np.max(base.below() / base.n - run.below() / run.n)))
+
+
+def import_test_in_background(n_rows: int) -> None:
+    """Start importing what :func:`p_value` needs while a run of ``n_rows`` computes:
+    ``scipy.special`` takes 0.25-0.4 s, which the run's end, its cores idle, would wait
+    for (a run too small to be tested never imports it)."""
+    if n_rows >= MIN_ROWS and "scipy.special" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("scipy.special",),
+                         name="astrocat-import-scipy", daemon=True).start()
 
 
 def p_value(d: float, n: int, m: int) -> float:

@@ -13,6 +13,7 @@ import json
 import os
 import shlex
 import socket
+import stat
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from astrocat.catalog.store import STORE_FILE, VERSIONS, Store, point
 from astrocat.catalog.writer import part_stats
 from astrocat.engines.base import choose_engine, wants_gpu
 from astrocat.errors import AstrocatError
+from astrocat.kernels.drift import import_test_in_background
 from astrocat.kinds import PLANE_KINDS, Kind
 from astrocat.models import zoo
 from astrocat.models.card import ModelCard
@@ -339,6 +341,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             progress.advance(sum(s["n_rows"] for s in stats.values()),
                              sum(s["n_errors"] for s in stats.values()))
             if todo:
+                import_test_in_background(sum(p.n_items for p in todo))
                 info = cluster.info
                 job = Job(cards=cards, engines=engines, parts_dir=str(store.root),
                           feed=dataclasses.replace(
@@ -402,7 +405,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
     n_errors = sum(s["n_errors"] for s in stats.values())
     placed = _sum_positions(stats.values()) if placer else None
     changes = {"total": len({i[0] for s in stats.values() for i in s.get("inputs", [])}),
-               **store.input_changes(previous.get("parts", []) if previous else [], parts)}
+               **store.input_changes(previous.get("parts", []) if previous else [], parts,
+                                     {part_path[p.key].name: stats[p.key] for p in plan})}
     seconds = (dt.datetime.now(dt.UTC) - start).total_seconds()
     manifest = {
         **provenance, "version": number,
@@ -439,13 +443,20 @@ def list_inputs(files, root: Path, own: OwnFiles) -> list[FileRef]:
     refs = []
     for p in files:
         path = os.path.abspath(p)
-        if own(path):
+        try:  # one lstat answers both "a link?" and, for a plain file, size and time
+            st: os.stat_result | None = os.lstat(path)
+        except OSError:
+            st = None
+        link = st is not None and stat.S_ISLNK(st.st_mode)
+        if own(path, link if st is not None else None):
             continue
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:  # vanished or unreadable: the worker's describe says which
-            size = mtime = 0
+        if link:
+            try:
+                st = os.stat(path)
+            except OSError:
+                st = None
+        # vanished or unreadable (st None): the worker's describe says which
+        size, mtime = (st.st_size, st.st_mtime_ns) if st is not None else (0, 0)
         refs.append(FileRef(path, source_of(path, root), size, mtime,
                             family(os.path.basename(path))))
     return refs

@@ -128,6 +128,7 @@ def _from_list(list_file: Path, excl: tuple[str, ...]) -> tuple[Path, Iterator[P
     if not list_file.is_file():
         raise AstrocatError(f"list file {list_file} does not exist (the spec was @{list_file})")
     root = list_file.parent
+    under = str(root)
 
     def paths() -> Iterator[Path]:
         with open(list_file, encoding="utf-8", errors="surrogateescape") as f:
@@ -135,8 +136,11 @@ def _from_list(list_file: Path, excl: tuple[str, ...]) -> tuple[Path, Iterator[P
                 entry = line.strip()
                 if not entry or entry.startswith("#"):
                     continue
-                path = Path(os.path.abspath(os.path.join(root, os.path.expanduser(entry))))
-                if os.path.isdir(path):
+                if entry.startswith("~"):
+                    entry = os.path.expanduser(entry)
+                full = os.path.abspath(os.path.join(under, entry))
+                path = Path(full)
+                if os.path.isdir(full):
                     yield from _walk(path, root if path.is_relative_to(root) else path, excl)
                 elif not excl or not _excluded(_relative(path, root), excl):
                     yield path
