@@ -774,3 +774,28 @@ def test_fixed_size_list_flux_and_excluded_list_entries(tmp_path: Path):
     (tmp_path / "l.txt").write_text("s.parquet\nnotes.tmp\n")
     _, paths = resolve_inputs(f"@{tmp_path / 'l.txt'}", exclude=["*.tmp"])
     assert [p.name for p in paths] == ["s.parquet"]
+
+
+def test_describe_hands_a_jpegs_bytes_to_its_reader_once(tmp_path: Path):
+    """A cut-out is opened once: describe reads a small JPEG whole and its reader, next on
+    the same thread, decodes those bytes; a later read, or another file's, opens the file."""
+    from astrocat.sources.images import read_rgb
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for name in ("a.jpg", "b.jpg"):
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), np.uint8)).save(tmp_path / name)
+        paths.append(tmp_path / name)
+    want = read_rgb(str(paths[0]), 32, 0.8)
+    unit = describe(paths[0], tmp_path)
+    assert unit.kind == Kind.RGB_IMAGE
+    moved = tmp_path / "moved.jpg"
+    paths[0].rename(moved)  # the reader can only have the bytes describe read
+    np.testing.assert_array_equal(read_rgb(unit.path, 32, 0.8), want)
+    with pytest.raises(InputError):  # handed over once: now the file is looked for
+        read_rgb(unit.path, 32, 0.8)
+    moved.rename(paths[0])
+    describe(paths[1], tmp_path)  # b's bytes are kept, not a's
+    paths[0].unlink()
+    with pytest.raises(InputError):
+        read_rgb(str(paths[0]), 32, 0.8)

@@ -78,9 +78,13 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
             raise _Unusable("not a regular file (a pipe, socket or device)")
         if size == 0:
             raise _Unusable("empty file (0 bytes; an interrupted download?)")
-        with open(path, "rb") as f:
-            head = f.read(HEAD_BYTES)
-        unit = _route(path, sniff_bytes(head), head, product)
+        with open(path, "rb") as f:  # a small file whole: a JPEG's reader gets its bytes
+            whole = f.read(size if size <= images.HANDED_BYTES else HEAD_BYTES)
+        head = whole[:HEAD_BYTES]
+        sniffed = sniff_bytes(head)
+        unit = _route(path, sniffed, head, product)
+        if sniffed == "jpeg" and len(whole) == size:
+            images.hand_over(str(path), whole)
     except _Skipped as exc:
         return InputUnit(path=str(path), source=source, fmt="astrocat", kind=None, n_items=0,
                          size=size, mtime_ns=mtime_ns, skipped=str(exc))
