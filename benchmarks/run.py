@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks import harness as H
@@ -37,6 +38,7 @@ class Bench:
         self.work = work
         self.runs: dict[tuple, H.InferRun] = {}
         self.results: dict[str, dict] = {}
+        self.pairs: dict[str, list[tuple[H.InferRun, dict]]] = {}
         self.cores = H.machine()["cores"]
 
     # -- helpers
@@ -47,15 +49,22 @@ class Bench:
         return H.write_list(self.data.lenses[:n], self.work / "lists" / f"fits-{n}.txt")
 
     def infer(self, label: str, spec: str, n: int, *extra: str, time_commit: bool = False,
-              helpers: tuple[int, ...] = (), repeats: int = 1):
+              helpers: tuple[int, ...] = (), repeats: int = 1,
+              between: Callable[[], dict] | None = None):
         """One measured ``astrocat infer`` (the median of ``repeats`` runs: a shared
         machine's cores vary by a quarter from one minute to the next); the same command
-        is run once and reused."""
+        is run once and reused. ``between`` runs after each of them (the studies' script:
+        whole processes in alternating pairs, each pair measured in the same minute)."""
         key = (spec, n, extra)
         if key not in self.runs or (time_commit and self.runs[key].commit_seconds is None):
-            runs = sorted((H.run_infer(label, spec, n, self.work, *extra,
-                                       time_commit=time_commit, helpers=helpers)
-                           for _ in range(repeats)), key=lambda r: r.seconds)
+            done = []
+            for _ in range(repeats):
+                run = H.run_infer(label, spec, n, self.work, *extra,
+                                  time_commit=time_commit, helpers=helpers)
+                done.append((run, between() if between else None))
+            if between:
+                self.pairs[label] = done
+            runs = sorted((r for r, _ in done), key=lambda r: r.seconds)
             median = runs[len(runs) // 2]
             if repeats > 1:
                 median.repeat_seconds = [r.seconds for r in runs]
@@ -88,14 +97,15 @@ class Bench:
     def images(self) -> None:
         s = self.size
         spec = self.images_spec(s.images)
-        run = self.infer("images", spec, s.images, time_commit=True, repeats=s.repeats)
+        seed_args = ("--list", self.images_spec(s.seed_images)[1:], "--n", str(s.seed_images))
+        run = self.infer("images", spec, s.images, time_commit=True, repeats=s.repeats,
+                         between=self.seed_run("images", seed_args))
         comp = H.measure("components-images", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
               f"{comp['model_s'] * 1e3:.2f} ms -> limit {comp['limit_rate']:.0f}/s")
         self.finish_stage("images", run, comp, spec, s.images, "Keras pipeline on "
-                          f"{s.seed_images} images", "--list",
-                          self.images_spec(s.seed_images)[1:], "--n", str(s.seed_images))
+                          f"{s.seed_images} images", *seed_args)
 
     # -- 2. spectra
     def spectra(self) -> None:
@@ -114,13 +124,14 @@ class Bench:
     def fits(self) -> None:
         s = self.size
         spec = self.fits_spec(s.fits)
-        run = self.infer("fits", spec, s.fits, time_commit=True, repeats=s.repeats)
+        seed_args = ("--list", self.fits_spec(s.seed_fits)[1:], "--n", str(s.seed_fits))
+        run = self.infer("fits", spec, s.fits, time_commit=True, repeats=s.repeats,
+                         between=self.seed_run("fits", seed_args))
         comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: limit {comp['limit_rate']:.0f}/s")
         self.finish_stage("fits", run, comp, spec, s.fits, "astropy + Keras pipeline on "
-                          f"{s.seed_fits} cut-outs", "--list", self.fits_spec(s.seed_fits)[1:],
-                          "--n", str(s.seed_fits))
+                          f"{s.seed_fits} cut-outs", *seed_args)
 
     def finish_stage(self, stage: str, run, comp: dict, spec: str, n: int, seed_what: str,
                      *seed_args: str) -> None:
@@ -128,12 +139,31 @@ class Bench:
         the studies' way of doing it, then its results."""
         int8 = (self.infer(f"{stage}-int8", spec, n, "--precision", "int8")
                 if "int8_model" in comp else None)
-        H.log(f"seed-style {seed_what}")
-        seed = H.measure(f"seed-{stage}", *seed_args)
-        H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process "
-              f"{seed.get('process_seconds', float('nan')):.1f}s")
+        pairs = []
+        for ours, theirs in self.pairs.get(stage, []):
+            ratio = (ours.n_items / ours.seconds) / (theirs["n"] / theirs["process_seconds"])
+            pairs.append({"astrocat_seconds": ours.seconds, "astrocat_n": ours.n_items,
+                          "seed": theirs, "ratio": ratio})
+        if pairs:  # the studies' script of the pair whose ratio is the median
+            seed = sorted(pairs, key=lambda p: p["ratio"])[len(pairs) // 2]["seed"]
+        else:
+            seed = self.seed_run(stage, seed_args, seed_what)()
         self.results[stage] = {"run": run.to_dict(), "components": comp, "seed": seed,
+                               **({"pairs": pairs} if pairs else {}),
                                **({"int8": int8.to_dict()} if int8 else {})}
+
+    @staticmethod
+    def seed_run(stage: str, seed_args: tuple[str, ...], what: str = "") -> Callable[[], dict]:
+        """The studies' way of doing ``stage`` as a whole process (seed-style script)."""
+
+        def run() -> dict:
+            H.log(f"seed-style {what or stage}")
+            seed = H.measure(f"seed-{stage}", *seed_args)
+            H.log(f"  seed-style: {seed['rate']:.0f}/s, whole process "
+                  f"{seed.get('process_seconds', float('nan')):.1f}s")
+            return seed
+
+        return run
 
     # -- 4. memory
     def memory(self) -> None:

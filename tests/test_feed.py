@@ -357,3 +357,27 @@ def test_gpu_decoded_batches_fail_only_the_jpegs_the_decoder_refuses(tmp_path, m
     values = t["gz_smooth"].to_numpy()
     assert all(values[k] == 0.5 for k in range(10) if k not in bad)
     assert np.isnan(values[sorted(bad)]).all()
+
+
+def test_engines_close_when_the_last_run_in_flight_has_its_partitions():
+    """A finished run frees this process's engines (their arenas are most of its memory)
+    before it publishes; not while another run of the process is in flight, and not
+    after an interrupted run, whose tasks may still be unwinding."""
+    import pytest
+
+    card = bundled()["gz2-cnn"]
+    f = Feed(decoders=1, engines=1, intra_op=1)
+    x = np.zeros((2, *card.input.shape), np.float32)
+    with feed.partitions_in_flight():
+        with feed.partitions_in_flight():  # a second run in flight in this process
+            first = feed.engine(card, "onnxruntime", f)
+            first.submit(x).result(timeout=60)
+        assert feed.engine(card, "onnxruntime", f) is first  # the other run still uses it
+    assert not feed._ENGINES  # noqa: SLF001
+    assert not any(t.is_alive() for t in first._threads)  # noqa: SLF001
+    with pytest.raises(KeyboardInterrupt), feed.partitions_in_flight():
+        kept = feed.engine(card, "onnxruntime", f)
+        raise KeyboardInterrupt
+    assert feed.engine(card, "onnxruntime", f) is kept
+    kept.submit(x).result(timeout=60)
+    feed.reset(wait=True)

@@ -42,7 +42,7 @@ from astrocat.pipeline.cluster import (
     feed_for,
     gpu_devices,
 )
-from astrocat.pipeline.feed import gpu_decoded
+from astrocat.pipeline.feed import gpu_decoded, partitions_in_flight
 from astrocat.pipeline.libwarnings import WARNINGS_LOG, Recorder
 from astrocat.pipeline.own_files import OwnFiles
 from astrocat.pipeline.plan import (
@@ -351,19 +351,20 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                           output_order=order, positions=placer,
                           routing={k: c.name for k, c in routing.items()}, root=str(root))
                 not_processed = []
-                for p, result in cluster.completed(run_partition, todo, job,
-                                                   key=lambda p: f"astrocat-part-{p.key}"):
-                    if isinstance(result, Stopped):  # its workers kept shutting down
-                        not_processed.append(p.key)
-                        continue
-                    if isinstance(result, BaseException):  # the worker itself died
-                        result = write_failed_partition(p, job, result,
-                                                        log_failure(job, p, result))
-                    stats[p.key] = result
-                    n_warnings += result.get("n_warnings", 0)
-                    if result.get("failure"):
-                        failures[result["failure"]] += 1
-                    progress.advance(result["n_rows"], result["n_errors"])
+                with partitions_in_flight():  # then this process's engines are closed
+                    for p, result in cluster.completed(run_partition, todo, job,
+                                                       key=lambda p: f"astrocat-part-{p.key}"):
+                        if isinstance(result, Stopped):  # its workers kept shutting down
+                            not_processed.append(p.key)
+                            continue
+                        if isinstance(result, BaseException):  # the worker itself died
+                            result = write_failed_partition(p, job, result,
+                                                            log_failure(job, p, result))
+                        stats[p.key] = result
+                        n_warnings += result.get("n_warnings", 0)
+                        if result.get("failure"):
+                            failures[result["failure"]] += 1
+                        progress.advance(result["n_rows"], result["n_errors"])
 
                 if not_processed:
                     raise AstrocatError(
