@@ -360,9 +360,10 @@ def test_gpu_decoded_batches_fail_only_the_jpegs_the_decoder_refuses(tmp_path, m
 
 
 def test_engines_close_when_the_last_run_in_flight_has_its_partitions():
-    """A finished run frees this process's engines (their arenas are most of its memory)
-    before it publishes; not while another run of the process is in flight, and not
-    after an interrupted run, whose tasks may still be unwinding."""
+    """A finished or interrupted run closes this process's engines and waits for their
+    threads (their arenas are most of its memory, and a process must not exit under a
+    running session); not while another run of the process is in flight. A task still
+    unwinding is refused a new batch."""
     import pytest
 
     card = bundled()["gz2-cnn"]
@@ -376,8 +377,11 @@ def test_engines_close_when_the_last_run_in_flight_has_its_partitions():
     assert not feed._ENGINES  # noqa: SLF001
     assert not any(t.is_alive() for t in first._threads)  # noqa: SLF001
     with pytest.raises(KeyboardInterrupt), feed.partitions_in_flight():
-        kept = feed.engine(card, "onnxruntime", f)
+        second = feed.engine(card, "onnxruntime", f)
+        pending = [second.submit(x) for _ in range(3)]
         raise KeyboardInterrupt
-    assert feed.engine(card, "onnxruntime", f) is kept
-    kept.submit(x).result(timeout=60)
-    feed.reset(wait=True)
+    assert not feed._ENGINES  # noqa: SLF001
+    assert all(p.done() and p.exception() is None for p in pending)  # queued ones ran
+    assert not any(t.is_alive() for t in second._threads)  # noqa: SLF001
+    with pytest.raises(feed.EnginesClosed):
+        second.submit(x)

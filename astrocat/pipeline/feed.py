@@ -234,6 +234,7 @@ class Engines:
                                           args=(card, engine, intra_op, device, ready),
                                           name=f"astrocat-engine-{card.name}-{k}")
                          for k, ready in enumerate(self._ready)]
+        self._closed = False
         for thread in self._threads:
             thread.start()
 
@@ -262,6 +263,8 @@ class Engines:
         return any(r.done() and r.exception() is not None for r in self._ready)
 
     def submit(self, x: np.ndarray | Jpegs) -> cf.Future:
+        if self._closed:  # a task of a stopping run: no thread would ever take it
+            raise EnginesClosed("this process's engines were closed: the run is stopping")
         for ready in self._ready:
             ready.result()  # raises if an instance could not be opened
         fut: cf.Future = cf.Future()
@@ -269,13 +272,18 @@ class Engines:
         return fut
 
     def close(self, wait: bool = False) -> None:
-        """Let the threads end (their instances are dropped with them); ``wait``: until
-        they have."""
+        """Let the threads end once the batches queued are done (their instances are
+        dropped with them); ``wait``: until they have."""
+        self._closed = True
         for _ in self._ready:
             self._jobs.put((None, _CLOSED))
         if wait:
             for thread in self._threads:
                 thread.join(timeout=30)
+
+
+class EnginesClosed(RuntimeError):
+    """A batch submitted after its engines were closed (its run is stopping)."""
 
 
 _ENGINES: dict[tuple, Engines] = {}
@@ -325,19 +333,20 @@ _ACTIVE_RUNS = [0]
 @contextlib.contextmanager
 def partitions_in_flight() -> Iterator[None]:
     """Around a run's partitions: when the last run of this process in flight has all its
-    partitions back, this process's engines are closed. Their ONNX Runtime arenas are most
-    of an in-process run's memory (210 of 450 MiB for gz2-cnn on two cores), to which
-    publishing the catalog would add; the next run opens them again (0.2 s per engine).
-    An interrupted run leaves them be: its tasks may still be unwinding."""
+    partitions back, or is interrupted, this process's engines are closed, and their
+    threads waited for. Their ONNX Runtime arenas are most of an in-process run's memory
+    (210 of 450 MiB for gz2-cnn on two cores), to which publishing the catalog would add;
+    and a process must not exit while an engine is mid-batch (ONNX Runtime aborts the
+    process when its state is torn down under a running session). The next run opens
+    them again (0.2 s per engine); a task of an interrupted run still unwinding gets
+    :class:`EnginesClosed` for a new batch."""
     with _LOCK:
         _ACTIVE_RUNS[0] += 1
-    finished = False
     try:
         yield
-        finished = True
     finally:
         with _LOCK:  # taken under the lock: a run starting now opens engines of its own
             _ACTIVE_RUNS[0] -= 1
-            closing = _take_engines() if finished and _ACTIVE_RUNS[0] == 0 else []
+            closing = _take_engines() if _ACTIVE_RUNS[0] == 0 else []
         for engines in closing:
             engines.close(wait=True)

@@ -101,8 +101,9 @@ def _message(exc: BaseException, unit) -> str:
 
 def _stopping(exc: BaseException) -> bool:
     """Whether a partition's task failed because its run stopped or its process is ending
-    (the decoder pool refuses work at interpreter shutdown), not for a fault of its own."""
-    return (isinstance(exc, Stopped) or stop_requested()
+    (the decoder pool refuses work at interpreter shutdown, the engines were closed), not
+    for a fault of its own."""
+    return (isinstance(exc, Stopped | feeding.EnginesClosed) or stop_requested()
             or isinstance(exc, RuntimeError) and "interpreter shutdown" in str(exc))
 
 
