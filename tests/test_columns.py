@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from astrocat.catalog.columns import filled, to_arrow, to_numpy
+from astrocat.catalog.columns import to_arrow, to_numpy
 
 CASES = [
     (["a", "", "Ωm σ8 — é", "x" * 300], pa.string()),
@@ -60,11 +60,11 @@ def test_what_buffers_cannot_hold_takes_pyarrows_way(values, type_):
     assert same(to_arrow(values, type_), want)
 
 
-def test_filled():
+def test_sentinel_columns():
     for value, type_ in (("", pa.string()), (-1, pa.int32()), (float("nan"), pa.float32()),
                          (False, pa.bool_())):
-        assert same(filled(value, 4, type_), pa.array([value] * 4, type=type_))
-    assert len(filled("", 0, pa.string())) == 0
+        assert same(to_arrow([value] * 4, type_), pa.array([value] * 4, type=type_))
+    assert len(to_arrow([], pa.string())) == 0
 
 
 @pytest.mark.parametrize("column", [
@@ -83,9 +83,9 @@ def test_to_numpy_is_pyarrows(column):
 
 def test_none_of_it_imports_pandas():
     code = ("import sys, numpy as np, pyarrow as pa\n"
-            "from astrocat.catalog.columns import filled, to_arrow, to_numpy\n"
+            "from astrocat.catalog.columns import to_arrow, to_numpy\n"
             "a = to_arrow(['x', 'y'], pa.string()); b = to_arrow([1, 2], pa.int32())\n"
-            "c = to_arrow(np.ones(3, bool), pa.bool_()); d = filled(0.5, 2, pa.float32())\n"
+            "c = to_arrow(np.ones(3, bool), pa.bool_()); d = to_arrow([0.5] * 2, pa.float32())\n"
             "to_numpy(pa.chunked_array([b, b])); to_numpy(a)\n"
             "print('pandas' in sys.modules)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -38,11 +38,6 @@ def to_arrow(values: Sequence | np.ndarray, type_: pa.DataType) -> pa.Array:
     return pa.array(values, type=type_)
 
 
-def filled(value, n: int, type_: pa.DataType) -> pa.Array:
-    """``n`` copies of ``value`` as a column of ``type_``."""
-    return to_arrow([value] * n, type_)
-
-
 def to_numpy(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """``column.to_numpy(zero_copy_only=False)``: numbers without nulls through DLPack,
     strings as an object array."""

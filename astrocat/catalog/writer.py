@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astrocat.catalog.columns import filled
+from astrocat.catalog.columns import to_arrow
 from astrocat.catalog.schema import (
     BASE_COLUMNS,
     BASE_NAMES,
@@ -114,7 +114,7 @@ def conform(batch: pa.RecordBatch, columns: list[Column]) -> pa.RecordBatch:
     for col in columns:
         idx = batch.schema.get_field_index(col.name)
         if idx < 0:
-            arrays.append(filled(sentinel(col.type), batch.num_rows, col.type))
+            arrays.append(to_arrow([sentinel(col.type)] * batch.num_rows, col.type))
         else:
             arr = batch.column(idx)
             arrays.append(arr if arr.type == col.type else arr.cast(col.type))
