@@ -62,6 +62,29 @@ def test_int8_agrees_with_fp32_within_recorded_deviation(name, tmp_path):
     assert np.abs(b - a).max() <= int8.raw["quantization"]["deviation"]["max_abs"]
 
 
+@pytest.mark.parametrize("name", FP32)
+def test_int8_variant_has_its_own_reference_on_the_same_features(name, tmp_path):
+    """``--precision int8`` rows keep their out-of-domain distance: each variant carries
+    reference statistics of its own features, found in its QDQ graph at FP32's tensor."""
+    from astrocat.kernels.ood import input_statistics
+    from astrocat.models.graph import feature_tensor
+    from astrocat.models.reference import of
+
+    fp32, int8 = bundled()[name], bundled()[f"{name}-int8"]
+    assert int8.reference is not None and int8.reference.sha256 != fp32.reference.sha256
+    assert int8.reference.features == fp32.reference.features
+    assert feature_tensor(int8.weights("onnx")) == fp32.reference.features
+    x, _ = q.survey_inputs(fp32, 64, TEST_SEED, tmp_path)
+    distances = []
+    for card in (fp32, int8):
+        heads = open_engine(card, "onnxruntime").run(x)
+        stats = input_statistics(x, card.input.layout)
+        distances.append(of(card).distance(stats, heads.features))
+    a, b = distances
+    assert np.isfinite(b).all()
+    assert np.corrcoef(a, b)[0, 1] > 0.95  # the same inputs look as far out to both
+
+
 def test_int8_without_vnni_needs_7_bit_weights(monkeypatch):
     """A variant with 8-bit weights is not, without VNNI, what its gates measured: runs
     keep FP32 there. The shipped variants have 7-bit weights and run on every x86 CPU."""
@@ -162,7 +185,10 @@ def test_compile_int8_writes_a_checked_variant(tmp_path, monkeypatch):
         list(compile_model("cosmo-cnn", out, True, "int8", 256))
     lines = list(compile_model("cosmo-cnn", out, None, "int8", 256))
     assert any("rmse_omega_m rises by <= 0.003" in line and "pass" in line for line in lines)
-    assert lines[-1] == f"card: {out / 'card.toml'}"
+    assert lines[-2] == f"card: {out / 'card.toml'}"
+    # the variant's features differ from FP32's: its own reference is the next step
+    assert lines[-1].startswith("next: astrocat models reference cosmo-cnn-int8 --data ")
+    assert "SIMULATED" in lines[-1]
     card = load_card(out)
     card.verify()
     check_graph(card)

@@ -136,16 +136,26 @@ def _load(path) -> Any:
 
 def feature_tensor(path) -> str:
     """The penultimate features: the data input of the graph's last dense layer (its last
-    MatMul or Gemm whose weights are constants)."""
+    MatMul or Gemm whose weights are constants). In a quantised (QDQ) graph the weights are
+    a DequantizeLinear of constants and the data a DequantizeLinear of a QuantizeLinear:
+    the features are the float tensor before that pair, as in the FP32 graph."""
     graph = _load(path).graph
     consts = {i.name for i in graph.initializer}
     consts |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    consts |= {o for n in graph.node if n.op_type == "DequantizeLinear"
+               and n.input[0] in consts for o in n.output}
     dense = [n for n in graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1
              and n.input[1] in consts]
     if not dense:
         raise CardError(f"{path}: the graph has no dense layer whose input could serve as "
                         "its penultimate features")
-    return dense[-1].input[0]
+    tensor = dense[-1].input[0]
+    node = producer.get(tensor)
+    while node is not None and node.op_type in ("DequantizeLinear", "QuantizeLinear"):
+        tensor = node.input[0]
+        node = producer.get(tensor)
+    return tensor
 
 
 def logit_tensor(path) -> str | None:

@@ -465,6 +465,9 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
         for f in ("model.onnx", "card.toml"):  # weights first: a card never points ahead
             shutil.move(variant / f, out / f)
     yield f"card: {out / 'card.toml'}"
+    if card.reference is not None:  # its rows' ood_distance needs its own reference
+        yield (f"next: astrocat models reference {name} --data DIR (the training sample "
+               f"{card.name}'s reference was fitted on: {card.reference.record.get('data', '?')})")
     return load_card(out)
 
 
