@@ -494,6 +494,7 @@ def machine() -> dict:
         except PackageNotFoundError:
             return "-"
 
+    from astrocat.models.zoo import instruction_sets
     from astrocat.pipeline.cluster import machine_cores
 
     return {
@@ -501,6 +502,8 @@ def machine() -> dict:
         "logical_cpus": psutil.cpu_count(logical=True),
         "memory_gib": psutil.virtual_memory().total / 2**30,
         "cpu_model": _cpu_model(),
+        # what INT8 kernels can use here (avx2 alone: no VNNI)
+        "int8_instruction_sets": list(instruction_sets() or ()),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": {n: v(n) for n in ("astrocat", "onnxruntime", "tensorflow", "keras",

@@ -231,6 +231,30 @@ class Report:
                    (ratio >= target) if target else None,
                    "" if not target or ratio >= target else "see Misses")
 
+    def _int8_vs_fp32_row(self, stage: str, label: str) -> Row | None:
+        """INT8 against FP32 end to end: each INT8 run right after an FP32 run on the same
+        inputs (in the same minute), the median of their ratios."""
+        r = self.results[stage]
+        pairs = [p for p in r.get("pairs", ()) if "int8_vs_fp32" in p]
+        if not pairs or "int8" not in r:
+            return None
+        ratios = sorted(p["int8_vs_fp32"] for p in pairs)
+        ratio = ratios[len(ratios) // 2]
+        comp, run = r["components"], r["int8"]
+        sets = self.machine.get("int8_instruction_sets")
+        cpu = (f"{self.machine.get('cpu_model', '?')}, "
+               + ("instruction sets unknown" if sets is None else
+                  "VNNI" if any("vnni" in x for x in sets) else "no VNNI"))
+        ok = ratio > T_INT8_VS_FP32
+        return Row(f"{label}: INT8 ({comp['int8_model']}) vs FP32 ({comp['model']}), end to "
+                   "end", _n(run["n_items"]), _rate(run["rate"]),
+                   f"{len(pairs)} alternating pairs of whole `astrocat infer` processes on "
+                   "the same inputs, each INT8 run right after its FP32 run; FP32 s / INT8 "
+                   "s: " + ", ".join(f"{p['astrocat_seconds']:.1f} / {p['int8_seconds']:.1f}"
+                                     for p in pairs) + f"; CPU: {cpu}",
+                   f"{ratio:.2f}x", f"> {T_INT8_VS_FP32:.2f}x", ok,
+                   "" if ok else "see Misses")
+
     def _memory_vs_seed_row(self, stage: str, label: str) -> Row | None:
         """Peak RSS of the whole `astrocat infer` process tree (FP32) against the studies'
         script on the same inputs."""
@@ -260,6 +284,8 @@ class Report:
             rows.append(self._whole_row(stage, whole, seed_how, target))
             if "int8" in res[stage]:
                 rows.append(self._whole_row(stage, whole, seed_how, target_int8, int8=True))
+            if (int8_row := self._int8_vs_fp32_row(stage, whole)) is not None:
+                rows.append(int8_row)
             if stage == "fits":
                 memory = self._memory_vs_seed_row(stage, whole)
                 if memory is not None:
@@ -344,6 +370,17 @@ class Report:
                 continue
             out.append(f"**{row.what}**: {row.ratio}, target {row.target}.")
             stage = {"1": "images", "2": "spectra", "3": "fits"}.get(row.what[0])
+            if stage and "INT8 (" in row.what and "vs FP32" in row.what:
+                comp = res[stage]["components"]
+                out.append(f"- The models alone, one core each: FP32 {_ms(comp['model_s'])}/"
+                           f"item, INT8 {_ms(comp['int8_model_s'])}/item "
+                           f"({comp['model_s'] / comp['int8_model_s']:.2f}x); with decoding "
+                           f"the component limits are {_rate(comp['limit_rate'])} and "
+                           f"{_rate(comp['int8_limit_rate'])} "
+                           f"({comp['int8_limit_rate'] / comp['limit_rate']:.2f}x): the most "
+                           "INT8 can gain end to end here.")
+                out.append("")
+                continue
             if stage and "interleaved bound" in row.what:
                 r = res[stage]
                 run, comp = r["run"], r["components"]
@@ -625,6 +662,8 @@ T_VS_INTERLEAVED = 0.90  # images and FITS, FP32
 T_IMAGES_VS_SEED = 3.0  # whole processes, FP32 (and INT8)
 T_FITS_VS_SEED = 3.0  # whole processes, FP32 (and INT8)
 
+T_INT8_VS_FP32 = 1.0  # INT8 end to end must be faster than FP32, on a CPU without VNNI
+
 T_FIXED = 1.0  # seconds: `astrocat infer` on 10 files
 T_MEMORY = 1.10
 T_HELP = 0.5
@@ -654,7 +693,11 @@ METHOD = """## How each number is measured
   cluster start, every partition, the commit, teardown. Defaults throughout: runs of more
   than 2,048 items use one Dask worker process whose decoder threads and engine threads
   share the {cores} cores; `--precision int8` rows use the bundled INT8 variants that
-  passed their science gates.
+  passed their science gates. Images and FITS run three times in each precision,
+  alternating: each FP32 run is followed at once by an INT8 run and the studies' script
+  on the same inputs, and the INT8-vs-FP32 and whole-process rows are the medians of
+  those adjacent ratios (the machine's speed changes from minute to minute, not within
+  one).
 * **Peak RSS:** a thread samples the summed RSS of the `astrocat infer` process and all of
   its descendants (Dask's worker processes, multiprocessing helpers) every 50 ms with
   psutil; the peak sample is reported, with what each process held at that moment.

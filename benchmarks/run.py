@@ -53,8 +53,8 @@ class Bench:
               between: Callable[[], dict] | None = None):
         """One measured ``astrocat infer`` (the median of ``repeats`` runs: a shared
         machine's cores vary by a quarter from one minute to the next); the same command
-        is run once and reused. ``between`` runs after each of them (the studies' script:
-        whole processes in alternating pairs, each pair measured in the same minute)."""
+        is run once and reused. ``between`` runs after each of them (``partners``: the INT8
+        run and the studies' script, whole processes measured in the same minute)."""
         key = (spec, n, extra)
         if key not in self.runs or (time_commit and self.runs[key].commit_seconds is None):
             done = []
@@ -64,12 +64,10 @@ class Bench:
                 done.append((run, between() if between else None))
             if between:
                 self.pairs[label] = done
-            runs = sorted((r for r, _ in done), key=lambda r: r.seconds)
-            median = runs[len(runs) // 2]
+            median = _median([r for r, _ in done])
             if repeats > 1:
-                median.repeat_seconds = [r.seconds for r in runs]
                 H.log(f"  {label}: median of {repeats} runs, "
-                      f"{', '.join(f'{r.seconds:.1f}' for r in runs)} s")
+                      f"{', '.join(f'{t:.1f}' for t in median.repeat_seconds)} s")
             self.runs[key] = median
         return self.runs[key]
 
@@ -99,7 +97,7 @@ class Bench:
         spec = self.images_spec(s.images)
         seed_args = ("--list", self.images_spec(s.seed_images)[1:], "--n", str(s.seed_images))
         run = self.infer("images", spec, s.images, time_commit=True, repeats=s.repeats,
-                         between=self.seed_run("images", seed_args))
+                         between=self.partners("images", spec, s.images, seed_args))
         comp = H.measure("components-images", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
@@ -126,7 +124,7 @@ class Bench:
         spec = self.fits_spec(s.fits)
         seed_args = ("--list", self.fits_spec(s.seed_fits)[1:], "--n", str(s.seed_fits))
         run = self.infer("fits", spec, s.fits, time_commit=True, repeats=s.repeats,
-                         between=self.seed_run("fits", seed_args))
+                         between=self.partners("fits", spec, s.fits, seed_args))
         comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: limit {comp['limit_rate']:.0f}/s")
@@ -136,14 +134,24 @@ class Bench:
     def finish_stage(self, stage: str, run, comp: dict, spec: str, n: int, seed_what: str,
                      *seed_args: str) -> None:
         """The stage's INT8 run (where its model has a variant that passed its gates) and
-        the studies' way of doing it, then its results."""
-        int8 = (self.infer(f"{stage}-int8", spec, n, "--precision", "int8")
-                if "int8_model" in comp else None)
-        pairs = []
-        for ours, theirs in self.pairs.get(stage, []):
+        the studies' way of doing it, then its results. Where the FP32 runs were repeated
+        with partners, each INT8 run and script ran in the FP32 run's minute."""
+        pairs, int8_runs = [], []
+        for ours, partners in self.pairs.get(stage, []):
+            theirs, int8_run = partners["seed"], partners.get("int8")
             ratio = (ours.n_items / ours.seconds) / (theirs["n"] / theirs["process_seconds"])
             pairs.append({"astrocat_seconds": ours.seconds, "astrocat_n": ours.n_items,
-                          "seed": theirs, "ratio": ratio})
+                          "seed": theirs, "ratio": ratio,
+                          **({"int8_seconds": int8_run.seconds,
+                              "int8_vs_fp32": ours.seconds / int8_run.seconds}
+                             if int8_run else {})})
+            if int8_run:
+                int8_runs.append(int8_run)
+        if int8_runs:
+            int8 = _median(int8_runs)
+        else:
+            int8 = (self.infer(f"{stage}-int8", spec, n, "--precision", "int8")
+                    if "int8_model" in comp else None)
         if pairs:  # the studies' script of the pair whose ratio is the median
             seed = sorted(pairs, key=lambda p: p["ratio"])[len(pairs) // 2]["seed"]
         else:
@@ -151,6 +159,25 @@ class Bench:
         self.results[stage] = {"run": run.to_dict(), "components": comp, "seed": seed,
                                **({"pairs": pairs} if pairs else {}),
                                **({"int8": int8.to_dict()} if int8 else {})}
+
+    def partners(self, stage: str, spec: str, n: int, seed_args: tuple[str, ...]
+                 ) -> Callable[[], dict]:
+        """What runs right after each FP32 run of ``stage``, in the same minute: the same
+        inputs with ``--precision int8`` (where the stage's model has a variant this CPU
+        runs), then the studies' script. Each ratio is then one of adjacent whole
+        processes; the machine's minute-to-minute spread cancels in it."""
+        seed = self.seed_run(stage, seed_args)
+        int8 = int8_model(stage)
+
+        def run() -> dict:
+            out: dict = {}
+            if int8:
+                out["int8"] = H.run_infer(f"{stage}-int8", spec, n, self.work,
+                                          "--precision", "int8")
+            out["seed"] = seed()
+            return out
+
+        return run
 
     @staticmethod
     def seed_run(stage: str, seed_args: tuple[str, ...], what: str = "") -> Callable[[], dict]:
@@ -240,6 +267,26 @@ class Bench:
             out[stage] = H.measure("profile", "--stage", stage, "--input", spec, "--parts",
                                    str(k), "--work", str(self.work))
         self.results["profile"] = out
+
+
+def int8_model(stage: str) -> str | None:
+    """The INT8 variant ``--precision int8`` runs for the stage's default model on this
+    CPU (None where it keeps FP32)."""
+    from astrocat.kinds import Kind
+    from astrocat.models.zoo import default_for, variant
+
+    kind = {"images": Kind.RGB_IMAGE, "fits": Kind.MONO_IMAGE, "spectra": Kind.SPECTRUM}
+    found = variant(default_for(kind[stage]), "int8")
+    return found.name if found else None
+
+
+def _median(runs: list[H.InferRun]) -> H.InferRun:
+    """The median run by wall time, carrying every run's seconds."""
+    ordered = sorted(runs, key=lambda r: r.seconds)
+    median = ordered[len(ordered) // 2]
+    if len(ordered) > 1:
+        median.repeat_seconds = [r.seconds for r in ordered]
+    return median
 
 
 def render(json_path: Path, out: Path | None = None) -> Path:

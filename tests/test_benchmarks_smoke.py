@@ -57,6 +57,11 @@ def test_harness_runs_at_tiny_size(have_models, tmp_path):
         comp = data["results"][stage]["components"]
         assert str(comp["batch"]) in comp["model_s_by_batch"], comp
         assert comp["interleaved_rate"] > 0 and len(comp["interleaved_processes"]) >= 1
+    for stage in ("images", "fits"):  # INT8 in the FP32 runs' minutes, where it runs here
+        res = data["results"][stage]
+        if "int8" in res:
+            assert all(p["int8_vs_fp32"] > 0 for p in res["pairs"]), res["pairs"]
+            assert f"| {'1. Images' if stage == 'images' else '3. FITS'}: INT8 (" in table
     for stage, steps in data["results"]["profile"].items():  # every wrapped step still runs
         for step in ("read/decode", "model", "Parquet write"):
             assert steps["per_item_s"][step] > 0, (stage, step, steps["per_item_s"])
