@@ -495,6 +495,15 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
             "interleaved_processes": got}
 
 
+def interleaved_bound(args) -> dict:
+    """The interleaved bound alone (``_interleaved_rate`` at the batch ``astrocat infer``
+    chooses), for a measurement right after an end-to-end run, in its minute."""
+    card = _card(Kind.RGB_IMAGE if args.stage == "images" else Kind.MONO_IMAGE)
+    batch = args.batch or _pipeline_batch(card)
+    return _interleaved_rate(args.stage, _paths(args.list, args.sample), batch, _cores(),
+                             args.seconds)
+
+
 # ---------------------------------------------------------------- in-process profile
 
 CATEGORIES = ("read/decode", "preprocess", "model", "out-of-domain statistics",
@@ -809,6 +818,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--start-at", type=float, default=0.0)
+    p = sub.add_parser("interleaved-bound")
+    p.add_argument("--stage", choices=("images", "fits"), required=True)
+    p.add_argument("--list", required=True)
+    p.add_argument("--sample", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=None, help="default: astrocat infer's")
+    p.add_argument("--seconds", type=float, default=8.0)
     p = sub.add_parser("profile")
     p.add_argument("--stage", required=True)
     p.add_argument("--input", required=True)
@@ -821,7 +836,7 @@ def main(argv: list[str] | None = None) -> None:
           "components-images": components_images, "components-spectra": components_spectra,
           "components-fits": components_fits, "profile": profile,
           "startup-breakdown": startup_breakdown, "commit": commit_time,
-          "interleaved": interleaved,
+          "interleaved": interleaved, "interleaved-bound": interleaved_bound,
           "startup-timeline": startup_timeline}[args.task]
     result = fn(args)
     sys.stdout.flush()

@@ -139,9 +139,12 @@ class Bench:
         pairs, int8_runs = [], []
         for ours, partners in self.pairs.get(stage, []):
             theirs, int8_run = partners["seed"], partners.get("int8")
+            inter = partners.get("interleaved", {}).get("interleaved_rate")
             ratio = (ours.n_items / ours.seconds) / (theirs["n"] / theirs["process_seconds"])
             pairs.append({"astrocat_seconds": ours.seconds, "astrocat_n": ours.n_items,
-                          "seed": theirs, "ratio": ratio,
+                          "astrocat_run": ours.to_dict(), "seed": theirs, "ratio": ratio,
+                          **({"interleaved_rate": inter, "vs_interleaved": ours.rate / inter}
+                             if inter else {}),
                           **({"int8_seconds": int8_run.seconds,
                               "int8_vs_fp32": ours.seconds / int8_run.seconds}
                              if int8_run else {})})
@@ -162,15 +165,18 @@ class Bench:
 
     def partners(self, stage: str, spec: str, n: int, seed_args: tuple[str, ...]
                  ) -> Callable[[], dict]:
-        """What runs right after each FP32 run of ``stage``, in the same minute: the same
-        inputs with ``--precision int8`` (where the stage's model has a variant this CPU
-        runs), then the studies' script. Each ratio is then one of adjacent whole
-        processes; the machine's minute-to-minute spread cancels in it."""
+        """What runs right after each FP32 run of ``stage``, in the same minute: the
+        interleaved bound, the same inputs with ``--precision int8`` (where the stage's
+        model has a variant this CPU runs), then the studies' script. Each ratio is then
+        one of adjacent measurements; the machine's minute-to-minute spread cancels in it."""
         seed = self.seed_run(stage, seed_args)
         int8 = int8_model(stage)
 
         def run() -> dict:
-            out: dict = {}
+            out: dict = {"interleaved": H.measure(
+                "interleaved-bound", "--stage", stage, "--list", spec[1:], "--sample",
+                str(self.size.sample), "--seconds", str(8 * self.size.min_seconds))}
+            H.log(f"  interleaved bound: {out['interleaved']['interleaved_rate']:.0f}/s")
             if int8:
                 out["int8"] = H.run_infer(f"{stage}-int8", spec, n, self.work,
                                           "--precision", "int8")

@@ -58,7 +58,9 @@ def test_harness_runs_at_tiny_size(have_models, tmp_path):
         assert str(comp["batch"]) in comp["model_s_by_batch"], comp
         assert comp["interleaved_rate"] > 0 and len(comp["interleaved_processes"]) >= 1
     for stage in ("images", "fits"):  # INT8 in the FP32 runs' minutes, where it runs here
-        res = data["results"][stage]
+        res = data["results"][stage]  # the bound measured in each FP32 run's minute
+        assert all(p["interleaved_rate"] > 0 and p["vs_interleaved"] > 0
+                   for p in res["pairs"]), res["pairs"]
         if "int8" in res:
             assert all(p["int8_vs_fp32"] > 0 for p in res["pairs"]), res["pairs"]
             assert f"| {'1. Images' if stage == 'images' else '3. FITS'}: INT8 (" in table
