@@ -36,6 +36,7 @@ from astrocat.pipeline import feed as feeding
 from astrocat.pipeline.cluster import Stopped, stop_requested
 from astrocat.pipeline.feed import Feed
 from astrocat.pipeline.libwarnings import Recorder
+from astrocat.pipeline.malloc import keep_batches_on_the_heap
 from astrocat.pipeline.plan import FileRef, Partition, Slice, fits_product, route
 from astrocat.pipeline.rows import Rows
 from astrocat.sources import images, positions, readers
@@ -289,6 +290,7 @@ def run_partition(part: Partition, job: Job) -> dict:
 
 def _run_partition(part: Partition, job: Job, recorder: Recorder) -> dict:
     t0 = time.perf_counter()
+    keep_batches_on_the_heap()  # in a Dask worker process, once
     if job.feed.decoders <= 0 or job.feed.engines <= 0:
         job = dataclasses.replace(job, feed=job.feed.resolved())
     rows = Rows(job.cards, job.output_order)
