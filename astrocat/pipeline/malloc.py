@@ -18,8 +18,6 @@ and dask-cuda workers all get it, since it runs where the partitions run.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import sys
 import threading
@@ -51,6 +49,9 @@ def keep_batches_on_the_heap() -> bool:
 
 
 def _mallopt(mmap_threshold: int, trim_threshold: int) -> bool:
+    import ctypes  # here: the driver imports this module, and never needs it
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
