@@ -379,6 +379,13 @@ class InferRun:
         return {**asdict(self), "rate": self.rate}
 
 
+def middle(items, key=None):
+    """The median element of ``items`` by ``key`` (the upper one of an even count): the
+    harness reports the run or pair in the middle, never an average of two."""
+    ordered = sorted(items, key=key)
+    return ordered[len(ordered) // 2]
+
+
 #: A run during which other processes took more than this share of the machine is redone.
 DISTURBED = 0.05
 

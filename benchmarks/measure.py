@@ -41,6 +41,15 @@ def _card(kind: Kind):
     return card
 
 
+#: The input kind of each benchmark stage.
+STAGE_KINDS = {"images": Kind.RGB_IMAGE, "spectra": Kind.SPECTRUM, "fits": Kind.MONO_IMAGE}
+
+
+def stage_card(stage: str):
+    """The bundled model ``astrocat infer`` runs on the stage's inputs."""
+    return _card(STAGE_KINDS[stage])
+
+
 def _paths(list_spec: str, n: int | None = None) -> list[str]:
     lines = Path(list_spec.lstrip("@")).read_text().split()
     return lines[:n] if n else lines
@@ -445,7 +454,7 @@ def _interleaved_step(stage: str):
     from astrocat.pipeline.worker import _read_item
     from astrocat.sources.describe import describe
 
-    card = _card(Kind.RGB_IMAGE if stage == "images" else Kind.MONO_IMAGE)
+    card = stage_card(stage)
     spec, engine = card.input, OnnxRuntimeEngine(card, threads=1)
 
     def step(paths: list[str]) -> np.ndarray:
@@ -498,7 +507,7 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
 def interleaved_bound(args) -> dict:
     """The interleaved bound alone (``_interleaved_rate`` at the batch ``astrocat infer``
     chooses), for a measurement right after an end-to-end run, in its minute."""
-    card = _card(Kind.RGB_IMAGE if args.stage == "images" else Kind.MONO_IMAGE)
+    card = stage_card(args.stage)
     batch = args.batch or _pipeline_batch(card)
     return _interleaved_rate(args.stage, _paths(args.list, args.sample), batch, _cores(),
                              args.seconds)

@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.harness import Size
+from benchmarks.harness import Size, middle
 
 MiB = 2**20
 
@@ -193,36 +193,30 @@ class Report:
         found = self._vs_interleaved(stage)
         if found is None:
             return None
-        frac, inter, pairs = found
-        run = r["run"]
+        frac, inter, pairs, run = found
         how = (f"{self.machine['cores']} processes, one per core, each doing the "
                f"components in turn on its own files: {_rate(inter)}")
         if pairs:
             how += (f" in the median of {len(pairs)} pairs, each measured right after an "
                     "FP32 run (run / bound: " + ", ".join(
-                        f"{p['astrocat_n'] / p['astrocat_seconds']:,.0f} / "
-                        f"{p['interleaved_rate']:,.0f}" for p in pairs) + ")")
-            rate = pairs[len(pairs) // 2]
-            rate = rate["astrocat_n"] / rate["astrocat_seconds"]
-        else:
-            rate = run["rate"]
+                        f"{p['astrocat_run']['rate']:,.0f} / {p['interleaved_rate']:,.0f}"
+                        for p in pairs) + ")")
         ok = frac >= T_VS_INTERLEAVED
         return Row(f"{label} vs the interleaved bound, {r['components']['model']}",
-                   _n(run["n_items"]), _rate(rate), how, f"{frac:.1%}",
+                   _n(run["n_items"]), _rate(run["rate"]), how, f"{frac:.1%}",
                    f">= {T_VS_INTERLEAVED:.0%}", ok, "" if ok else "see Misses")
 
-    def _vs_interleaved(self, stage: str) -> tuple[float, float, list[dict]] | None:
-        """(run / bound, the bound, the pairs sorted by ratio): the median of the pairs
-        each measured in one minute where the run recorded them, else the FP32 median run
-        against the bound measured with the components."""
+    def _vs_interleaved(self, stage: str) -> tuple[float, float, list[dict], dict] | None:
+        """(run / bound, the bound, the pairs, the run the ratio rests on): the median of
+        the pairs each measured in one minute where the run recorded them, else the FP32
+        median run against the bound measured with the components."""
         r = self.results[stage]
-        pairs = sorted((p for p in r.get("pairs", ()) if "vs_interleaved" in p),
-                       key=lambda p: p["vs_interleaved"])
+        pairs = [p for p in r.get("pairs", ()) if "vs_interleaved" in p]
         if pairs:
-            mid = pairs[len(pairs) // 2]
-            return mid["vs_interleaved"], mid["interleaved_rate"], pairs
+            mid = middle(pairs, key=lambda p: p["vs_interleaved"])
+            return mid["vs_interleaved"], mid["interleaved_rate"], pairs, mid["astrocat_run"]
         inter = r["components"].get("interleaved_rate")
-        return (r["run"]["rate"] / inter, inter, []) if inter else None
+        return (r["run"]["rate"] / inter, inter, [], r["run"]) if inter else None
 
     def _whole_row(self, stage: str, label: str, seed_how: str, target: float | None,
                    int8: bool = False) -> Row:
@@ -241,8 +235,7 @@ class Report:
                f"(loop alone {_rate(seed['rate'])})")
         pairs = r.get("pairs") if not int8 else None
         if pairs:  # alternating whole processes: each ratio from one pair, the median
-            ratios = sorted(p["ratio"] for p in pairs)
-            ratio = ratios[len(ratios) // 2]
+            ratio = middle(p["ratio"] for p in pairs)
             how += (f" in the median of {len(pairs)} alternating pairs (astrocat, then the "
                     "script, each pair in the same minute); pair ratios "
                     + ", ".join(f"{p['ratio']:.2f}x" for p in pairs))
@@ -260,8 +253,7 @@ class Report:
         pairs = [p for p in r.get("pairs", ()) if "int8_vs_fp32" in p]
         if not pairs or "int8" not in r:
             return None
-        ratios = sorted(p["int8_vs_fp32"] for p in pairs)
-        ratio = ratios[len(ratios) // 2]
+        ratio = middle(p["int8_vs_fp32"] for p in pairs)
         comp, run = r["components"], r["int8"]
         sets = self.machine.get("int8_instruction_sets")
         cpu = (f"{self.machine.get('cpu_model', '?')}, "
@@ -404,11 +396,7 @@ class Report:
                 out.append("")
                 continue
             if stage and "interleaved bound" in row.what:
-                r = res[stage]
-                run = r["run"]
-                _, inter, pairs = self._vs_interleaved(stage)
-                if pairs:  # the median pair's run
-                    run = pairs[len(pairs) // 2].get("astrocat_run", run)
+                _, inter, _, run = self._vs_interleaved(stage)
                 each = self.machine["cores"] / inter
                 out.append("- Measured, with the interleaved bound's time per item as the "
                            "components': " + self._cpu_account(stage, run, each) + ".")

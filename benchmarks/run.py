@@ -156,7 +156,7 @@ class Bench:
             int8 = (self.infer(f"{stage}-int8", spec, n, "--precision", "int8")
                     if "int8_model" in comp else None)
         if pairs:  # the studies' script of the pair whose ratio is the median
-            seed = sorted(pairs, key=lambda p: p["ratio"])[len(pairs) // 2]["seed"]
+            seed = H.middle(pairs, key=lambda p: p["ratio"])["seed"]
         else:
             seed = self.seed_run(stage, seed_args, seed_what)()
         self.results[stage] = {"run": run.to_dict(), "components": comp, "seed": seed,
@@ -278,20 +278,18 @@ class Bench:
 def int8_model(stage: str) -> str | None:
     """The INT8 variant ``--precision int8`` runs for the stage's default model on this
     CPU (None where it keeps FP32)."""
-    from astrocat.kinds import Kind
-    from astrocat.models.zoo import default_for, variant
+    from astrocat.models.zoo import variant
+    from benchmarks.measure import stage_card
 
-    kind = {"images": Kind.RGB_IMAGE, "fits": Kind.MONO_IMAGE, "spectra": Kind.SPECTRUM}
-    found = variant(default_for(kind[stage]), "int8")
+    found = variant(stage_card(stage), "int8")
     return found.name if found else None
 
 
 def _median(runs: list[H.InferRun]) -> H.InferRun:
     """The median run by wall time, carrying every run's seconds."""
-    ordered = sorted(runs, key=lambda r: r.seconds)
-    median = ordered[len(ordered) // 2]
-    if len(ordered) > 1:
-        median.repeat_seconds = [r.seconds for r in ordered]
+    median = H.middle(runs, key=lambda r: r.seconds)
+    if len(runs) > 1:
+        median.repeat_seconds = sorted(r.seconds for r in runs)
     return median
 
 
