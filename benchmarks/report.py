@@ -634,6 +634,7 @@ class Report:
             "cache). Simulation time this run: " + ", ".join(
                 f"{k} {v:.0f} s" if v else f"{k} cached" for k, v in self.sim_seconds.items())
             + ".",
+            *([f"* **Bytecode:** {m['bytecode']}."] if m.get("bytecode") else []),
             "",
             "## Results",
             "",

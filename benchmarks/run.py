@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     used = data.galaxies[: size.galaxies] + data.lenses[: size.fits] + [data.spectra]
     H.warm_cache(used)
+    machine["bytecode"] = H.byte_compile()
     bench = Bench(size, data, work)
     timings = {}
     for stage in STAGES:

@@ -110,3 +110,31 @@ def test_astropy_header_reads_back_as_astropys_own(tmp_path):
     theirs = "\n".join(table_meta.get_yaml_from_table(reference))
     assert (table_meta.get_header_from_yaml(ours.splitlines())
             == table_meta.get_header_from_yaml(theirs.splitlines()))
+
+
+def test_publishing_reads_parts_ahead_and_keeps_plan_order(tmp_path, monkeypatch):
+    """Small parts are read ahead on threads, a large one batch by batch in its place:
+    the catalog's rows still come in the parts' order."""
+    from astrocat.catalog.layouts import publication
+
+    monkeypatch.setattr(publication, "BATCH_ROWS", 4)  # part "big" (7 rows) is large
+    sizes = {"p0": 3, "p1": 1, "big": 7, "p3": 2, "p4": 4, "p5": 3, "p6": 1, "p7": 2}
+    parts = [_part(tmp_path, name, n) for name, n in sizes.items()]
+    out = tmp_path / "cat.parquet"
+    commit(out, parts, ["z_pred"], {"astrocat_version": "test"})
+    ids = pq.read_table(out).column("object_id").to_pylist()
+    assert ids == [f"{name}-{i}" for name, n in sizes.items() for i in range(n)]
+
+
+def test_dictionaries_only_for_string_columns(tmp_path):
+    """Floats unique to each row are stored plain, strings with a dictionary."""
+    part = _part(tmp_path, "a", 50)
+    out = tmp_path / "cat.parquet"
+    commit(out, [part], ["z_pred"], {"astrocat_version": "test"})
+    for path in (part, out):
+        meta = pq.ParquetFile(path).metadata.row_group(0)
+        encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
+                     for i in range(meta.num_columns)}
+        assert any("DICTIONARY" in e for e in encodings["status"])
+        assert not any("DICTIONARY" in e for e in encodings["z_pred"])
+        assert not any("DICTIONARY" in e for e in encodings["ra"])

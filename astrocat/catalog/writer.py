@@ -27,6 +27,16 @@ from astrocat.catalog.schema import (
 PART_META_KEY = b"astrocat_part"
 
 
+def parquet_options(schema: pa.Schema) -> dict:
+    """How every Parquet file astrocat writes is encoded: zstd, and dictionaries for the
+    string columns only. Predictions and statistics are floats unique to each row, for
+    which a dictionary only costs: on a 20,000-row catalog dictionaries everywhere took
+    4.3 MB and 77-99 ms to write, on strings only 2.9 MB and 21-25 ms (the same values)."""
+    strings = [f.name for f in schema
+               if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    return {"compression": "zstd", "use_dictionary": strings}
+
+
 def atomic_write(table: pa.Table, path: Path, **kwargs) -> None:
     """Write a whole Parquet file under a temporary name and rename it into place."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -43,7 +53,7 @@ def write_part(table: pa.Table, path: Path, stats: Mapping[str, object]) -> dict
     meta = dict(table.schema.metadata or {})
     stats = {**stats, "columns": part_columns(table.schema)}
     meta[PART_META_KEY] = json.dumps(stats).encode()
-    atomic_write(table.replace_schema_metadata(meta), path, compression="zstd")
+    atomic_write(table.replace_schema_metadata(meta), path, **parquet_options(table.schema))
     return stats
 
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astrocat.catalog.layouts.publication import Publication, PublishContext, prepare
+from astrocat.catalog.writer import parquet_options
 
 ROW_GROUP_ROWS = 131_072
 
@@ -27,8 +28,9 @@ def write(pub: Publication, out: Path, row_group_rows: int = ROW_GROUP_ROWS,
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     rows = groups = buffered = 0
     buf: list[pa.RecordBatch] = []
+    schema = schema or pub.schema()
     try:
-        with pq.ParquetWriter(tmp, schema or pub.schema(), compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
             for batch in pub.batches(parts):
                 buf.append(batch)
                 buffered += batch.num_rows

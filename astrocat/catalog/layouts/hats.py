@@ -74,6 +74,7 @@ from hats_import.catalog.file_readers import InputReader
 
 from astrocat._version import __version__
 from astrocat.catalog.layouts.publication import Publication, PublishContext, margin_arcsec
+from astrocat.catalog.writer import parquet_options
 from astrocat.errors import AstrocatError
 
 UNPLACED = "_astrocat_unplaced.parquet"
@@ -104,7 +105,8 @@ def publish(pub: Publication, dest: Path, ctx: PublishContext) -> dict:
     keep: list[pa.RecordBatch] | None = []  # placed rows, while few enough for LSDB
     n_placed = n_unplaced = 0
     try:
-        with pq.ParquetWriter(tmp, pub.schema(), compression="zstd") as writer:
+        schema = pub.schema()
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
             for batch in pub.batches():
                 mask = placed(batch)
                 n_placed += int(mask.sum())

@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import math
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,10 @@ def margin_arcsec(options: dict) -> float:
 
 #: Rows read from a part at a time (bounded memory whatever the catalog's length).
 BATCH_ROWS = 65_536
+#: Parts read ahead while a catalog is published, and the threads reading them (bounded
+#: memory: at most this many small parts are held, each at most ``BATCH_ROWS`` rows).
+READ_AHEAD = 4
+READERS = 2
 
 
 @dataclass(frozen=True)
@@ -68,15 +74,37 @@ class Publication:
         return pa.schema([to_field(c) for c in self.columns]).with_metadata(meta)
 
     def batches(self, parts: Sequence[Path] | None = None) -> Iterator[pa.RecordBatch]:
-        """Every row of ``parts`` (default: all), conformed to the catalog's columns."""
+        """Every row of ``parts`` (default: all), in order, conformed to the catalog's
+        columns. Parts of at most a batch (nearly all) are read whole, a third faster than
+        ``iter_batches``, and ``READ_AHEAD`` of them at once on ``READERS`` threads: the
+        catalog is published after the last partition, when the cores are otherwise idle
+        (78 parts of a 20,000-image run: 0.42 s read in turn)."""
         rows = dict(zip(self.parts, self.rows, strict=True))
-        for p in self.parts if parts is None else parts:
-            f = pq.ParquetFile(p)
-            # a part of at most a batch is read whole: a third faster than iter_batches
-            got = (f.read().to_batches() if rows.get(p, BATCH_ROWS + 1) <= BATCH_ROWS
-                   else f.iter_batches(batch_size=BATCH_ROWS))
-            for batch in got:
-                yield conform(batch, self.columns)
+        todo = list(self.parts if parts is None else parts)
+        small = [rows.get(p, BATCH_ROWS + 1) <= BATCH_ROWS for p in todo]
+        if sum(small) < 2:  # nothing to overlap: no threads
+            for p in todo:
+                yield from self._conformed(p, whole=rows.get(p, BATCH_ROWS + 1) <= BATCH_ROWS)
+            return
+        with cf.ThreadPoolExecutor(READERS, thread_name_prefix="astrocat-publish") as pool:
+            ahead: deque = deque()
+            for p, whole in zip(todo, small, strict=True):
+                ahead.append(pool.submit(lambda p: list(self._conformed(p, True)), p)
+                             if whole else p)
+                while len(ahead) > READ_AHEAD:
+                    yield from self._taken(ahead.popleft())
+            while ahead:
+                yield from self._taken(ahead.popleft())
+
+    def _taken(self, got: cf.Future | Path) -> Iterator[pa.RecordBatch]:
+        """A read-ahead part's batches, or a large part read here, batch by batch."""
+        return iter(got.result()) if isinstance(got, cf.Future) else self._conformed(got)
+
+    def _conformed(self, part: Path, whole: bool = False) -> Iterator[pa.RecordBatch]:
+        f = pq.ParquetFile(part)
+        got = f.read().to_batches() if whole else f.iter_batches(batch_size=BATCH_ROWS)
+        for batch in got:
+            yield conform(batch, self.columns)
 
 
 def prepare(parts: Sequence[Path], output_names: Sequence[str | Column], provenance: dict,
