@@ -16,6 +16,7 @@ import socket
 import stat
 import sys
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -438,12 +439,11 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                       drift=drift_report.verdicts(provenance))
 
 
-def list_inputs(files, root: Path, own: OwnFiles) -> list[FileRef]:
+def list_inputs(files: Iterable[str], root: Path, own: OwnFiles) -> list[FileRef]:
     """Every input as the driver knows it: listed and stat'ed, never opened; astrocat's
     own files (``own``) left out and counted."""
     refs = []
-    for p in files:
-        path = os.path.abspath(p)
+    for path in files:  # absolute and normalised (``resolve_inputs``)
         try:  # one lstat answers both "a link?" and, for a plain file, size and time
             st: os.stat_result | None = os.lstat(path)
         except OSError:
@@ -517,11 +517,14 @@ def resolve_all(specs: tuple[str, ...], exclude: tuple[str, ...]):
     root = Path(os.path.commonpath([str(r) for r, _ in resolved]))
 
     def files():
+        if len(resolved) == 1 and not specs[0].lstrip().startswith("@"):
+            yield from resolved[0][1]  # a walk or a glob names each file once
+            return
         seen: set[str] = set()
         for _, paths in resolved:
             for p in paths:
-                if str(p) not in seen:
-                    seen.add(str(p))
+                if p not in seen:
+                    seen.add(p)
                     yield p
 
     return root, files()
