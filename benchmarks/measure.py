@@ -469,22 +469,26 @@ def interleaved(args) -> dict:
     """One core's share: from ``--start-at`` (an epoch time, so that every process's
     imports are done) for ``--seconds``, batches of this process's files through the
     components in turn; items per second of that loop."""
+    timers = _step_clock() if getattr(args, "cpu_per_step", False) else None
     card, step = _interleaved_step(args.stage)
     paths = _paths(args.list)
     batches = [paths[i:i + args.batch] for i in range(0, len(paths), args.batch)]
     step(batches[0])  # warm-up: the engine's first run, the file cache
     time.sleep(max(0.0, args.start_at - time.time()))
+    if timers:
+        timers.reset()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
         for b in batches:
             step(b)
             n += len(b)
     seconds = time.perf_counter() - t0
-    return {"n": n, "seconds": seconds, "rate": n / seconds, "model": card.name}
+    return {"n": n, "seconds": seconds, "rate": n / seconds, "model": card.name,
+            **({"cpu_per_step": _per_item_ms(timers)} if timers else {})}
 
 
 def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
-                      seconds: float) -> dict:
+                      seconds: float, cpu_per_step: bool = False) -> dict:
     """Items per second of ``cores`` processes, each doing the components in turn on its
     own share of ``paths``, all at once (``interleaved``)."""
     import subprocess
@@ -498,10 +502,17 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "benchmarks.measure", "interleaved", "--stage", stage,
                  "--list", str(share), "--batch", str(batch), "--seconds", str(seconds),
-                 "--start-at", str(start_at)], stdout=subprocess.PIPE, text=True))
+                 "--start-at", str(start_at), *(["--cpu-per-step"] if cpu_per_step else [])],
+                stdout=subprocess.PIPE, text=True))
         got = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-    return {"interleaved_rate": sum(g["rate"] for g in got), "interleaved_batch": batch,
-            "interleaved_processes": got}
+    out = {"interleaved_rate": sum(g["rate"] for g in got), "interleaved_batch": batch,
+           "interleaved_processes": got}
+    if cpu_per_step:  # every process's steps together, per item
+        items = sum(g["cpu_per_step"]["items"] for g in got)
+        out["cpu_per_step"] = {"items": items, "ms_per_item": {
+            k: sum(g["cpu_per_step"]["ms_per_item"][k] * g["cpu_per_step"]["items"]
+                   for g in got) / max(1, items) for k in STEPS}}
+    return out
 
 
 def interleaved_bound(args) -> dict:
@@ -510,7 +521,7 @@ def interleaved_bound(args) -> dict:
     card = stage_card(args.stage)
     batch = args.batch or _pipeline_batch(card)
     return _interleaved_rate(args.stage, _paths(args.list, args.sample), batch, _cores(),
-                             args.seconds)
+                             args.seconds, getattr(args, "cpu_per_step", False))
 
 
 # ---------------------------------------------------------------- in-process profile
@@ -520,28 +531,94 @@ CATEGORIES = ("read/decode", "preprocess", "model", "out-of-domain statistics",
 
 
 class _Timers:
-    def __init__(self) -> None:
-        self.seconds = dict.fromkeys(CATEGORIES, 0.0)
+    """Seconds (by ``clock``) and calls of wrapped functions, by category."""
+
+    def __init__(self, clock=time.perf_counter, categories=CATEGORIES) -> None:
+        self.clock = clock
+        self.seconds = dict.fromkeys(categories, 0.0)
+        self.calls = dict.fromkeys(categories, 0)
         self._undo: list[tuple[object, str, object]] = []
 
     def wrap(self, owner, name: str, category: str) -> None:
         orig = getattr(owner, name)
-        seconds = self.seconds
+        seconds, calls, clock = self.seconds, self.calls, self.clock
 
         def timed(*a, **k):
-            t0 = time.perf_counter()
+            t0 = clock()
             try:
                 return orig(*a, **k)
             finally:
-                seconds[category] += time.perf_counter() - t0
+                seconds[category] += clock() - t0
+                calls[category] += 1
 
         setattr(owner, name, timed)
         self._undo.append((owner, name, orig))
+
+    def reset(self) -> None:
+        for k in self.seconds:
+            self.seconds[k], self.calls[k] = 0.0, 0
 
     def undo(self) -> None:
         for owner, name, orig in reversed(self._undo):
             setattr(owner, name, orig)
         self._undo.clear()
+
+
+#: The steps ``cpu-per-step`` times, inside a run and inside the interleaved bound alike.
+STEPS = ("describe", "read/decode", "preprocess", "model", "out-of-domain statistics",
+         "part (rows, Arrow, Parquet)")
+
+
+def _step_clock() -> _Timers:
+    """The thread CPU time of each step, on whichever thread runs it (decoder, engine or
+    task thread in a run; the one loop of the bound): the same functions are wrapped for
+    both, so the two compare step by step. ``calls['describe']`` counts the items."""
+    from astrocat.engines.onnx import OnnxRuntimeEngine
+    from astrocat.kernels import ood, preprocess
+    from astrocat.models.reference import Reference
+    from astrocat.pipeline import worker
+    from astrocat.sources import describe as describing
+
+    timers = _Timers(clock=time.thread_time, categories=STEPS)
+    for owner in (worker, describing):  # the worker's name for it, and the bound's import
+        timers.wrap(owner, "describe", "describe")
+    timers.wrap(worker, "_read_item", "read/decode")
+    for owner in (worker, preprocess):
+        timers.wrap(owner, "prepare", "preprocess")
+    timers.wrap(OnnxRuntimeEngine, "run", "model")
+    timers.wrap(ood, "input_statistics", "out-of-domain statistics")
+    timers.wrap(Reference, "distance", "out-of-domain statistics")
+    timers.wrap(worker, "_write", "part (rows, Arrow, Parquet)")
+    return timers
+
+
+def _per_item_ms(timers: _Timers) -> dict:
+    n = max(1, timers.calls["describe"])
+    return {"items": timers.calls["describe"],
+            "ms_per_item": {k: 1e3 * v / n for k, v in timers.seconds.items()}}
+
+
+def cpu_per_step(args) -> dict:
+    """Where a whole ``astrocat infer`` run's CPU goes, step by step, per item: the first
+    ``--sample`` files of ``--list`` through ``pipeline.run.infer`` in this process (the
+    in-process execution the CLI uses on a machine like this one), each step's thread CPU
+    time added up over every thread (``_step_clock``). The process's CPU beyond the steps
+    is its imports, listing, engines' start, Python bookkeeping and publishing."""
+    import resource
+
+    from astrocat.pipeline import run
+
+    timers = _step_clock()
+    with tempfile.TemporaryDirectory(dir=args.work) as tmp:
+        listing = Path(tmp) / "inputs.txt"
+        listing.write_text("\n".join(_paths(args.list, args.sample)))
+        t0 = time.perf_counter()
+        run.infer(run.InferOptions(input=f"@{listing}", out=Path(tmp) / "catalog.parquet",
+                                   quiet=True))
+        wall = time.perf_counter() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {**_per_item_ms(timers), "wall_s": wall,
+            "process_cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def profile(args) -> dict:
@@ -827,12 +904,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, required=True)
     p.add_argument("--seconds", type=float, default=4.0)
     p.add_argument("--start-at", type=float, default=0.0)
+    p.add_argument("--cpu-per-step", action="store_true",
+                   help="also the thread CPU time of each step per item")
     p = sub.add_parser("interleaved-bound")
     p.add_argument("--stage", choices=("images", "fits"), required=True)
     p.add_argument("--list", required=True)
     p.add_argument("--sample", type=int, default=1000)
     p.add_argument("--batch", type=int, default=None, help="default: astrocat infer's")
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--cpu-per-step", action="store_true",
+                   help="also the thread CPU time of each step per item, all processes")
+    p = sub.add_parser("cpu-per-step")
+    p.add_argument("--list", required=True)
+    p.add_argument("--sample", type=int, default=1000)
+    p.add_argument("--work", default=None)
     p = sub.add_parser("profile")
     p.add_argument("--stage", required=True)
     p.add_argument("--input", required=True)
@@ -846,7 +931,7 @@ def main(argv: list[str] | None = None) -> None:
           "components-fits": components_fits, "profile": profile,
           "startup-breakdown": startup_breakdown, "commit": commit_time,
           "interleaved": interleaved, "interleaved-bound": interleaved_bound,
-          "startup-timeline": startup_timeline}[args.task]
+          "startup-timeline": startup_timeline, "cpu-per-step": cpu_per_step}[args.task]
     result = fn(args)
     sys.stdout.flush()
     print(json.dumps(result, default=float))

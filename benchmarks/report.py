@@ -41,6 +41,21 @@ def _rate(x: float) -> str:
     return f"{x:,.0f}/s" if x >= 10 else f"{x:,.1f}/s"
 
 
+def _steps_text(steps: dict) -> str:
+    """The run's CPU per item, step by step, against the bound's (``cpu-per-step``)."""
+    ours, theirs = steps["run"]["ms_per_item"], steps["bound"]["ms_per_item"]
+    each = "; ".join(f"{k} {ours[k]:.3f} / {theirs[k]:.3f}" if theirs[k] else
+                     f"{k} {ours[k]:.3f} / none" for k in ours)
+    total, bound = sum(ours.values()), sum(theirs.values())
+    return (f"CPU per item, step by step, inside a whole run of the {steps['run']['items']:,}"
+            f"-file sample / inside the bound's processes (thread CPU time of the same "
+            f"functions, ms): {each}. The steps add up to {total:.2f} ms in the run and "
+            f"{bound:.2f} ms in the bound: with no fixed cost at all the run would reach "
+            f"{bound / total:.0%} of the bound; the run's process used "
+            f"{1e3 * steps['run']['process_cpu_s'] / steps['run']['items']:.2f} ms of CPU "
+            "per item in all (its imports, listing, engines' start and publishing included)")
+
+
 def _ms(s: float) -> str:
     return f"{s * 1e3:.3f} ms" if s < 0.01 else f"{s * 1e3:.2f} ms"
 
@@ -403,6 +418,8 @@ class Report:
                 out.append(f"- Execution: {run.get('execution') or '?'}; "
                            f"{run.get('context_switches', 0) / run['n_items']:.2f} context "
                            "switches per item in the process tree.")
+                if steps := res[stage]["components"].get("cpu_per_step"):
+                    out.append("- " + _steps_text(steps))
                 continue
             if stage and "component limit" in row.what:
                 r = res[stage]

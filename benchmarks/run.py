@@ -102,6 +102,7 @@ class Bench:
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: decode {comp['decode_s'] * 1e3:.2f} ms, model "
               f"{comp['model_s'] * 1e3:.2f} ms -> limit {comp['limit_rate']:.0f}/s")
+        comp["cpu_per_step"] = self.cpu_per_step("images", spec, s.images)
         self.finish_stage("images", run, comp, spec, s.images, "Keras pipeline on "
                           f"{s.seed_images} images", *seed_args)
 
@@ -128,8 +129,24 @@ class Bench:
         comp = H.measure("components-fits", "--list", spec[1:], "--sample", str(s.sample),
                          "--min-seconds", str(s.min_seconds))
         H.log(f"  components: limit {comp['limit_rate']:.0f}/s")
+        comp["cpu_per_step"] = self.cpu_per_step("fits", spec, s.fits)
         self.finish_stage("fits", run, comp, spec, s.fits, "astropy + Keras pipeline on "
                           f"{s.seed_fits} cut-outs", *seed_args)
+
+    def cpu_per_step(self, stage: str, spec: str, n: int) -> dict:
+        """The thread CPU time of each step per item, inside a whole run (of 4 x the
+        bound's sample: the engines' first batches weigh less) and inside the interleaved
+        bound's processes right after it: what the run does that the bound does not, and
+        what costs more in it."""
+        s = self.size
+        run = H.measure("cpu-per-step", "--list", spec[1:], "--sample",
+                        str(min(n, 4 * s.sample)), "--work", str(self.work))
+        bound = H.measure("interleaved-bound", "--stage", stage, "--list", spec[1:],
+                          "--sample", str(s.sample), "--seconds", str(8 * s.min_seconds),
+                          "--cpu-per-step")["cpu_per_step"]
+        H.log(f"  CPU per item, steps: run {sum(run['ms_per_item'].values()):.2f} ms, bound "
+              f"{sum(bound['ms_per_item'].values()):.2f} ms")
+        return {"run": run, "bound": bound}
 
     def finish_stage(self, stage: str, run, comp: dict, spec: str, n: int, seed_what: str,
                      *seed_args: str) -> None:

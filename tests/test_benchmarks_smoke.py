@@ -64,6 +64,14 @@ def test_harness_runs_at_tiny_size(have_models, tmp_path):
         if "int8" in res:
             assert all(p["int8_vs_fp32"] > 0 for p in res["pairs"]), res["pairs"]
             assert f"| {'1. Images' if stage == 'images' else '3. FITS'}: INT8 (" in table
+    for stage in ("images", "fits"):  # CPU per step, in a run and in the bound
+        steps = data["results"][stage]["components"]["cpu_per_step"]
+        ours, bound = steps["run"]["ms_per_item"], steps["bound"]["ms_per_item"]
+        assert steps["run"]["items"] > 0 and steps["bound"]["items"] > 0, steps
+        for step in ("describe", "read/decode", "model"):  # every wrapper is on the path
+            assert ours[step] > 0 and bound[step] > 0, (stage, step, steps)
+        assert ours["out-of-domain statistics"] > 0 and ours["part (rows, Arrow, Parquet)"] > 0
+        assert bound["out-of-domain statistics"] == 0, steps  # work the bound leaves out
     for stage, steps in data["results"]["profile"].items():  # every wrapped step still runs
         for step in ("read/decode", "model", "Parquet write"):
             assert steps["per_item_s"][step] > 0, (stage, step, steps["per_item_s"])
