@@ -517,9 +517,6 @@ def resolve_all(specs: tuple[str, ...], exclude: tuple[str, ...]):
     root = Path(os.path.commonpath([str(r) for r, _ in resolved]))
 
     def files():
-        if len(resolved) == 1 and not specs[0].lstrip().startswith("@"):
-            yield from resolved[0][1]  # a walk or a glob names each file once
-            return
         seen: set[str] = set()
         for _, paths in resolved:
             for p in paths:

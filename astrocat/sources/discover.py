@@ -101,8 +101,9 @@ def _walk(
     A directory that cannot be listed is yielded itself, so it shows up as an error row.
     ``enter`` (given the sub-directory's parts relative to root) prunes the walk for
     globs; ``seen`` holds the (device, inode) of the directories on the current branch
-    and stops symlink loops. Paths are strings: a ``Path`` per file cost 5x the walk
-    (20,000 files: 0.06 s as strings, 0.3 s as Paths, the driver's first work of a run).
+    and stops symlink loops. Paths are strings, as the driver uses them: 20,000 files
+    walked in 0.06 s, against 0.09-0.11 s building a ``Path`` for each, whose string the
+    driver then formatted again (0.2 s more).
     """
     try:
         st = os.stat(directory)
