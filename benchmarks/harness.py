@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -162,7 +163,6 @@ class TreeSampler:
         self.peak = 0
         self.peak_by_process: dict[str, int] = {}  # what made up the peak
         self.cpu_by_process: dict[str, float] = {}  # CPU seconds, last seen
-        self.switches_by_process: dict[str, int] = {}  # context switches, last seen
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -180,9 +180,7 @@ class TreeSampler:
                 with p.oneshot():
                     by_process[name] = p.memory_info().rss
                     t = p.cpu_times()
-                    c = p.num_ctx_switches()
                 self.cpu_by_process[name] = t.user + t.system
-                self.switches_by_process[name] = c.voluntary + c.involuntary
             except psutil.Error:
                 pass  # exited between listing and reading
         return by_process
@@ -263,7 +261,8 @@ class Timed:
     machine_cpu: float = 0.0  # busy CPU seconds of the whole machine during the run
     other_cpu: float = 0.0  # of which neither the run's tree nor this harness
     steal: float = 0.0  # CPU seconds the hypervisor took
-    context_switches: int = 0  # of the run's tree, as last sampled (voluntary + not)
+    context_switches: int = 0  # of the run's tree, every thread (voluntary + not)
+    involuntary_switches: int = 0  # of which the kernel preempted a runnable thread
 
 
 def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = None,
@@ -275,6 +274,7 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
     busy0, steal0 = _busy_cpu()
     procs0 = _process_cpu()
     me0 = psutil.Process().cpu_times()
+    children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=ROOT)
@@ -288,6 +288,7 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
     finally:
         peak = sampler.stop() if sampler else 0
     seconds = time.perf_counter() - t0
+    voluntary, involuntary = _switches_since(children0)
     busy1, steal1 = _busy_cpu()
     tree = {int(k.split()[0]) for k in (sampler.cpu_by_process if sampler else {})}
     for pid in helpers:
@@ -313,7 +314,18 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
                  sampler.peak_by_process if sampler else {},
                  sampler.cpu_by_process if sampler else {},
                  busy1 - busy0, max(0.0, other), steal1 - steal0,
-                 sum(sampler.switches_by_process.values()) if sampler else 0)
+                 voluntary + involuntary, involuntary)
+
+
+def _switches_since(before) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of the children waited for since
+    ``before`` (a ``getrusage(RUSAGE_CHILDREN)``): every thread of the run's process and
+    of the worker processes it waited for. The kernel sums them as each process is
+    reaped; ``/proc/PID/status`` (psutil's ``num_ctx_switches``) counts only a process's
+    main thread, a hundredth of an astrocat run's switches, which all happen on its
+    decoder, engine and task threads."""
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw
 
 
 def wait_idle(max_wait: float = 900.0, threshold: float = 0.15) -> float:
@@ -387,7 +399,8 @@ class InferRun:
     commit_seconds: float | None = None  # the driver's commit, timed again on the parts
     attempts: int = 1
     repeat_seconds: list = field(default_factory=list)  # every run's, when the median is kept
-    context_switches: int = 0  # of the whole process tree (the GIL hand-offs show here)
+    context_switches: int = 0  # of the whole process tree, every thread (GIL hand-offs)
+    involuntary_switches: int = 0  # of which preemptions (more busy threads than cores)
 
     @property
     def rate(self) -> float:
@@ -463,7 +476,8 @@ def _infer_once(label: str, inputs: str, n_items: int, work: Path, extra: tuple,
                    part_seconds, len(manifest["workers"]), manifest.get("execution", ""),
                    " ".join(["astrocat", *cmd[len(astrocat_cmd()):]]), r.peak_by_process,
                    r.cpu_by_process, r.other_cpu, r.steal, commit_seconds=commit_seconds,
-                   machine_cpu=r.machine_cpu, context_switches=r.context_switches)
+                   machine_cpu=r.machine_cpu, context_switches=r.context_switches,
+                   involuntary_switches=r.involuntary_switches)
     log(f"  {label}: {r.seconds:.1f}s, {run.rate:.0f}/s, peak RSS {r.peak_rss / 2**20:.0f} MiB,"
         f" other processes {r.other_cpu:.1f} CPU-s")
     # the catalog and parts are not needed any more: keep the disk small

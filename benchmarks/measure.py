@@ -477,13 +477,20 @@ def interleaved(args) -> dict:
     time.sleep(max(0.0, args.start_at - time.time()))
     if timers:
         timers.reset()
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < args.seconds:
         for b in batches:
             step(b)
             n += len(b)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
     return {"n": n, "seconds": seconds, "rate": n / seconds, "model": card.name,
+            "context_switches": (after.ru_nvcsw - before.ru_nvcsw
+                                 + after.ru_nivcsw - before.ru_nivcsw),
+            "involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
             **({"cpu_per_step": _per_item_ms(timers)} if timers else {})}
 
 
@@ -505,8 +512,11 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
                  "--start-at", str(start_at), *(["--cpu-per-step"] if cpu_per_step else [])],
                 stdout=subprocess.PIPE, text=True))
         got = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    items = sum(g["n"] for g in got)
     out = {"interleaved_rate": sum(g["rate"] for g in got), "interleaved_batch": batch,
-           "interleaved_processes": got}
+           "interleaved_processes": got,
+           "switches_per_item": sum(g["context_switches"] for g in got) / max(1, items),
+           "involuntary_per_item": sum(g["involuntary_switches"] for g in got) / max(1, items)}
     if cpu_per_step:  # every process's steps together, per item
         items = sum(g["cpu_per_step"]["items"] for g in got)
         out["cpu_per_step"] = {"items": items, "ms_per_item": {

@@ -41,6 +41,26 @@ def _rate(x: float) -> str:
     return f"{x:,.0f}/s" if x >= 10 else f"{x:,.1f}/s"
 
 
+def _switches_text(run: dict, pairs: list[dict]) -> str:
+    """The run's context switches per item, every thread of its process tree, beside the
+    bound's processes' in the same minute: how often a core changed threads. Runs recorded
+    before every thread was counted (no ``involuntary_switches``) counted main threads
+    only, a hundredth of the truth: nothing is said of those."""
+    if "involuntary_switches" not in run or not run["n_items"]:
+        return ""
+    n = run["n_items"]
+    text = (f"; {run['context_switches'] / n:.1f} context switches per item in the run's "
+            f"process tree, every thread ({run['involuntary_switches'] / n:.1f} of them "
+            "preemptions)")
+    mine = [p for p in pairs if p.get("astrocat_run", {}).get("seconds") == run["seconds"]]
+    bound = mine[0].get("interleaved_switches_per_item") if mine else None
+    if bound is not None:
+        text += (f", against {bound:.2f} ("
+                 f"{mine[0].get('interleaved_involuntary_per_item') or 0:.2f}) in the "
+                 "bound's processes")
+    return text
+
+
 def _steps_text(steps: dict) -> str:
     """The run's CPU per item, step by step, against the bound's (``cpu-per-step``)."""
     ours, theirs = steps["run"]["ms_per_item"], steps["bound"]["ms_per_item"]
@@ -123,8 +143,8 @@ class Decomposition:
             text += (f"; CPU used: driver process (describe, Dask scheduler, commit) "
                      f"{self.driver_cpu:.1f} s, workers {self.worker_cpu:.1f} s")
         if self.switches and self.n_items:
-            text += (f"; {self.switches:,} context switches in the process tree, "
-                     f"{self.switches / self.n_items:.2f} per item")
+            text += (f"; {self.switches:,} context switches in the process tree (every "
+                     f"thread), {self.switches / self.n_items:.1f} per item")
         return text
 
 
@@ -170,7 +190,8 @@ class Report:
             driver_cpu=driver, worker_cpu=workers_cpu,
             commit_measured=run.get("commit_seconds") is not None,
             execution=run.get("execution", ""),
-            switches=run.get("context_switches", 0), n_items=run["n_items"],
+            switches=run.get("context_switches", 0) if "involuntary_switches" in run else 0,
+            n_items=run["n_items"],
         )
 
     def _disturbed(self, run: dict) -> str:
@@ -411,13 +432,12 @@ class Report:
                 out.append("")
                 continue
             if stage and "interleaved bound" in row.what:
-                _, inter, _, run = self._vs_interleaved(stage)
+                _, inter, pairs, run = self._vs_interleaved(stage)
                 each = self.machine["cores"] / inter
                 out.append("- Measured, with the interleaved bound's time per item as the "
                            "components': " + self._cpu_account(stage, run, each) + ".")
-                out.append(f"- Execution: {run.get('execution') or '?'}; "
-                           f"{run.get('context_switches', 0) / run['n_items']:.2f} context "
-                           "switches per item in the process tree.")
+                out.append(f"- Execution: {run.get('execution') or '?'}"
+                           + _switches_text(run, pairs) + ".")
                 if steps := res[stage]["components"].get("cpu_per_step"):
                     out.append("- " + _steps_text(steps))
                 continue

@@ -156,11 +156,15 @@ class Bench:
         pairs, int8_runs = [], []
         for ours, partners in self.pairs.get(stage, []):
             theirs, int8_run = partners["seed"], partners.get("int8")
-            inter = partners.get("interleaved", {}).get("interleaved_rate")
+            bound = partners.get("interleaved", {})
+            inter = bound.get("interleaved_rate")
             ratio = (ours.n_items / ours.seconds) / (theirs["n"] / theirs["process_seconds"])
             pairs.append({"astrocat_seconds": ours.seconds, "astrocat_n": ours.n_items,
                           "astrocat_run": ours.to_dict(), "seed": theirs, "ratio": ratio,
-                          **({"interleaved_rate": inter, "vs_interleaved": ours.rate / inter}
+                          **({"interleaved_rate": inter, "vs_interleaved": ours.rate / inter,
+                              "interleaved_switches_per_item": bound.get("switches_per_item"),
+                              "interleaved_involuntary_per_item":
+                                  bound.get("involuntary_per_item")}
                              if inter else {}),
                           **({"int8_seconds": int8_run.seconds,
                               "int8_vs_fp32": ours.seconds / int8_run.seconds}

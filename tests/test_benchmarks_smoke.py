@@ -61,6 +61,10 @@ def test_harness_runs_at_tiny_size(have_models, tmp_path):
         res = data["results"][stage]  # the bound measured in each FP32 run's minute
         assert all(p["interleaved_rate"] > 0 and p["vs_interleaved"] > 0
                    for p in res["pairs"]), res["pairs"]
+        for p in res["pairs"]:  # every thread's switches: a run's engine and decoder
+            run = p["astrocat_run"]  # threads wait for each other at least once a batch
+            assert run["context_switches"] >= run["n_items"] / 64, run["context_switches"]
+            assert p["interleaved_switches_per_item"] > 0, p
         if "int8" in res:
             assert all(p["int8_vs_fp32"] > 0 for p in res["pairs"]), res["pairs"]
             assert f"| {'1. Images' if stage == 'images' else '3. FITS'}: INT8 (" in table
