@@ -73,7 +73,7 @@ def _steps_text(steps: dict) -> str:
             f"{bound:.2f} ms in the bound: with no fixed cost at all the run would reach "
             f"{bound / total:.0%} of the bound; the run's process used "
             f"{1e3 * steps['run']['process_cpu_s'] / steps['run']['items']:.2f} ms of CPU "
-            "per item in all (its imports, listing, engines' start and publishing included)")
+            "per item in all (its imports, listing, engines' start and publishing included).")
 
 
 def _ms(s: float) -> str:
@@ -440,6 +440,7 @@ class Report:
                            + _switches_text(run, pairs) + ".")
                 if steps := res[stage]["components"].get("cpu_per_step"):
                     out.append("- " + _steps_text(steps))
+                out.append("")
                 continue
             if stage and "component limit" in row.what:
                 r = res[stage]
