@@ -288,7 +288,8 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
     finally:
         peak = sampler.stop() if sampler else 0
     seconds = time.perf_counter() - t0
-    voluntary, involuntary = _switches_since(children0)
+    voluntary, involuntary = switches_between(
+        children0, resource.getrusage(resource.RUSAGE_CHILDREN))
     busy1, steal1 = _busy_cpu()
     tree = {int(k.split()[0]) for k in (sampler.cpu_by_process if sampler else {})}
     for pid in helpers:
@@ -317,14 +318,13 @@ def timed_run(cmd: list[str], *, sample_rss: bool = False, env: dict | None = No
                  voluntary + involuntary, involuntary)
 
 
-def _switches_since(before) -> tuple[int, int]:
-    """(voluntary, involuntary) context switches of the children waited for since
-    ``before`` (a ``getrusage(RUSAGE_CHILDREN)``): every thread of the run's process and
-    of the worker processes it waited for. The kernel sums them as each process is
-    reaped; ``/proc/PID/status`` (psutil's ``num_ctx_switches``) counts only a process's
-    main thread, a hundredth of an astrocat run's switches, which all happen on its
-    decoder, engine and task threads."""
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+def switches_between(before, after) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches between two ``getrusage`` readings:
+    the kernel's sums over every thread (``RUSAGE_SELF``: this process;
+    ``RUSAGE_CHILDREN``: the children reaped meanwhile, with the worker processes they
+    waited for). ``/proc/PID/status`` (psutil's ``num_ctx_switches``) counts only a
+    process's main thread, a hundredth of an astrocat run's switches, which all happen on
+    its decoder, engine and task threads."""
     return after.ru_nvcsw - before.ru_nvcsw, after.ru_nivcsw - before.ru_nivcsw
 
 

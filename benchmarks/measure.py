@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pstats
+import resource
 import sys
 import tempfile
 import time
@@ -477,7 +478,7 @@ def interleaved(args) -> dict:
     time.sleep(max(0.0, args.start_at - time.time()))
     if timers:
         timers.reset()
-    import resource
+    from benchmarks.harness import switches_between
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     n, t0 = 0, time.perf_counter()
@@ -486,11 +487,9 @@ def interleaved(args) -> dict:
             step(b)
             n += len(b)
     seconds = time.perf_counter() - t0
-    after = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process
+    voluntary, involuntary = switches_between(before, resource.getrusage(resource.RUSAGE_SELF))
     return {"n": n, "seconds": seconds, "rate": n / seconds, "model": card.name,
-            "context_switches": (after.ru_nvcsw - before.ru_nvcsw
-                                 + after.ru_nivcsw - before.ru_nivcsw),
-            "involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
+            "context_switches": voluntary + involuntary, "involuntary_switches": involuntary,
             **({"cpu_per_step": _per_item_ms(timers)} if timers else {})}
 
 
@@ -512,11 +511,11 @@ def _interleaved_rate(stage: str, paths: list[str], batch: int, cores: int,
                  "--start-at", str(start_at), *(["--cpu-per-step"] if cpu_per_step else [])],
                 stdout=subprocess.PIPE, text=True))
         got = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
-    items = sum(g["n"] for g in got)
+    looped = max(1, sum(g["n"] for g in got))
     out = {"interleaved_rate": sum(g["rate"] for g in got), "interleaved_batch": batch,
            "interleaved_processes": got,
-           "switches_per_item": sum(g["context_switches"] for g in got) / max(1, items),
-           "involuntary_per_item": sum(g["involuntary_switches"] for g in got) / max(1, items)}
+           "switches_per_item": sum(g["context_switches"] for g in got) / looped,
+           "involuntary_per_item": sum(g["involuntary_switches"] for g in got) / looped}
     if cpu_per_step:  # every process's steps together, per item
         items = sum(g["cpu_per_step"]["items"] for g in got)
         out["cpu_per_step"] = {"items": items, "ms_per_item": {
@@ -614,8 +613,6 @@ def cpu_per_step(args) -> dict:
     in-process execution the CLI uses on a machine like this one), each step's thread CPU
     time added up over every thread (``_step_clock``). The process's CPU beyond the steps
     is its imports, listing, engines' start, Python bookkeeping and publishing."""
-    import resource
-
     from astrocat.pipeline import run
 
     timers = _step_clock()

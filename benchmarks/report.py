@@ -52,12 +52,11 @@ def _switches_text(run: dict, pairs: list[dict]) -> str:
     text = (f"; {run['context_switches'] / n:.1f} context switches per item in the run's "
             f"process tree, every thread ({run['involuntary_switches'] / n:.1f} of them "
             "preemptions)")
-    mine = [p for p in pairs if p.get("astrocat_run", {}).get("seconds") == run["seconds"]]
-    bound = mine[0].get("interleaved_switches_per_item") if mine else None
+    pair = next((p for p in pairs if p.get("astrocat_run") is run), {})  # its minute's
+    bound = pair.get("interleaved_switches_per_item")
     if bound is not None:
-        text += (f", against {bound:.2f} ("
-                 f"{mine[0].get('interleaved_involuntary_per_item') or 0:.2f}) in the "
-                 "bound's processes")
+        text += (f", against {bound:.2f} ({pair.get('interleaved_involuntary_per_item') or 0:.2f})"
+                 " in the bound's processes")
     return text
 
 

@@ -143,8 +143,7 @@ def _from_list(list_file: Path, excl: tuple[str, ...]) -> tuple[Path, Iterator[s
                     entry = os.path.expanduser(entry)
                 full = os.path.abspath(os.path.join(under, entry))
                 if os.path.isdir(full):
-                    inside = full.startswith(os.path.join(under, ""))
-                    yield from _walk(full, under if inside else full, excl)
+                    yield from _walk(full, under if _inside(full, under) else full, excl)
                 elif not excl or not _excluded(_relative(full, under), excl):
                     yield full
 
@@ -229,9 +228,13 @@ def _translate_part(part: str) -> str:
     return "".join(res)
 
 
+def _inside(path: str, root: str) -> bool:
+    """Whether ``path`` lies below ``root`` (both absolute and normalised)."""
+    return path.startswith(os.path.join(root, ""))
+
+
 def _relative(path: str, root: str) -> str:
     """POSIX path relative to root, or the absolute path when it lies outside root (both
     absolute and normalised)."""
-    under = os.path.join(root, "")
-    rel = path[len(under):] if path.startswith(under) else path
+    rel = path[len(os.path.join(root, "")):] if _inside(path, root) else path
     return rel.replace(os.sep, "/")
