@@ -268,6 +268,15 @@ WITH_WCS = [
 # ------------------------------------------------------------------- running both
 
 
+@pytest.fixture(autouse=True, params=["memory", "cfitsio"])
+def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test twice: small plain files laid out from their bytes (the default), and
+    every file laid out by cfitsio (as files over ``MEMORY_BYTES`` are)."""
+    if request.param == "cfitsio":
+        monkeypatch.setattr(_fits, "MEMORY_BYTES", 0)
+    return request.param
+
+
 def reference(monkeypatch: pytest.MonkeyPatch, fn: Callable[[], Any]) -> Any:
     """``fn()`` with the cfitsio path switched off."""
     with monkeypatch.context() as m:
@@ -527,9 +536,9 @@ def test_a_fits_file_is_opened_once_to_route_and_read(tmp_path, monkeypatch):
     opened = []
     real = _fits.FastFits.__init__
 
-    def counting(self, p):
+    def counting(self, p, **kw):
         opened.append(p)
-        real(self, p)
+        real(self, p, **kw)
 
     monkeypatch.setattr(_fits.FastFits, "__init__", counting)
     unit = describe(path, tmp_path)
@@ -541,3 +550,76 @@ def test_a_fits_file_is_opened_once_to_route_and_read(tmp_path, monkeypatch):
     assert kept is not None
     _fits.release_handed()
     assert _fits._handed.file is None and kept[1]._file.closed
+
+
+# ------------------------------------------------------------- the in-memory layout
+
+
+def _as_read(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+@pytest.mark.parametrize("name", [n for n in [*FAST, *DECLINED, "unpadded.fits"]
+                                  if not n.endswith(".fz")])
+def test_memory_layout_is_cfitsios(files, name):
+    """HDU count, types, offsets and pixels found in the bytes are cfitsio's own."""
+    import fitsio
+
+    mine = _fits.MemoryFits(_as_read(files[name]))
+    with fitsio.FITS(str(files[name])) as theirs:
+        assert len(mine) == len(theirs)
+        for i in range(len(theirs)):
+            ours, cf = mine[i], theirs[i]
+            assert ours.get_exttype(num=True) == cf.get_exttype(num=True)
+            for key in ("header_start", "data_start"):
+                assert ours.get_offsets()[key] == cf.get_offsets()[key], (i, key)
+            if cf.get_exttype(num=True) == fitsio.IMAGE_HDU and ours.shape and all(ours.shape):
+                header = ours.cards
+                if (header.get("BSCALE", 1), header.get("BZERO", 0)) not in (
+                        (1, 0), (1, 32768), (1, 2147483648)):
+                    with pytest.raises(_fits.Declined):
+                        ours.read()
+                    continue
+                ref = cf.read()
+                got = ours.read()
+                assert got.dtype.kind == ref.dtype.kind and got.shape == ref.shape
+                assert np.array_equal(got, ref, equal_nan=True)
+
+
+#: Not plain: compressed images, cut-off or damaged files, bytes after the last HDU (the
+#: img[1] files are plain: only their names are odd, to cfitsio).
+NOT_PLAIN = [*(n for n in FAST if n.endswith(".fz")),
+             *(n for n in BROKEN if "[" not in n), "trailing_garbage.fits"]
+
+
+@pytest.mark.parametrize("name", NOT_PLAIN)
+def test_memory_layout_declines_what_is_not_plain(files, name):
+    """Compressed images, cut-off or damaged files, bytes after the last HDU: Declined,
+    so cfitsio and astropy decide as before."""
+    try:
+        data = _as_read(files[name])
+    except (EOFError, OSError):
+        return  # a cut-off gzip stream never reaches the layout
+    with pytest.raises(_fits.Declined):
+        _fits.MemoryFits(data)
+
+
+def test_memory_layout_is_used_for_small_plain_files(files, monkeypatch, layout):
+    """The in-memory layout really carries the survey's cut-outs: cfitsio never opens them
+    (and does open them when they are over ``MEMORY_BYTES``)."""
+    import fitsio
+
+    opened = []
+    real = fitsio.FITS
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fitsio, "FITS", spy)
+    path = files["cd.fits"]
+    unit = describe.describe(path, path.parent)
+    plane = read_plane(str(path), "fits_image", unit.hdu)
+    assert plane.data.shape == (N, N)
+    assert opened == ([] if layout == "memory" else [str(path)])

@@ -280,7 +280,7 @@ def _fitsio_route(path: Path, compressed_file: bool,
     files, cubes)."""
     if compressed_file and path.stat().st_size > _FITSIO_GZIP_LIMIT:
         raise _fits.Declined("a large gzip file")
-    f = _fits.FastFits(str(path))
+    f = _fits.FastFits(str(path), in_memory=True)
     try:
         if product.hdu is not None:
             index = _fits.find_hdu(f.headers(), product.hdu)

@@ -88,7 +88,7 @@ def astropy_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT
 def fitsio_plane(path: str, hdu: int | None, product: Product = DEFAULT_PRODUCT) -> Plane:
     """:func:`astropy_plane`'s answer through cfitsio, or :class:`Declined` (failures
     included: astropy words the errors)."""
-    with _fits.taken(path) or _fits.FastFits(path) as f:
+    with _fits.taken(path) or _fits.FastFits(path, in_memory=True) as f:
         if hdu is not None:
             index = hdu
         elif product.hdu is not None:
