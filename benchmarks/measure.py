@@ -413,7 +413,7 @@ def components_fits(args) -> dict:
     root = Path(paths[0]).parent
     unit = describe(Path(paths[0]), root)
     t_describe = _per_item(lambda p: describe(Path(p), root), paths)
-    ours = "astrocat read_plane (fitsio + plain-TAN centre, astropy fallback)"
+    ours = "astrocat read_plane (in-memory layout or fitsio, plain-TAN centre, astropy fallback)"
     readers_s = {
         ours: _per_item(lambda p: readers.read_plane(p, unit.fmt, unit.hdu), paths),
         "astropy reference (memmap + astropy WCS centre)": _per_item(

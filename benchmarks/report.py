@@ -346,8 +346,8 @@ class Report:
             rows.append(Row("3. FITS readers, one file at a time, 1 core", _n(comp["sample"]),
                             _rate(1 / ours), "; ".join(f"{k}: {_ms(v)}/file"
                                                          for k, v in rs.items()),
-                            f"{ref / ours:.1f}x astropy", "fitsio where faster, same "
-                            "pixels", comp["fitsio_matches_astropy"],
+                            f"{ref / ours:.1f}x astropy", "fast paths where faster, "
+                            "same pixels", comp["fitsio_matches_astropy"],
                             "identical pixels on every file of the sample"
                             if comp["fitsio_matches_astropy"] else "PIXELS DIFFER"))
         if "memory" in res:
