@@ -161,6 +161,8 @@ FAST: dict[str, Callable[[], fits.HDUList]] = {
         fits.ImageHDU(pixels(), fits.Header({"ASTROCAT": "Density_Field"}))
     ),
     "int32.fits": lambda: primary((pixels() * 1e6).astype(np.int32), tan(5.0, 5.0)),
+    "uint8.fits": lambda: primary(np.clip(pixels() * 2 - 100, 0, 255).astype(np.uint8)),
+    "int64.fits": lambda: primary((pixels() * 1e12).astype(np.int64)),
     "float64.fits": lambda: primary(pixels().astype(np.float64) * 1e39),  # inf in float32
     "mostly_nan.fits": lambda: primary(np.full((N, N), np.nan, np.float32)),
     "unscaled_ints.fits": lambda: primary(
