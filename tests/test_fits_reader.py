@@ -599,10 +599,14 @@ NOT_PLAIN = [*(n for n in FAST if n.endswith(".fz")),
 def test_memory_layout_declines_what_is_not_plain(files, name):
     """Compressed images, cut-off or damaged files, bytes after the last HDU: Declined,
     so cfitsio and astropy decide as before."""
-    try:
-        data = _as_read(files[name])
-    except (EOFError, OSError):
-        return  # a cut-off gzip stream never reaches the layout
+    data = files[name].read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:  # a cut-off gzip stream is refused before any layout is looked for
+            with pytest.raises(EOFError):
+                _fits.FastFits(str(files[name]), in_memory=True)
+            return
     with pytest.raises(_fits.Declined):
         _fits.MemoryFits(data)
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from astrocat.errors import InputError
+from astrocat.sources.sniff import end_block
 
 if TYPE_CHECKING:
     from astropy.io import fits
@@ -322,7 +323,9 @@ class FastFits:
         except BaseException:
             self._file.close()
             raise
-        self._headers: dict[int, Cards] = {}
+        self._headers: dict[int, Cards] = (  # a memory layout parsed them already
+            {i: hdu.cards for i, hdu in enumerate(self._fits)}
+            if isinstance(self._fits, MemoryFits) else {})
 
     def __enter__(self) -> FastFits:
         return self
@@ -375,9 +378,6 @@ class FastFits:
         """HDU ``index``'s header; a tile-compressed image's reads as the image's."""
         if index not in self._headers:
             hdu = self._hdu(index)
-            if isinstance(hdu, MemoryHdu):  # parsed already, to find the layout
-                self._headers[index] = hdu.cards
-                return hdu.cards
             offsets = hdu.get_offsets()
             start, stop = offsets["header_start"], offsets["data_start"]
             self._file.seek(start)
@@ -482,7 +482,6 @@ _PIXELS = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 #: The unsigned-integer convention (BSCALE 1, BZERO 2**(BITPIX-1)) read as cfitsio reads
 #: it: the stored signed integer with its top bit flipped, as an unsigned integer.
 _UNSIGNED = {16: (">u2", np.uint16(1 << 15)), 32: (">u4", np.uint32(1 << 31))}
-_END_CARD = b"END" + b" " * 77
 
 
 class MemoryFits:
@@ -517,14 +516,11 @@ class MemoryHdu:
     HDU object gives them (``get_exttype``, ``is_compressed``, ``get_offsets``, ``read``)."""
 
     def __init__(self, data: bytes, start: int, first: bool) -> None:
-        end = data.find(_END_CARD, start)
-        while end >= 0 and (end - start) % 80:
-            end = data.find(_END_CARD, end + 1)
-        if end < 0:
+        data_start = end_block(data, start)
+        if data_start is None:
             raise Declined("no END card")
-        self._data, self.header_start = data, start
-        self.data_start = start + ((end - start) // 2880 + 1) * 2880
-        header = Cards(data[start:end + 80])
+        self._data, self.header_start, self.data_start = data, start, data_start
+        header = Cards(data[start:data_start])  # its cards end at END
         if first:
             if header.first != "SIMPLE" or header.get("SIMPLE") is not True \
                     or header.get("GROUPS") is not None:

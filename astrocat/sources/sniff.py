@@ -171,7 +171,9 @@ def first_extension_cards(path: Path, max_blocks: int = 40) -> dict[str, str]:
 
 def end_block(data: bytes, start: int) -> int | None:
     """The offset just past the header block holding the END card at or after ``start``."""
-    for i in range(start, len(data) - 79, 80):
-        if data[i:i + 3] == b"END" and data[i + 3:i + 80].strip() == b"":
+    i = data.find(b"END", start)
+    while 0 <= i <= len(data) - 80:  # a card starting with END, blank after it
+        if not (i - start) % 80 and not data[i + 3:i + 80].strip():
             return ((i - start) // 2880 + 1) * 2880 + start
+        i = data.find(b"END", i + 1)
     return None
