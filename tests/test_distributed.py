@@ -72,6 +72,9 @@ def test_infer_on_existing_scheduler_matches_local_run(sample_dir, have_models,
     assert np.allclose(a.column("p_lens").to_numpy(), b.column("p_lens").to_numpy(), atol=1e-5)
     prov = json.loads(pq.read_schema(remote).metadata[b"astrocat"])
     assert prov["execution"].startswith(external_cluster)
+    assert prov["execution_reason"].startswith("an existing Dask scheduler was named")
+    assert json.loads(pq.read_schema(local).metadata[b"astrocat"])["execution_reason"] \
+        .startswith("--workers 1: as many worker processes as asked")
     # the parts really ran on both external workers
     manifest = json.loads((tmp_path / "remote.parquet.parts" / "manifest.json").read_text())
     assert len(manifest["workers"]) == 2, manifest["workers"]

@@ -250,6 +250,8 @@ def test_a_64_core_node_gets_a_worker_process_per_four_cores(monkeypatch):
         info = lazy.info
         assert (info.n_workers, info.cores_per_worker) == (16, 4)
         assert info.description == "embedded LocalCluster, 16 workers"
+        assert lazy.reason.startswith("64 cores: one process keeps about 4 busy (the GIL), "
+                                      "so one worker process per 4 cores")
     assert seen["n_workers"] == 16 and seen["processes"] is True
     assert seen["threads_per_worker"] == cl.TASK_THREADS
     assert all(seen["env"][k] == "4" for k in cl._THREAD_ENV)
@@ -263,6 +265,10 @@ def test_a_64_core_node_gets_a_worker_process_per_four_cores(monkeypatch):
         small = cl.LazyCluster(stack, None, None)
         assert small.threaded and small.info.cores_per_worker == 4
         assert small.info.address == cl.THREADED
+        assert small.reason.startswith("4 core(s): one process keeps up to 4 busy")
+        assert "a decoder thread and a single-threaded engine per core" in small.reason
+    with contextlib.ExitStack() as stack:
+        assert cl.LazyCluster(stack, None, None).reason.startswith("every partition's part")
 
 
 def test_a_224_px_network_stays_within_the_memory_budget(tmp_path):

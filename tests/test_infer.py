@@ -212,9 +212,10 @@ print(json.dumps({{"dask": "dask" in sys.modules}}))
     assert first == {"pandas": False, "dask": False}
     assert second == {"dask": True}
     one, two = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("one", "two"))
-    for table, where in ((one, "in-process, the run's one partition"),
-                         (two, "Dask threaded scheduler")):
+    for table, where, why in ((one, "in-process, the run's one partition", "one partition"),
+                              (two, "Dask threaded scheduler", "core(s): one process keeps")):
         assert provenance(table.schema)["execution"].startswith(where)
+        assert why in provenance(table.schema)["execution_reason"]
     cols = ["object_id", "source", "status", "error", "model", "gz_smooth", "ood_distance"]
     assert one.select(cols).sort_by("object_id").equals(two.select(cols).sort_by("object_id"))
     assert one.num_rows == 10

@@ -97,6 +97,7 @@ def test_a_run_on_slurm_workers_equals_a_local_run(slurm, sample_dir, tmp_path):
     slurm_cat = _catalog(tmp_path / "store")
     meta = json.loads(pq.read_schema(_latest(tmp_path / "store")).metadata[b"astrocat"])
     assert meta["execution"].startswith("tcp://") and "workers" in meta["execution"]
+    assert meta["execution_reason"].startswith("the job file's [cluster] asks for Slurm")
     local = tmp_path / "local.parquet"
     r = _astrocat(slurm, "infer", "-q", "--input", str(survey), "--out", str(local))
     assert r.returncode == 0, r.stdout

@@ -441,6 +441,41 @@ class LazyCluster:
             return "in-process, the run's one partition in the calling thread (no scheduler)"
         return self.info.description if self._used else "none (all parts reused)"
 
+    @property
+    def reason(self) -> str:
+        """Why the partitions ran where :attr:`description` says, for the run's provenance:
+        the rule that chose it and the figure it was chosen from."""
+        if self.inline:
+            return "one partition to compute: nothing to schedule"
+        if not self._used:
+            return "every partition's part was reused: nothing to compute"
+        spec = self._spec.kind if self._spec is not None else "local"
+        if self._scheduler or spec == "scheduler":
+            return ("an existing Dask scheduler was named (--scheduler, or the job file's "
+                    "[cluster]): its workers decide their own feed, one decoder and one "
+                    "engine per worker thread")
+        if spec == "slurm":
+            return ("the job file's [cluster] asks for Slurm: dask-jobqueue worker jobs, "
+                    "each worker fed by one decoder and one engine per thread")
+        if self._got is not None and self._got[1].gpus:
+            return ("a GPU engine on a machine with GPUs: one worker process per GPU, "
+                    "decoding on its share of the cores and running one engine on its GPU")
+        cores = machine_cores()
+        feed = ("; in each process a decoder thread and a single-threaded engine per core "
+                "(whole items per core in one thread, without hand-offs, was measured no "
+                "faster on 2 cores: docs/performance.md)")
+        if self._workers is not None:
+            return f"--workers {self._workers}: as many worker processes as asked" + feed
+        if cores <= CORES_PER_PROCESS:
+            return (f"{cores} core(s): one process keeps up to {CORES_PER_PROCESS} busy "
+                    "(decoders and engines release the GIL), so no worker process is "
+                    "started" + feed)
+        if self._in_process:
+            return ("a small run (few files, small tables): one process, no worker "
+                    "process to start" + feed)
+        return (f"{cores} cores: one process keeps about {CORES_PER_PROCESS} busy (the "
+                f"GIL), so one worker process per {CORES_PER_PROCESS} cores" + feed)
+
 
 def _threaded_get() -> Callable:
     """Dask's threaded scheduler, named by its function: the name "threads" would make

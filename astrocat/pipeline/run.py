@@ -385,6 +385,7 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "engine_requested": opts.engine,
             **({"gpu_decode": list(gpu_decode)} if gpu_decode else {}),
             "execution": cluster.description,
+            "execution_reason": cluster.reason,
             "layout": opts.layout,
             "models": {
                 n: {"version": cards[n].version, "task": cards[n].task,
