@@ -8,6 +8,7 @@ handle itself are checked to really take it; the rest must decline to astropy.
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import math
 import warnings
@@ -22,6 +23,7 @@ from astropy.wcs import WCS
 
 from astrocat.errors import InputError, TransientInputError
 from astrocat.sources import _fits, describe, fitsfiles
+from astrocat.sources import common as sources_common
 from astrocat.sources.readers import read_plane, read_spectra, scan_table
 
 pytest.importorskip("fitsio")
@@ -624,8 +626,20 @@ def test_memory_layout_is_used_for_small_plain_files(files, monkeypatch, layout)
         return real(*args, **kwargs)
 
     monkeypatch.setattr(fitsio, "FITS", spy)
+    read_whole = []
+    real_open = builtins.open
+
+    def open_spy(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(path):
+            read_whole.append(mode)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_spy)
     path = files["cd.fits"]
     unit = describe.describe(path, path.parent)
     plane = read_plane(str(path), "fits_image", unit.hdu)
     assert plane.data.shape == (N, N)
     assert opened == ([] if layout == "memory" else [str(path)])
+    # describe reads the small file whole once and hands its bytes to the memory layout
+    assert read_whole == (["rb"] if layout == "memory" else ["rb", "rb"])
+    assert sources_common.take_bytes(str(path)) is None  # taken, nothing left behind

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 
 from astrocat.errors import InputError
+from astrocat.sources.common import take_bytes
 from astrocat.sources.sniff import end_block
 
 if TYPE_CHECKING:
@@ -300,6 +301,8 @@ class FastFits:
             raise Declined("the fast FITS paths are switched off")
         if not _LITERAL_PATH.fullmatch(path):
             raise Declined("cfitsio would parse this path as extended file-name syntax")
+        if in_memory and self._laid_out(take_bytes(path)):
+            return
         # Opened first: given a missing x.fits, cfitsio quietly opens x.fits.gz instead.
         self._file: Any = open(path, "rb")  # closed by __exit__
         try:
@@ -326,6 +329,19 @@ class FastFits:
         self._headers: dict[int, Cards] = (  # a memory layout parsed them already
             {i: hdu.cards for i, hdu in enumerate(self._fits)}
             if isinstance(self._fits, MemoryFits) else {})
+
+    def _laid_out(self, data: bytes | None) -> bool:
+        """Whether the file's bytes, as ``describe`` read and handed them over
+        (``common.hand_over``), are laid out in memory; else the file is opened as ever."""
+        if data is None or len(data) > MEMORY_BYTES:
+            return False
+        try:
+            self._fits = MemoryFits(data)
+        except Declined:
+            return False
+        self._file = io.BytesIO(data)
+        self._headers = {i: hdu.cards for i, hdu in enumerate(self._fits)}
+        return True
 
     def __enter__(self) -> FastFits:
         return self
@@ -590,5 +606,7 @@ _handed = threading.local()
 
 
 def release_handed() -> None:
-    """Close a file handed over on this thread and not taken (its input was not read)."""
+    """Close a file handed over on this thread and not taken (its input was not read), and
+    drop any bytes ``describe`` handed over and no reader took."""
     taken("")
+    take_bytes("")

@@ -38,7 +38,7 @@ from astrocat.errors import InputError
 from astrocat.kinds import Kind
 from astrocat.sources import _fits, fitsfiles, images, spectra_products
 from astrocat.sources._fits import DEFAULT_PRODUCT, Product
-from astrocat.sources.common import TRANSIENT_ERRNOS, library_message
+from astrocat.sources.common import HANDED_BYTES, TRANSIENT_ERRNOS, hand_over, library_message
 from astrocat.sources.readers import TableInfo, _scan_table, scan_fits_hdu
 from astrocat.sources.sniff import HEAD_BYTES, looks_like, sniff_bytes
 from astrocat.sources.units import InputUnit
@@ -78,13 +78,13 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
             raise _Unusable("not a regular file (a pipe, socket or device)")
         if size == 0:
             raise _Unusable("empty file (0 bytes; an interrupted download?)")
-        with open(path, "rb") as f:  # a small file whole: a JPEG's reader gets its bytes
-            whole = f.read(size if size <= images.HANDED_BYTES else HEAD_BYTES)
+        with open(path, "rb") as f:  # a small file whole: its reader gets its bytes
+            whole = f.read(size if size <= HANDED_BYTES else HEAD_BYTES)
         head = whole[:HEAD_BYTES]
         sniffed = sniff_bytes(head)
+        if sniffed in ("jpeg", "fits") and len(whole) == size:
+            hand_over(str(path), whole)  # a JPEG's decoder, a FITS file's memory layout
         unit = _route(path, sniffed, head, product)
-        if sniffed == "jpeg" and len(whole) == size:
-            images.hand_over(str(path), whole)
     except _Skipped as exc:
         return InputUnit(path=str(path), source=source, fmt="astrocat", kind=None, n_items=0,
                          size=size, mtime_ns=mtime_ns, skipped=str(exc))

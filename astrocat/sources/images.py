@@ -12,14 +12,13 @@ libjpeg-turbo only warns about, one too large to trust) is *declined* and goes t
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from astrocat.errors import InputError
-from astrocat.sources.common import about
+from astrocat.sources.common import about, take_bytes
 
 try:  # a dependency; guarded only so that Pillow alone still works where it is missing
     import simplejpeg
@@ -73,26 +72,12 @@ def read_rgb(path: str, size: int, crop_fraction: float, zoom: float = 1.0,
                 raise InputError(f"{kind} data is truncated or corrupt ({exc})") from exc
 
 
-#: Files up to this size are read whole by ``describe``, and a JPEG's bytes handed over
-#: to its reader: one open and read per cut-out instead of two (2 % of a core's time).
-HANDED_BYTES = 256 << 10
-
-_handed = threading.local()
-
-
-def hand_over(path: str, data: bytes) -> None:
-    """Keep a JPEG's bytes, read whole by ``describe``, for the next :func:`read_bytes`
-    of ``path`` on this thread (its reader, next on the same decoder thread)."""
-    _handed.data = (path, data)
-
-
 def read_bytes(path: str | Path) -> bytes:
     """A JPEG's bytes for libjpeg-turbo (the one place this module opens a file itself),
-    or those ``describe`` just read and handed over."""
-    kept = getattr(_handed, "data", None)
-    _handed.data = None
-    if kept is not None and kept[0] == str(path):
-        return kept[1]
+    or those ``describe`` just read and handed over (``common.hand_over``)."""
+    kept = take_bytes(str(path))
+    if kept is not None:
+        return kept
     with open(path, "rb") as f:
         return f.read()
 
