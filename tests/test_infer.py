@@ -190,6 +190,36 @@ def test_own_output_sees_through_links(tmp_path):
     assert not own(str(parts))  # the directory itself is never listed as a file
 
 
+def test_a_catalog_with_its_store_beside_it_is_not_an_input(tmp_path, monkeypatch):
+    """Another run's catalog (``old.parquet`` beside its store ``old.parquet.parts``) is
+    recognised from one listing of its directory; a file merely named like one beside a
+    directory that is no store is an input; a directory that cannot be listed falls back
+    to looking beside each file."""
+    from astrocat.catalog.names import VERSIONS
+    from astrocat.pipeline.own_files import CATALOG, OwnFiles
+
+    inputs = tmp_path / "inputs"
+    (inputs / "old.parquet.parts" / VERSIONS).mkdir(parents=True)
+    (inputs / "plain.parquet.parts").mkdir()  # not a store: no markers
+    for name in ("old.parquet", "plain.parquet", "a.jpg"):
+        (inputs / name).write_bytes(b"x")
+    out = tmp_path / "new.parquet"
+    own = OwnFiles(out, tmp_path / "new.parquet.parts")
+    assert own(str(inputs / "old.parquet")) == CATALOG
+    assert own(str(inputs / "plain.parquet")) is None and own(str(inputs / "a.jpg")) is None
+    assert own.parts_names[str(inputs.resolve())] == {"old.parquet.parts",
+                                                     "plain.parquet.parts"}
+
+    def unlistable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("astrocat.pipeline.own_files.os.scandir", unlistable)
+    again = OwnFiles(out, tmp_path / "new.parquet.parts")
+    assert again(str(inputs / "old.parquet")) == CATALOG
+    assert again(str(inputs / "plain.parquet")) is None
+    assert again.parts_names[str(inputs.resolve())] is None
+
+
 def test_a_small_run_needs_neither_pandas_nor_dask(sample_dir, have_models, tmp_path):
     """The fixed cost of a small run: one partition runs in the calling thread (no Dask
     import, 0.1 s) and its columns are built without pandas (0.3 s with its exit); the

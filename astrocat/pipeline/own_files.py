@@ -50,6 +50,7 @@ class OwnFiles:
         self.real: dict[str, str] = {}  # directory -> its real path
         self.dir_reason: dict[str, str | None] = {}  # real directory -> reason or None
         self.simulated: dict[str, frozenset[str]] = {}  # real directory -> own names
+        self.parts_names: dict[str, frozenset[str] | None] = {}  # real directory -> *.parts
         self.counts: Counter = Counter()
 
     def __call__(self, path: str, link: bool | None = None) -> str | None:
@@ -75,10 +76,26 @@ class OwnFiles:
             return STORE
         if name in self._simulated(real):
             return SIMULATION
-        beside = full + PARTS_SUFFIX  # a string test first: a Path costs 3x the stat
-        if os.path.isdir(beside) and is_store(Path(beside)):
+        beside = full + PARTS_SUFFIX
+        stores = self._parts_beside(real)
+        if (name + PARTS_SUFFIX in stores if stores is not None else os.path.isdir(beside)) \
+                and is_store(Path(beside)):
             return CATALOG
         return None
+
+    def _parts_beside(self, real_dir: str) -> frozenset[str] | None:
+        """Names in ``real_dir`` that end like a store (``OUT.parts``), from one listing
+        per directory (cached); None where it cannot be listed (then each file's
+        neighbour is looked up itself). A ``stat`` beside every input cost the driver
+        0.11 s per 20,000 files."""
+        if real_dir not in self.parts_names:
+            try:
+                with os.scandir(real_dir) as entries:
+                    names = frozenset(e.name for e in entries if e.name.endswith(PARTS_SUFFIX))
+            except OSError:
+                names = None
+            self.parts_names[real_dir] = names
+        return self.parts_names[real_dir]
 
     def _in_store(self, real_dir: str) -> bool:
         """Whether ``real_dir`` or a directory above it is a store (cached per directory)."""
