@@ -10,7 +10,6 @@ file whose HDUs are all plain is laid out from its own bytes instead of cfitsio'
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import io
 import math
@@ -301,7 +300,8 @@ class FastFits:
             raise Declined("the fast FITS paths are switched off")
         if not _LITERAL_PATH.fullmatch(path):
             raise Declined("cfitsio would parse this path as extended file-name syntax")
-        if in_memory and self._laid_out(take_bytes(path)):
+        handed = take_bytes(path) if in_memory else None  # describe read it just now
+        if handed is not None and len(handed) <= MEMORY_BYTES and self._laid_out(handed):
             return
         # Opened first: given a missing x.fits, cfitsio quietly opens x.fits.gz instead.
         self._file: Any = open(path, "rb")  # closed by __exit__
@@ -314,27 +314,20 @@ class FastFits:
                 whole = gzip.decompress(head + self._file.read())
             if whole is not None:
                 self._file.close()
+                if in_memory and self._laid_out(whole):
+                    return
                 self._file = io.BytesIO(whole)
-            self._fits: Any = None
-            if in_memory and whole is not None:
-                with contextlib.suppress(Declined):
-                    self._fits = MemoryFits(whole)
-            if self._fits is None:
-                if fitsio is None:
-                    raise Declined("fitsio is not installed")
-                self._fits = fitsio.FITS(path)
+            if fitsio is None:
+                raise Declined("fitsio is not installed")
+            self._fits: Any = fitsio.FITS(path)
         except BaseException:
             self._file.close()
             raise
-        self._headers: dict[int, Cards] = (  # a memory layout parsed them already
-            {i: hdu.cards for i, hdu in enumerate(self._fits)}
-            if isinstance(self._fits, MemoryFits) else {})
+        self._headers: dict[int, Cards] = {}
 
-    def _laid_out(self, data: bytes | None) -> bool:
-        """Whether the file's bytes, as ``describe`` read and handed them over
-        (``common.hand_over``), are laid out in memory; else the file is opened as ever."""
-        if data is None or len(data) > MEMORY_BYTES:
-            return False
+    def _laid_out(self, data: bytes) -> bool:
+        """Lay the file's bytes out in memory (:class:`MemoryFits`, its headers parsed
+        once); False where they are not plain (then cfitsio opens the file)."""
         try:
             self._fits = MemoryFits(data)
         except Declined:
