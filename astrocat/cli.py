@@ -771,6 +771,26 @@ def models_reference(model, data, limit, seed) -> None:
     click.echo(f"wrote the [reference] of {path}", err=True)
 
 
+@models.command("recheck-int8")
+@click.argument("variant")
+@_friendly
+def models_recheck_int8(variant) -> None:
+    """Run an INT8 variant's science gates and its speed against FP32 again on this CPU
+    (same held-out simulated survey as when it was made) and record them in its card:
+    `--precision int8` then keeps FP32 on CPUs like this one where a gate failed or INT8
+    ran slower."""
+    from astrocat.models.quantize import recheck_steps
+
+    steps = recheck_steps(variant)
+    while True:
+        try:
+            click.echo(next(steps), err=True)
+        except StopIteration as done:
+            if not done.value["passed"]:
+                sys.exit(EXIT_SOME_ERRORS)
+            return
+
+
 @models.command("check", epilog=EXIT_CODES_HELP)
 @click.argument("model")
 @click.option("--input", "-i", "input_", default=None, metavar="DIR|FILE|GLOB|@LIST",

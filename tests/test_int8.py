@@ -130,6 +130,80 @@ def test_int8_slower_where_it_was_timed_keeps_fp32(monkeypatch):
     assert build_routing((), "int8")[Kind.SPECTRUM].name == "redshift-cnn1d-int8"
 
 
+def test_int8_rechecked_on_a_vnni_cpu_decides_there(monkeypatch):
+    """Each shipped variant was checked again on an AVX-512 VNNI CPU
+    (``astrocat models recheck-int8``): gates passed, the same integers as where it was
+    made (7-bit weights), and on such CPUs redshift-cnn1d's INT8 ran slower than FP32, so
+    --precision int8 keeps FP32 for spectra there too; the others run INT8."""
+    from astrocat.pipeline.run import build_routing
+
+    vnni = ("avx2", "avx512f", "avx512_vnni", "avx_vnni")
+    for name in FP32:
+        card = bundled()[f"{name}-int8"]
+        quant = card.raw["quantization"]
+        (entry,) = [e for e in quant["checked_on"] if tuple(e["instruction_sets"]) == vnni]
+        assert entry["passed"] and all(g["passed"] for g in entry["gates"])
+        assert entry["validation"]["seed"] == quant["validation"]["seed"]
+        # 7-bit weights: the integers agree, so FP32 and INT8 differ alike on both CPUs
+        assert entry["deviation"]["max_abs"] == pytest.approx(quant["deviation"]["max_abs"],
+                                                              rel=1e-3)
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: vnni)
+    redshift = bundled()["redshift-cnn1d-int8"]
+    assert zoo.int8_record_here(redshift)["cpu"].endswith(", VNNI")
+    assert not zoo.int8_faster_here(redshift)
+    assert {k: c.name for k, c in build_routing((), "int8").items()} == {
+        Kind.RGB_IMAGE: "gz2-cnn-int8", Kind.MONO_IMAGE: "lens-lastro-int8",
+        Kind.SPECTRUM: "redshift-cnn1d", Kind.DENSITY_FIELD: "cosmo-cnn-int8"}
+
+
+def test_recheck_records_this_cpu_once_and_a_failed_gate_keeps_fp32(tmp_path, monkeypatch):
+    """`astrocat models recheck-int8` on a copy of a shipped variant: the entry for this
+    CPU's instruction sets is written once (a second run replaces it), and a gate failing
+    here makes --precision int8 keep FP32 on CPUs like this one."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+    from astrocat.models.card import load_card
+
+    monkeypatch.setitem(q.SURVEYS, "cosmology", q.Survey("fields", 100))
+    here = ("avx2", "avx512f", "test_only_set")
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: here)
+    copy = tmp_path / "cosmo-cnn-int8"
+    shutil.copytree(bundled()["cosmo-cnn-int8"].directory, copy)
+    before = len(load_card(copy).raw["quantization"].get("checked_on", []))
+
+    result = CliRunner().invoke(main, ["models", "recheck-int8", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "passed every gate" in result.output and "x FP32" in result.output
+    card = load_card(copy)
+    card.verify()
+    entries = card.raw["quantization"]["checked_on"]
+    assert len(entries) == before + 1 and entries[-1]["instruction_sets"] == list(here)
+    assert entries[-1]["validation"]["n"] == 100 and zoo.int8_valid_here(card)
+
+    impossible = (q.Gate("rmse_omega_m", "rise", -1.0),)
+    monkeypatch.setitem(q.GATES, "cosmology", impossible)
+    result = CliRunner().invoke(main, ["models", "recheck-int8", str(copy)])
+    assert result.exit_code == 1 and "FAILED a gate" in result.output
+    assert "Traceback" not in result.output
+    card = load_card(copy)
+    entries = card.raw["quantization"]["checked_on"]
+    assert len(entries) == before + 1 and entries[-1]["passed"] is False
+    assert not zoo.int8_valid_here(card)
+
+
+def test_recheck_refuses_what_is_not_a_variant():
+    from click.testing import CliRunner
+
+    from astrocat.cli import main
+
+    result = CliRunner().invoke(main, ["models", "recheck-int8", "cosmo-cnn"])
+    assert result.exit_code != 0 and "is not an INT8 variant" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_gates_as_data():
     rmse, merger = q.GATES["morphology"]
     fp32 = {"rmse": 0.080, "merger_fraction": 0.048, "merger_fraction_lower": 0.044,

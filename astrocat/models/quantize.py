@@ -361,7 +361,6 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
     """
     import onnxruntime as ort
 
-    from astrocat.engines.base import open_engine
     from astrocat.models.graph import check_graph
     from astrocat.models.zoo import resolve
 
@@ -413,30 +412,14 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
         write_card(raw, variant)  # provisional: the engine opens it as infer would
         int8_card = load_card(variant)
 
-        t0 = time.perf_counter()
-        x_val, y_val = survey_inputs(card, validation_n, seed + 1, work)
-        threads = os.cpu_count() or 1
-        a = open_engine(card, "onnxruntime", threads).predict(x_val)
-        b = open_engine(int8_card, "onnxruntime", threads).predict(x_val)
-        fp32, int8, gates = judge(card.task, a, b, y_val, seed + 1)
-        val_data = f"SIMULATED: {_command(survey, validation_n, seed + 1)}"
-        yield f"validation: {len(x_val)} items ({val_data}), {time.perf_counter() - t0:.1f}s"
-        for g in gates:
-            yield (f"  {g['gate']}: FP32 {g['fp32']:.5f}, INT8 {g['int8']:.5f} (noise "
-                   f"{g['noise']:.1e}) -> {'pass' if g['passed'] else 'FAIL'}")
-        failed = [g for g in gates if not g["passed"]]
+        checked = yield from validate_steps(card, int8_card, validation_n, seed + 1, work)
+        failed = [g for g in checked["gates"] if not g["passed"]]
         if failed:
             raise AstrocatError(
                 f"INT8 variant of '{card.name}' refused, nothing written: " + "; ".join(
                     f"gate '{g['gate']}' failed (FP32 {g['fp32']:.5f}, INT8 {g['int8']:.5f}, "
                     f"change {g['change']:+.5f})" for g in failed))
-
-        ms_fp32, ms_int8 = _ms_per_item([card, int8_card], x_val)
-        batch = min(TIMING_BATCH, len(x_val))
-        yield (f"speed, one thread, batch {batch}: FP32 {ms_fp32:.3f} ms/item, INT8 "
-               f"{ms_int8:.3f} ms/item ({ms_fp32 / ms_int8:.2f}x)")
-        diff = b.astype(np.float64) - a
-        raw["metrics"] = _round({**int8, "n_validation": len(x_val)})
+        raw["metrics"] = _round({**checked["int8"], "n_validation": checked["validation"]["n"]})
         raw["quantization"] = _round({
             "method": "static INT8 in QDQ form (onnxruntime.quantization.quantize_static)",
             **recipe.describe(),
@@ -446,16 +429,8 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
             "layers_in_float": in_float,
             "sensitivity": sensitivity,
             "calibration": {"n": len(x_cal), "seed": seed, "data": cal_data},
-            "validation": {"n": len(x_val), "seed": seed + 1, "data": val_data},
-            "fp32": fp32,
-            "int8": int8,
-            "deviation": {"rms": float(np.sqrt(np.mean(diff ** 2))),
-                          "max_abs": float(np.abs(diff).max())},
-            "gates": gates,
-            "speed": {"threads": 1, "batch": batch, "timing": f"best of {TIMING_ROUNDS} "
-                      "interleaved rounds", "ms_per_item_fp32": ms_fp32,
-                      "ms_per_item_int8": ms_int8, "speedup": ms_fp32 / ms_int8,
-                      "cpu": _cpu()},
+            **{k: checked[k] for k in ("validation", "fp32", "int8", "deviation", "gates",
+                                       "speed")},
             "validated_on": validated_on(recipe),
             "bytes": size,
         })
@@ -469,6 +444,90 @@ def quantize_steps(model: str, out: Path | None = None, calibration_n: int = CAL
         yield (f"next: astrocat models reference {name} --data DIR (the training sample "
                f"{card.name}'s reference was fitted on: {card.reference.record.get('data', '?')})")
     return load_card(out)
+
+
+def validate_steps(card: ModelCard, int8_card: ModelCard, validation_n: int, seed: int,
+                   work: Path) -> Generator[str, None, dict[str, Any]]:
+    """Score ``int8_card`` against its FP32 ``card`` on the held-out simulated survey
+    ``seed`` (the gates) and time both on one thread, here; yields a line per step and
+    returns the record a card keeps (``validation``, ``fp32``, ``int8``, ``deviation``,
+    ``gates``, ``speed``)."""
+    from astrocat.engines.base import open_engine
+
+    t0 = time.perf_counter()
+    x_val, y_val = survey_inputs(card, validation_n, seed, work)
+    threads = os.cpu_count() or 1
+    a = open_engine(card, "onnxruntime", threads).predict(x_val)
+    b = open_engine(int8_card, "onnxruntime", threads).predict(x_val)
+    fp32, int8, gates = judge(card.task, a, b, y_val, seed)
+    val_data = f"SIMULATED: {_command(SURVEYS[card.task], validation_n, seed)}"
+    yield f"validation: {len(x_val)} items ({val_data}), {time.perf_counter() - t0:.1f}s"
+    for g in gates:
+        yield (f"  {g['gate']}: FP32 {g['fp32']:.5f}, INT8 {g['int8']:.5f} (noise "
+               f"{g['noise']:.1e}) -> {'pass' if g['passed'] else 'FAIL'}")
+    ms_fp32, ms_int8 = _ms_per_item([card, int8_card], x_val)
+    batch = min(TIMING_BATCH, len(x_val))
+    yield (f"speed, one thread, batch {batch}: FP32 {ms_fp32:.3f} ms/item, INT8 "
+           f"{ms_int8:.3f} ms/item ({ms_fp32 / ms_int8:.2f}x)")
+    diff = b.astype(np.float64) - a
+    return _round({
+        "validation": {"n": len(x_val), "seed": seed, "data": val_data},
+        "fp32": fp32, "int8": int8,
+        "deviation": {"rms": float(np.sqrt(np.mean(diff ** 2))),
+                      "max_abs": float(np.abs(diff).max())},
+        "gates": gates,
+        "speed": {"threads": 1, "batch": batch, "timing": f"best of {TIMING_ROUNDS} "
+                  "interleaved rounds", "ms_per_item_fp32": ms_fp32,
+                  "ms_per_item_int8": ms_int8, "speedup": ms_fp32 / ms_int8, "cpu": _cpu()},
+    })
+
+
+def recheck_steps(name: str) -> Generator[str, None, dict[str, Any]]:
+    """Run a written INT8 variant's gates and timing again on *this* CPU, on the same
+    validation survey as when it was made, and keep the result in its card as a
+    ``[[quantization.checked_on]]`` entry (one per set of INT8 instruction sets, the
+    newest kept). ``--precision int8`` reads it on CPUs like this one: a variant that
+    failed a gate here, or ran slower than FP32 here, keeps FP32 (``zoo.variant``).
+
+    Why: INT8 speed and even the integers computed depend on the CPU (VNNI or not), so a
+    card that records one CPU says nothing about the next kind."""
+    import platform
+
+    import onnxruntime as ort
+
+    from astrocat.models.zoo import instruction_sets, resolve
+
+    variant = resolve(name)
+    variant.verify()
+    quant = variant.raw.get("quantization")
+    if not quant or "source_model" not in quant:
+        raise AstrocatError(f"'{variant.name}' is not an INT8 variant written by "
+                            "`astrocat compile --precision int8` (its card has no "
+                            "[quantization] naming its source model)")
+    source = resolve(quant["source_model"])
+    source.verify()
+    if source.fingerprint != quant["source_sha256"]:
+        raise AstrocatError(f"'{source.name}' is not the model '{variant.name}' was made "
+                            f"from (sha256 {source.fingerprint[:12]}, the card records "
+                            f"{quant['source_sha256'][:12]}): quantise it again")
+    seed = int(quant["validation"]["seed"])
+    with tempfile.TemporaryDirectory(prefix="astrocat-int8-") as tmp:
+        checked = yield from validate_steps(source, variant, SURVEYS[variant.task].validation_n,
+                                            seed, Path(tmp))
+    sets = list(instruction_sets() or ())
+    entry = {"cpu": _cpu(), "machine": platform.machine().lower(), "instruction_sets": sets,
+             "onnxruntime": ort.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime()),
+             "passed": all(g["passed"] for g in checked["gates"]), **checked}
+    raw = dict(variant.raw)
+    kept = [e for e in quant.get("checked_on", [])
+            if (e.get("machine"), e.get("instruction_sets")) != (entry["machine"], sets)]
+    raw["quantization"] = {**quant, "checked_on": [*kept, entry]}
+    write_card(raw, variant.directory)
+    verdict = "passed every gate" if entry["passed"] else "FAILED a gate"
+    yield (f"{variant.name} on {entry['cpu']} ({', '.join(sets) or 'no x86 INT8 sets'}): "
+           f"{verdict}, {checked['speed']['speedup']:.2f}x FP32; recorded in "
+           f"{variant.directory / 'card.toml'} [[quantization.checked_on]]")
+    return entry
 
 
 def quantize(model: str, out: Path | None = None, calibration_n: int = CALIBRATION_N,

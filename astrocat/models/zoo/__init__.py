@@ -75,29 +75,50 @@ def variant(card: ModelCard, precision: str) -> ModelCard | None:
 
 
 def int8_valid_here(card: ModelCard) -> bool:
-    """Whether this CPU computes an INT8 variant as its gates measured it. A variant
+    """Whether this CPU computes an INT8 variant as its gates measured it. Where the
+    variant's gates were run again on a CPU with this one's instruction sets
+    (``astrocat models recheck-int8``), their verdict decides. Otherwise: a variant
     quantised with ``reduce_range`` (7-bit weights) is exact on every x86 CPU: a pair of
     u8 x s7 products cannot overflow the 16-bit sums of AVX2's u8s8 kernels, so with or
     without VNNI the integer arithmetic is the same. One with 8-bit weights is valid only
     where :func:`int8_as_validated` holds."""
+    checked = int8_record_here(card)
+    if checked is not None and "passed" in checked:
+        return bool(checked["passed"])
     if card.raw.get("quantization", {}).get("reduce_range"):
         return True
     return int8_as_validated()
 
 
 def int8_faster_here(card: ModelCard) -> bool:
-    """Whether an INT8 variant is worth running here: not where its card's timing
-    (``[quantization.speed]``, one thread each, taken where it was validated) found it
-    slower than FP32 on a CPU with this one's instruction sets
-    (``[quantization.validated_on]``). Elsewhere it runs as asked. redshift-cnn1d's
-    variant ran at 0.91x FP32 when quantised on an AMD EPYC without VNNI (0.79x in the
-    benchmarks there), so ``--precision int8`` keeps FP32 for spectra on such CPUs."""
-    quant = card.raw.get("quantization", {})
-    speed, where = quant.get("speed"), quant.get("validated_on", {})
-    here = instruction_sets()
-    if not speed or here is None or tuple(where.get("instruction_sets", ())) != here:
+    """Whether an INT8 variant is worth running here: not where its card's timing (one
+    thread each) on a CPU with this one's instruction sets found it slower than FP32.
+    Elsewhere it runs as asked. redshift-cnn1d's variant ran at 0.91x FP32 when quantised
+    on an AMD EPYC without VNNI (0.79x in the benchmarks there) and at 0.72x on one with
+    AVX-512 VNNI, so ``--precision int8`` keeps FP32 for spectra on such CPUs."""
+    record = int8_record_here(card)
+    if record is None or "speed" not in record:
         return True
+    speed = record["speed"]
     return speed["ms_per_item_int8"] < speed["ms_per_item_fp32"]
+
+
+def int8_record_here(card: ModelCard) -> dict | None:
+    """The card's validation record taken on a CPU with this one's INT8 instruction sets:
+    a ``[[quantization.checked_on]]`` entry (a later re-check), else the record of where
+    it was made (``[quantization]``'s ``speed`` and ``validated_on``); None when no CPU
+    like this one checked it."""
+    quant = card.raw.get("quantization", {})
+    here = instruction_sets()
+    if here is None:
+        return None
+    for entry in reversed(quant.get("checked_on", [])):
+        if tuple(entry.get("instruction_sets", ())) == here:
+            return entry
+    made = quant.get("validated_on", {})
+    if "speed" in quant and tuple(made.get("instruction_sets", ())) == here:
+        return {"speed": quant["speed"], "deviation": quant.get("deviation", {})}
+    return None
 
 
 #: ``platform.machine()`` of x86 CPUs, whose INT8 kernels depend on these sets.
