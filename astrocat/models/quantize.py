@@ -510,10 +510,9 @@ def recheck_steps(name: str) -> Generator[str, None, dict[str, Any]]:
         raise AstrocatError(f"'{source.name}' is not the model '{variant.name}' was made "
                             f"from (sha256 {source.fingerprint[:12]}, the card records "
                             f"{quant['source_sha256'][:12]}): quantise it again")
-    seed = int(quant["validation"]["seed"])
+    seed, n = int(quant["validation"]["seed"]), _survey_size(quant, variant.task)
     with tempfile.TemporaryDirectory(prefix="astrocat-int8-") as tmp:
-        checked = yield from validate_steps(source, variant, SURVEYS[variant.task].validation_n,
-                                            seed, Path(tmp))
+        checked = yield from validate_steps(source, variant, n, seed, Path(tmp))
     sets = list(instruction_sets() or ())
     entry = {"cpu": _cpu(), "machine": platform.machine().lower(), "instruction_sets": sets,
              "onnxruntime": ort.__version__, "date": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -528,6 +527,15 @@ def recheck_steps(name: str) -> Generator[str, None, dict[str, Any]]:
            f"{verdict}, {checked['speed']['speedup']:.2f}x FP32; recorded in "
            f"{variant.directory / 'card.toml'} [[quantization.checked_on]]")
     return entry
+
+
+def _survey_size(quant: dict[str, Any], task: str) -> int:
+    """How many items the validation survey a card records was simulated with (its
+    command, ``... --n N ...``; the items kept may be fewer), else the task's default."""
+    import re
+
+    found = re.search(r"--n (\d+)", quant.get("validation", {}).get("data", ""))
+    return int(found.group(1)) if found else SURVEYS[task].validation_n
 
 
 def quantize(model: str, out: Path | None = None, calibration_n: int = CALIBRATION_N,
