@@ -94,7 +94,7 @@ def int8_faster_here(card: ModelCard) -> bool:
     """Whether an INT8 variant is worth running here: not where its card's timing (one
     thread each) on a CPU with this one's instruction sets found it slower than FP32.
     Elsewhere it runs as asked. redshift-cnn1d's variant ran at 0.91x FP32 when quantised
-    on an AMD EPYC without VNNI (0.79x in the benchmarks there) and at 0.72x on one with
+    on an AMD EPYC without VNNI (0.79x in the benchmarks there) and at 0.78x on one with
     AVX-512 VNNI, so ``--precision int8`` keeps FP32 for spectra on such CPUs."""
     record = int8_record_here(card)
     if record is None or "speed" not in record:
