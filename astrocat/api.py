@@ -184,8 +184,9 @@ class RunResult(RunSummary):
         -------
         list of str
             What was skipped or replaced, the "wrote OUT: version N ..." line (or "no
-            changes: ..."), which model took each kind of input, and a ``drift:`` line
-            per model whose inputs as a whole moved away from its reference.
+            changes: ..."), which model took each kind of input, a ``precision:`` line
+            per model that ran in FP32 where INT8 was asked (and why), and a ``drift:``
+            line per model whose inputs as a whole moved away from its reference.
 
         Examples
         --------
@@ -231,6 +232,7 @@ class RunResult(RunSummary):
                 f"{kind or 'unrecognised'} -> " + ", ".join(
                     f"{m or 'none (error rows)'} ({n})" for m, n in models.items())
                 for kind, models in sorted(self.by_kind.items())))
+        out.extend(f"precision: {m} ran in FP32 ({why})" for m, why in self.precision.items())
         from astrocat.pipeline.drift_report import lines as drift_lines
 
         out.extend(drift_lines(self.drift))  # only where the data moved, or went untested

@@ -186,7 +186,8 @@ class _GlobHintCommand(click.Command):
               show_default=True,
               help="int8: each model's bundled INT8 variant that passed its science gates "
                    "(astrocat models lists them); models without one, or whose variant was "
-                   "timed slower than FP32 on a CPU like this one, stay FP32.")
+                   "timed slower than FP32 on a CPU like this one, stay FP32 (the run "
+                   "says why).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Run on an existing Dask cluster (tcp://host:8786) instead of a local one.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,

@@ -4,6 +4,8 @@ refused without writing anything."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -274,3 +276,41 @@ def test_compile_int8_writes_a_checked_variant(tmp_path, monkeypatch):
     assert card.raw["quantization"]["validation"]["n"] == 200
     assert card.raw["quantization"]["speed"]["threads"] == 1
     assert sorted(p.name for p in out.iterdir()) == ["card.toml", "model.onnx"]
+
+
+def test_int8_run_says_why_a_model_stayed_fp32(tmp_path, monkeypatch):
+    """`infer --precision int8` on a CPU like the AVX-512 VNNI one the variants were
+    re-checked on: images run gz2-cnn-int8, spectra stay redshift-cnn1d, and the
+    catalog's provenance says why (its INT8 ran slower than FP32 there); an FP32 run
+    carries no such note."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from astrocat import api
+    from astrocat.catalog.reader import provenance
+
+    monkeypatch.setattr(zoo, "instruction_sets",
+                        lambda: ("avx2", "avx512f", "avx512_vnni", "avx_vnni"))
+    src = Path(__file__).resolve().parents[1] / "examples" / "sample"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for p in sorted((src / "galaxies").glob("*.jpg"))[:3]:
+        shutil.copy(p, inputs)
+    shutil.copy(src / "spectra" / "spectra.parquet", inputs)
+
+    run = api.infer(inputs, tmp_path / "int8.parquet", precision="int8", progress=False)
+    assert [line for line in run.lines() if line.startswith("precision:")] == [
+        f"precision: redshift-cnn1d ran in FP32 ({run.precision['redshift-cnn1d']})"]
+    models = provenance(pq.read_schema(tmp_path / "int8.parquet"))["models"]
+    assert set(models) == {"gz2-cnn-int8", "redshift-cnn1d"}
+    assert "precision_reason" not in models["gz2-cnn-int8"]
+    why = models["redshift-cnn1d"]["precision_reason"]
+    assert why.startswith("redshift-cnn1d-int8 ran at 0.") and "x FP32" in why
+    assert "VNNI" in why
+
+    run = api.infer(inputs, tmp_path / "fp32.parquet", progress=False)
+    assert run.precision == {} and not any(x.startswith("precision:") for x in run.lines())
+    models = provenance(pq.read_schema(tmp_path / "fp32.parquet"))["models"]
+    assert set(models) == {"gz2-cnn", "redshift-cnn1d"}
+    assert all("precision_reason" not in m for m in models.values())

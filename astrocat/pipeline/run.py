@@ -136,6 +136,8 @@ class RunSummary:
     model_warnings: dict[str, list[str]] = field(default_factory=dict)  # from their cards
     input_root: str = ""  # the root the catalog's sources are relative to
     drift: dict[str, dict] = field(default_factory=dict)  # model -> verdict (no sketches)
+    #: model -> why it ran in FP32 where ``--precision int8`` was asked
+    precision: dict[str, str] = field(default_factory=dict)
 
 
 #: Runs with at most this many items to compute use Dask's in-process cluster: spawning
@@ -194,6 +196,23 @@ def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kin
             changed[card.name] = dataclasses.replace(
                 card, input=dataclasses.replace(card.input, **given))
     return {k: changed.get(c.name, c) for k, c in routing.items()}
+
+
+def _precision_reasons(provenance: dict) -> dict[str, str]:
+    return {n: m["precision_reason"] for n, m in provenance.get("models", {}).items()
+            if "precision_reason" in m}
+
+
+def precision_provenance(card: ModelCard, precision: str) -> dict:
+    """Where ``--precision int8`` was asked and this model ran in FP32 all the same: why
+    (no variant passed its gates, or this CPU would compute it differently or slower)."""
+    if precision == "fp32" or card.raw.get("quantization"):
+        return {}
+    found = zoo.bundled().get(f"{card.name}-{precision}")
+    if found is None:
+        return {"precision_reason": f"no bundled {precision.upper()} variant of {card.name}"}
+    reason = zoo.int8_kept_fp32(found) if precision == "int8" else None
+    return {"precision_reason": reason} if reason else {}
 
 
 def trust_provenance(card: ModelCard) -> dict:
@@ -336,7 +355,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                               published=previous["published"], skipped=dict(own.counts),
                               by_kind=_by_kind(stats.values()), input_root=str(root),
                               model_warnings=_card_warnings(cards, stats.values()),
-                              drift=drift_report.verdicts(previous))
+                              drift=drift_report.verdicts(previous),
+                              precision=_precision_reasons(previous))
         total = sum(p.n_items for p in plan)
         with RunProgress(total, enabled=not opts.quiet) as progress:
             progress.advance(sum(s["n_rows"] for s in stats.values()),
@@ -390,7 +410,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
             "models": {
                 n: {"version": cards[n].version, "task": cards[n].task,
                     "sha256": cards[n].fingerprint, "engine": engines[n],
-                    **trust_provenance(cards[n]), "drift": drifts[n]}
+                    **trust_provenance(cards[n]), "drift": drifts[n],
+                    **precision_provenance(cards[n], opts.precision)}
                 for n in used
             },
             **({"positions": {"table": placer.source, "sha256": placer.sha}}
@@ -437,7 +458,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                       version=number, changes=changes, n_warnings=n_warnings,
                       skipped=dict(own.counts), by_kind=_by_kind(stats.values()),
                       input_root=str(root), model_warnings=_card_warnings(cards, stats.values()),
-                      drift=drift_report.verdicts(provenance))
+                      drift=drift_report.verdicts(provenance),
+                      precision=_precision_reasons(provenance))
 
 
 def list_inputs(files: Iterable[str], root: Path, own: OwnFiles) -> list[FileRef]:

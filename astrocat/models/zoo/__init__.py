@@ -68,10 +68,27 @@ def variant(card: ModelCard, precision: str) -> ModelCard | None:
     if precision == "fp32":
         return card
     found = bundled().get(f"{card.name}-{precision}")
-    if found is not None and precision == "int8" and not (int8_valid_here(found)
-                                                         and int8_faster_here(found)):
+    if found is not None and precision == "int8" and int8_kept_fp32(found) is not None:
         return None
     return found
+
+
+def int8_kept_fp32(found: ModelCard) -> str | None:
+    """Why ``--precision int8`` runs FP32 here in place of the bundled INT8 variant
+    ``found`` (for the run's provenance), or None where the variant runs."""
+    record = int8_record_here(found)
+    if not int8_valid_here(found):
+        if record is not None and record.get("passed") is False:
+            return (f"{found.name} failed a science gate when re-checked on a CPU like this "
+                    f"one ({record.get('cpu', '?')}, {record.get('date', '?')})")
+        return (f"{found.name} has 8-bit weights, which this CPU (no VNNI) does not "
+                "compute as its gates measured")
+    if not int8_faster_here(found):
+        speed = record["speed"]
+        return (f"{found.name} ran at {speed['ms_per_item_fp32'] / speed['ms_per_item_int8']:.2f}x"
+                f" FP32 (one thread) on a CPU with this one's instruction sets "
+                f"({speed.get('cpu', '?')})")
+    return None
 
 
 def int8_valid_here(card: ModelCard) -> bool:
