@@ -541,5 +541,9 @@ def write_card(data: dict[str, Any], directory: Path) -> Path:
     data["sha256"] = {fmt: sha256_file(directory / f) for fmt, f in data["files"].items()}
     parse_card(data, directory, "new card")  # refuse to write an invalid card
     path = directory / CARD_FILENAME
-    path.write_text(tomli_w.dumps(data))
+    # whole or not at all: a card rewritten in place (a re-check, a reference) is never
+    # left half-written by an interrupted run
+    partial = path.with_name(f".{CARD_FILENAME}.partial")
+    partial.write_text(tomli_w.dumps(data))
+    partial.replace(path)
     return path
