@@ -314,3 +314,40 @@ def test_int8_run_says_why_a_model_stayed_fp32(tmp_path, monkeypatch):
     models = provenance(pq.read_schema(tmp_path / "fp32.parquet"))["models"]
     assert set(models) == {"gz2-cnn", "redshift-cnn1d"}
     assert all("precision_reason" not in m for m in models.values())
+
+
+def test_recheck_finds_a_users_source_model_beside_its_variant(tmp_path, monkeypatch):
+    """A variant of a user's own model (``compile --precision int8`` writes it beside the
+    model's folder) is re-checked against that model; one whose model is neither beside
+    it nor bundled is refused, saying where to put it."""
+    import shutil
+
+    from astrocat.models.card import load_card, write_card
+
+    monkeypatch.setattr(zoo, "instruction_sets", lambda: ("avx2", "test_only_set"))
+    shutil.copytree(bundled()["cosmo-cnn"].directory, tmp_path / "my-cosmo")
+    raw = load_card(tmp_path / "my-cosmo").raw
+    write_card({**raw, "name": "my-cosmo", "default_for": []}, tmp_path / "my-cosmo")
+    variant = tmp_path / "my-cosmo-int8"
+    shutil.copytree(bundled()["cosmo-cnn-int8"].directory, variant)
+    raw = load_card(variant).raw
+    quant = raw["quantization"]
+    quant["source_model"] = "my-cosmo"
+    quant["validation"]["data"] = quant["validation"]["data"].replace("--n 1000", "--n 100")
+    write_card({**raw, "name": "my-cosmo-int8"}, variant)
+
+    entry = _run_steps(q.recheck_steps(str(variant)))
+    assert entry["passed"] and entry["instruction_sets"] == ["avx2", "test_only_set"]
+
+    shutil.rmtree(tmp_path / "my-cosmo")
+    with pytest.raises(AstrocatError, match="neither beside it .* nor bundled"):
+        _run_steps(q.recheck_steps(str(variant)))
+
+
+def _run_steps(steps):
+    """Run a step generator to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value

@@ -504,7 +504,7 @@ def recheck_steps(name: str) -> Generator[str, None, dict[str, Any]]:
         raise AstrocatError(f"'{variant.name}' is not an INT8 variant written by "
                             "`astrocat compile --precision int8` (its card has no "
                             "[quantization] naming its source model)")
-    source = resolve(quant["source_model"])
+    source = _source_of(variant, quant["source_model"])
     source.verify()
     if source.fingerprint != quant["source_sha256"]:
         raise AstrocatError(f"'{source.name}' is not the model '{variant.name}' was made "
@@ -527,6 +527,21 @@ def recheck_steps(name: str) -> Generator[str, None, dict[str, Any]]:
            f"{verdict}, {checked['speed']['speedup']:.2f}x FP32; recorded in "
            f"{variant.directory / 'card.toml'} [[quantization.checked_on]]")
     return entry
+
+
+def _source_of(variant: ModelCard, name: str) -> ModelCard:
+    """The FP32 model a variant was made from: beside it (where ``compile --precision
+    int8`` writes a variant by default, bundled or not), else a bundled model by name."""
+    from astrocat.models.card import CARD_FILENAME
+    from astrocat.models.zoo import bundled
+
+    beside = variant.directory.parent / name
+    if (beside / CARD_FILENAME).is_file():
+        return load_card(beside)
+    if name in bundled():
+        return bundled()[name]
+    raise AstrocatError(f"'{variant.name}' was made from '{name}', which is neither beside "
+                        f"it ({beside}) nor bundled: put that model's folder there")
 
 
 def _survey_size(quant: dict[str, Any], task: str) -> int:
