@@ -780,16 +780,11 @@ def models_recheck_int8(variant) -> None:
     (same held-out simulated survey as when it was made) and record them in its card:
     `--precision int8` then keeps FP32 on CPUs like this one where a gate failed or INT8
     ran slower."""
-    from astrocat.models.quantize import recheck_steps
+    from astrocat.models.quantize import recheck_steps, run_steps
 
-    steps = recheck_steps(variant)
-    while True:
-        try:
-            click.echo(next(steps), err=True)
-        except StopIteration as done:
-            if not done.value["passed"]:
-                sys.exit(EXIT_SOME_ERRORS)
-            return
+    entry = run_steps(recheck_steps(variant), lambda line: click.echo(line, err=True))
+    if not entry["passed"]:
+        sys.exit(EXIT_SOME_ERRORS)
 
 
 @models.command("check", epilog=EXIT_CODES_HELP)

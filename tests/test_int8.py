@@ -336,18 +336,10 @@ def test_recheck_finds_a_users_source_model_beside_its_variant(tmp_path, monkeyp
     quant["validation"]["data"] = quant["validation"]["data"].replace("--n 1000", "--n 100")
     write_card({**raw, "name": "my-cosmo-int8"}, variant)
 
-    entry = _run_steps(q.recheck_steps(str(variant)))
+    entry = q.run_steps(q.recheck_steps(str(variant)))
     assert entry["passed"] and entry["instruction_sets"] == ["avx2", "test_only_set"]
 
     shutil.rmtree(tmp_path / "my-cosmo")
     with pytest.raises(AstrocatError, match="neither beside it .* nor bundled"):
-        _run_steps(q.recheck_steps(str(variant)))
+        q.run_steps(q.recheck_steps(str(variant)))
 
-
-def _run_steps(steps):
-    """Run a step generator to its end; its return value."""
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value

@@ -559,8 +559,14 @@ def quantize(model: str, out: Path | None = None, calibration_n: int = CALIBRATI
              log: Callable[[str], None] = lambda line: None) -> ModelCard:
     """Calibrate, validate and write ``<name>-int8`` (default: beside the model's folder),
     or raise ``AstrocatError`` naming the failed gate, having written nothing."""
-    steps = quantize_steps(model, out, calibration_n, validation_n, seed, recipe=recipe,
-                           calibration_inputs=calibration_inputs)
+    return run_steps(quantize_steps(model, out, calibration_n, validation_n, seed,
+                                    recipe=recipe, calibration_inputs=calibration_inputs), log)
+
+
+def run_steps(steps: Generator[str, None, Any],
+              log: Callable[[str], None] = lambda line: None) -> Any:
+    """Drive a ``*_steps`` generator to its end, handing each progress line to ``log``;
+    its return value."""
     while True:
         try:
             log(next(steps))

@@ -199,6 +199,7 @@ def with_product(routing: dict[Kind, ModelCard], opts: InferOptions) -> dict[Kin
 
 
 def _precision_reasons(provenance: dict) -> dict[str, str]:
+    """model -> why it ran in FP32 under ``--precision int8``, from a run's provenance."""
     return {n: m["precision_reason"] for n, m in provenance.get("models", {}).items()
             if "precision_reason" in m}
 
@@ -211,7 +212,7 @@ def precision_provenance(card: ModelCard, precision: str) -> dict:
     found = zoo.bundled().get(f"{card.name}-{precision}")
     if found is None:
         return {"precision_reason": f"no bundled {precision.upper()} variant of {card.name}"}
-    reason = zoo.int8_kept_fp32(found) if precision == "int8" else None
+    reason = zoo.int8_kept_fp32(found)
     return {"precision_reason": reason} if reason else {}
 
 

@@ -134,7 +134,7 @@ def int8_record_here(card: ModelCard) -> dict | None:
             return entry
     made = quant.get("validated_on", {})
     if "speed" in quant and tuple(made.get("instruction_sets", ())) == here:
-        return {"speed": quant["speed"], "deviation": quant.get("deviation", {})}
+        return {"speed": quant["speed"]}
     return None
 
 
