@@ -348,21 +348,31 @@ def test_gpu_decoded_batches_fail_only_the_jpegs_the_decoder_refuses(tmp_path, m
             return fut
 
     monkeypatch.setattr(feed, "engine", lambda *a: Engine())
-    rows = Rows(job.cards, job.output_order)
-    batches = worker._Batches(card, job, rows)  # noqa: SLF001
-    bad = {1, 4, 5, 6, 7}  # the second batch (4-7) decodes nothing
-    for k in range(10):
-        i = rows.add(object_id=str(k), source=f"{k}.jpg", hdu=-1, kind="rgb_image",
-                     model=card.name)
-        batches.add_jpeg(i, b"bad" if k in bad else b"jpeg")
+    # two partitions, the second starting inside the third batch (items 8-9 | 0-1)
+    owners = [worker._Open(None, Rows(job.cards, job.output_order)) for _ in range(2)]  # noqa: SLF001
+    settled = []
+    batches = worker._Batches(card, job, settled.append)  # noqa: SLF001
+    bad = {1, 4, 5, 6, 7, 11}  # the second batch (4-7) decodes nothing
+    for k in range(14):
+        owner = owners[k // 10]
+        i = owner.rows.add(object_id=str(k), source=f"{k}.jpg", hdu=-1, kind="rgb_image",
+                           model=card.name)
+        batches.add_jpeg(owner, i, b"bad" if k in bad else b"jpeg")
+        if k == 9:
+            owner.loaded = True
+    owners[1].loaded = True
+    assert not settled  # items 4-11 are still in flight: nothing may be written yet
     batches.finish()
-    t = rows.table()
-    status, error = t["status"].to_pylist(), t["error"].to_pylist()
-    assert [k for k, s in enumerate(status) if s == "error"] == sorted(bad)
-    assert all(error[k].startswith("JPEG data is truncated") for k in bad)
-    values = t["gz_smooth"].to_numpy()
-    assert all(values[k] == 0.5 for k in range(10) if k not in bad)
-    assert np.isnan(values[sorted(bad)]).all()
+    assert settled == owners
+    for owner, ks in zip(owners, (range(10), range(10, 14)), strict=True):
+        t = owner.rows.table()
+        status, error = t["status"].to_pylist(), t["error"].to_pylist()
+        mine = [k - ks[0] for k in sorted(bad) if k in ks]
+        assert [j for j, s in enumerate(status) if s == "error"] == mine
+        assert all(error[j].startswith("JPEG data is truncated") for j in mine)
+        values = t["gz_smooth"].to_numpy()
+        assert all(values[j] == 0.5 for j in range(len(ks)) if j not in mine)
+        assert np.isnan(values[mine]).all()
 
 
 def test_engines_close_when_the_last_run_in_flight_has_its_partitions():
@@ -391,3 +401,96 @@ def test_engines_close_when_the_last_run_in_flight_has_its_partitions():
     assert not any(t.is_alive() for t in second._threads)  # noqa: SLF001
     with pytest.raises(feed.EnginesClosed):
         second.submit(x)
+
+
+def _parts(refs: list[FileRef], size: int) -> list:
+    card = bundled()["gz2-cnn"]
+    return list(plan_partitions(refs, {Kind.RGB_IMAGE: card}, size))
+
+
+def test_a_stream_of_partitions_writes_what_one_partition_at_a_time_writes(tmp_path):
+    """``run_partitions``: partitions through one pipeline, batches spanning their
+    boundaries (32 does not divide them), each part written and reported once, with the
+    same rows as each partition run alone (batches of 7)."""
+    from astrocat.pipeline.worker import run_partitions
+
+    refs = _survey(tmp_path / "in", 300, bad_every=37)
+    parts = _parts(refs, 40)
+    assert len(parts) > 4
+    stream, alone = _job(tmp_path, "s", decoders=2, engines=2, batch_size=32), \
+        _job(tmp_path, "a", decoders=1, engines=1, batch_size=7)
+    for job in (stream, alone):
+        Path(job.parts_dir).mkdir()
+    reported = []
+    run_partitions(iter(parts), stream, lambda p, stats: reported.append((p, stats)))
+    assert sorted(p.key for p, _ in reported) == sorted(p.key for p in parts)
+    assert sum(s["n_rows"] for _, s in reported) == 300
+    assert sum(s["n_errors"] for _, s in reported) == 300 // 37
+    for p in parts:
+        run_partition(p, alone)
+        a = pq.read_table(tmp_path / "s" / f"part-{p.key}.parquet").to_pandas()
+        b = pq.read_table(tmp_path / "a" / f"part-{p.key}.parquet").to_pandas()
+        assert list(a["source"]) == [s.unit.source for s in p.slices]
+        assert list(a["status"]) == list(b["status"]) and list(a["error"]) == list(b["error"])
+        cols = [c for c in a.columns if c.startswith("gz_")]
+        assert np.allclose(a[cols].to_numpy(), b[cols].to_numpy(), atol=1e-5, equal_nan=True)
+
+
+def test_a_stream_that_fails_fails_only_its_partitions_in_flight(tmp_path, monkeypatch):
+    """A failure inside the stream (here the third batch's results) makes the partitions
+    then in flight error rows to retry, with the traceback in errors.log; the partitions
+    already written keep their results and the rest go on through a fresh pipeline."""
+    from astrocat.pipeline import worker
+
+    refs = _survey(tmp_path / "in", 200)
+    parts = _parts(refs, 40)
+    job = _job(tmp_path, "s", decoders=2, engines=1, batch_size=16)
+    Path(job.parts_dir).mkdir()
+    calls = [0]
+    real = worker._Batches.collect  # noqa: SLF001
+
+    def collect(self):
+        calls[0] += 1
+        if calls[0] == 3:
+            raise RuntimeError("engine fell over")
+        return real(self)
+
+    monkeypatch.setattr(worker._Batches, "collect", collect)  # noqa: SLF001
+    reported = []
+    worker.run_partitions(iter(parts), job, lambda p, stats: reported.append((p, stats)))
+    assert sorted(p.key for p, _ in reported) == sorted(p.key for p in parts)
+    failed = [s for _, s in reported if s["failure"]]
+    assert failed and all("engine fell over" in s["failure"] for s in failed)
+    assert all(s["retry"] == s["n_rows"] == s["n_errors"] for s in failed)
+    fine = [s for _, s in reported if not s["failure"]]
+    assert fine and all(s["n_errors"] == 0 for s in fine)  # before and after the failure
+    assert len(failed) <= 3  # only what the stream had taken when it failed
+    assert "engine fell over" in (tmp_path / "s" / "errors.log").read_text()
+
+
+def test_threaded_streams_give_every_item_one_result():
+    """``cluster._threaded_streams``: task threads take items from one queue as they need
+    them; each item's result comes back once, as it finishes; an item a task held when
+    it raised gets the exception; with no task left, the rest are Stopped."""
+    from astrocat.pipeline import cluster as cl
+
+    def stream(items, scale, done):
+        for item in items:
+            if item == 7:
+                raise ValueError("seven")
+            done(item, item * scale)
+
+    got = dict(cl._threaded_streams(stream, list(range(20)), (10,)))  # noqa: SLF001
+    assert sorted(got) == list(range(20))
+    assert isinstance(got[7], ValueError)
+    assert all(got[i] == 10 * i for i in range(20) if i != 7)
+    def greedy(items, done):  # each task takes one item and fails
+        for item in items:
+            raise ValueError(f"fails at {item}")
+        del done
+
+    got = dict(cl._threaded_streams(greedy, list(range(5)), ()))  # noqa: SLF001
+    assert sorted(got) == list(range(5))
+    failed = [v for v in got.values() if isinstance(v, ValueError)]
+    assert len(failed) == cl.TASK_THREADS
+    assert all(isinstance(v, cl.Stopped) for v in got.values() if v not in failed)

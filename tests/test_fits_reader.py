@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import gzip
 import math
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -634,7 +635,15 @@ def test_memory_layout_is_used_for_small_plain_files(files, monkeypatch, layout)
             read_whole.append(mode)
         return real_open(file, mode, *args, **kwargs)
 
+    real_os_open = os.open
+
+    def os_open_spy(file: Any, flags: int, *args: Any, **kwargs: Any) -> Any:
+        if str(file) == str(path) and not flags & (os.O_WRONLY | os.O_RDWR):
+            read_whole.append("rb")
+        return real_os_open(file, flags, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", open_spy)
+    monkeypatch.setattr(os, "open", os_open_spy)
     path = files["cd.fits"]
     unit = describe.describe(path, path.parent)
     plane = read_plane(str(path), "fits_image", unit.hdu)

@@ -391,14 +391,21 @@ class LazyCluster:
         return client.gather(futures)
 
     def completed(self, fn: Callable, items: list, *args, key: Callable[[object], str],
-                  window: int | None = None) -> Iterator[tuple[object, object]]:
+                  window: int | None = None, stream: Callable | None = None
+                  ) -> Iterator[tuple[object, object]]:
         """``(item, fn(item, *args))`` as each finishes, an exception in place of a result
-        that raised; at most ``window`` tasks in flight on a cluster."""
+        that raised; at most ``window`` tasks in flight on a cluster. ``stream``: with
+        Dask's threaded scheduler, ``stream(items, *args, done)`` in each task thread
+        instead, taking items from one queue as it needs them and calling ``done(item,
+        result)`` for each (``worker.run_partitions``)."""
         if self.threaded:
             items = list(items)
             if len(items) == 1:  # nothing to schedule: importing Dask would cost 0.1 s
                 self.inline = True
                 yield items[0], _guarded(fn, items[0], args)
+                return
+            if stream is not None:
+                yield from _threaded_streams(stream, items, args)
                 return
             yield from _threaded_completed(fn, items, args)
             return
@@ -495,6 +502,73 @@ def _guarded(fn: Callable, item, args: tuple, stop: threading.Event | None = Non
         return exc
     finally:
         _task.stop = None
+
+
+def _threaded_streams(stream: Callable, items: list, args: tuple
+                      ) -> Iterator[tuple[object, object]]:
+    """Dask's threaded scheduler running ``TASK_THREADS`` tasks, each ``stream(its items,
+    *args, done)`` over one shared queue of ``items`` in order: a task takes the next item
+    only when it needs one, so the threads share the work to the end, and each item's
+    result is handed over (``done``) as it finishes. An item a task took but whose result
+    it never gave (the task raised) gets the task's exception as its result; items no task
+    took (every task raised) get :class:`Stopped`.
+
+    Stopping early works as in :func:`_threaded_completed`."""
+    import dask
+
+    todo: queue.Queue = queue.Queue()
+    for item in items:
+        todo.put(item)
+    done: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def taking(taken: list) -> Iterator[object]:
+        while not stop.is_set():
+            try:
+                item = todo.get_nowait()
+            except queue.Empty:
+                return
+            taken.append(item)
+            yield item
+
+    def task() -> None:
+        taken: list = []
+
+        def report(item, result) -> None:
+            taken.remove(item)
+            done.put((item, result))
+
+        got = _guarded(lambda _, *a: stream(taking(taken), *a, report), None, args, stop)
+        for item in taken:  # the task raised with these in flight
+            done.put((item, got if isinstance(got, BaseException) else
+                      RuntimeError("the task ended without a result for this item")))
+
+    tasks = [dask.delayed(task, pure=False)(dask_key_name=f"astrocat-stream-{k}")
+             for k in range(min(TASK_THREADS, len(items)))]
+
+    def compute() -> None:
+        try:
+            dask.compute(*tasks, scheduler=_threaded_get(), num_workers=TASK_THREADS)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            done.put(exc)
+        while True:  # what no task took: not processed (the next run computes it)
+            try:
+                done.put((todo.get_nowait(), Stopped("not taken by any task")))
+            except queue.Empty:
+                break
+        done.put(None)
+
+    thread = threading.Thread(target=compute, name="astrocat-dask-threads", daemon=True)
+    thread.start()
+    try:
+        while (got := done.get()) is not None:
+            if isinstance(got, BaseException):
+                raise got
+            yield got
+    except BaseException:  # KeyboardInterrupt, GeneratorExit, ...: stop the tasks
+        stop.set()
+        raise
+    thread.join()
 
 
 def _threaded_completed(fn: Callable, items: Iterable, args: tuple

@@ -61,6 +61,7 @@ from astrocat.pipeline.worker import (
     Job,
     log_failure,
     run_partition,
+    run_partitions,
     write_failed_partition,
 )
 from astrocat.sources import positions
@@ -375,7 +376,8 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                 not_processed = []
                 with partitions_in_flight():  # then this process's engines are closed
                     for p, result in cluster.completed(run_partition, todo, job,
-                                                       key=lambda p: f"astrocat-part-{p.key}"):
+                                                       key=lambda p: f"astrocat-part-{p.key}",
+                                                       stream=run_partitions):
                         if isinstance(result, Stopped):  # its workers kept shutting down
                             not_processed.append(p.key)
                             continue

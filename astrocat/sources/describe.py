@@ -26,6 +26,7 @@ Routing rules (the format is recognised from content by :func:`~.sniff.sniff`):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable
@@ -53,9 +54,11 @@ class _Skipped(Exception):
 class _Unusable(Exception):
     """Internal: the file cannot be used; carries the message and the format guessed."""
 
-    def __init__(self, message: str, fmt: str = "unknown") -> None:
+    def __init__(self, message: str, fmt: str = "unknown",
+                 st: os.stat_result | None = None) -> None:
         super().__init__(message)
         self.fmt = fmt
+        self.st = st  # the file's status, where it was read before the file was refused
 
 
 def describe(path: str | Path, root: str | Path, source: str | None = None,
@@ -70,16 +73,8 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
     fmt = "unknown"
     transient = False
     try:
-        st = os.stat(path)
+        st, whole = _stat_and_read(path)
         size, mtime_ns = st.st_size, st.st_mtime_ns
-        if stat.S_ISDIR(st.st_mode):
-            raise _Unusable("is a directory that could not be listed (permission denied?)")
-        if not stat.S_ISREG(st.st_mode):
-            raise _Unusable("not a regular file (a pipe, socket or device)")
-        if size == 0:
-            raise _Unusable("empty file (0 bytes; an interrupted download?)")
-        with open(path, "rb") as f:  # a small file whole: its reader gets its bytes
-            whole = f.read(size if size <= HANDED_BYTES else HEAD_BYTES)
         head = whole[:HEAD_BYTES]
         sniffed = sniff_bytes(head)
         if sniffed in ("jpeg", "fits") and len(whole) == size:
@@ -90,9 +85,14 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
                          size=size, mtime_ns=mtime_ns, skipped=str(exc))
     except _Unusable as exc:
         fmt, error = exc.fmt, str(exc)
+        if exc.st is not None:
+            size, mtime_ns = exc.st.st_size, exc.st.st_mtime_ns
     except FileNotFoundError:
         error = "file does not exist" + (" (broken symbolic link)" if path.is_symlink() else "")
     except PermissionError:
+        with contextlib.suppress(OSError):  # listed but not readable: its status still is
+            st = os.stat(path)
+            size, mtime_ns = st.st_size, st.st_mtime_ns
         error = "cannot read file: permission denied; fix the permissions and re-run: it is " \
                 "retried"
         transient = True
@@ -118,6 +118,37 @@ def describe(path: str | Path, root: str | Path, source: str | None = None,
         error=error,
         transient=transient,
     )
+
+
+def _stat_and_read(path: Path) -> tuple[os.stat_result, bytes]:
+    """The file's status and its bytes (a small file whole, so its reader gets them; else
+    its head), in four system calls. Each call releases and retakes the GIL the worker's
+    threads share, and ``stat`` + ``open`` + ``read`` took eight. ``O_NONBLOCK``: opening
+    a pipe must not wait for a writer (it is refused by its status, unread)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        _check_regular(os.stat(path))  # a directory, a socket: say which
+        raise
+    try:
+        st = os.fstat(fd)
+        _check_regular(st)
+        want = st.st_size if st.st_size <= HANDED_BYTES else HEAD_BYTES
+        whole = os.read(fd, want)
+        while 0 < len(whole) < want and (more := os.read(fd, want - len(whole))):
+            whole += more  # a short read (a network file system may give one)
+        return st, whole
+    finally:
+        os.close(fd)
+
+
+def _check_regular(st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise _Unusable("is a directory that could not be listed (permission denied?)", st=st)
+    if not stat.S_ISREG(st.st_mode):
+        raise _Unusable("not a regular file (a pipe, socket or device)", st=st)
+    if st.st_size == 0:
+        raise _Unusable("empty file (0 bytes; an interrupted download?)", st=st)
 
 
 def source_of(path: str | Path, root: str | Path) -> str:
