@@ -93,3 +93,66 @@ def test_unreachable_scheduler_is_a_clear_error(sample_dir, have_models, tmp_pat
                                   "--out", str(tmp_path / "c.parquet"),
                                   "--scheduler", "tcp://127.0.0.1:1"])
     assert r.exit_code == 2 and "cannot reach the Dask scheduler" in r.output
+
+
+#: Preloaded into every worker process: the process that writes a second part dies
+#: (``os._exit``, as a worker killed by the kernel would) the first time only, after noting
+#: the sources of the one part it did write.
+_DIE_ON_SECOND_PART = '''
+import json, os
+from pathlib import Path
+from astrocat.pipeline import worker
+
+MARK = Path(os.environ["ASTROCAT_TEST_DIED"])
+real = worker.__dict__.setdefault("_real_write", worker._write)  # preloads may run twice
+written = []
+
+def _write(part, *args, **kwargs):
+    if written and not MARK.exists():
+        MARK.write_text(json.dumps(written[0]))
+        os._exit(1)
+    stats = real(part, *args, **kwargs)
+    written.append([s.unit.source for s in part.slices])
+    return stats
+
+worker._write = _write
+'''
+
+
+def test_a_worker_that_dies_mid_task_loses_only_the_parts_it_had_not_written(
+        sample_dir, have_models, tmp_path):
+    """A cluster's task streams several partitions (``cluster.STRETCH``) and writes each
+    part as it finishes. When its worker process dies mid-task (a real LocalCluster
+    worker, ``--workers 1``; the scheduler gives up on the task at once), the parts it had
+    written are kept, and only the rest become error rows to retry; every input is in the
+    catalog once, and the next run recomputes only those."""
+    preload = tmp_path / "die.py"
+    preload.write_text(_DIE_ON_SECOND_PART)
+    mark = tmp_path / "died.json"
+    env = {**os.environ, "ASTROCAT_TEST_DIED": str(mark), "OMP_NUM_THREADS": "1",
+           "DASK_DISTRIBUTED__WORKER__PRELOAD": json.dumps([str(preload)]),
+           "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    out = tmp_path / "cat.parquet"
+    cmd = [sys.executable, "-m", "astrocat.cli", "infer", "-q", "--input",
+           str(sample_dir / "lenses"), "--out", str(out), "--workers", "1",
+           "--partition-size", "2"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert mark.exists(), r.stderr[-3000:]  # the worker really died
+    assert "Traceback" not in r.stdout + r.stderr
+    kept = set(json.loads(mark.read_text()))  # the one part written before it died
+    t = pq.read_table(out).to_pandas()
+    n_inputs = len(list((sample_dir / "lenses").iterdir()))
+    assert len(t) == t["source"].nunique() == n_inputs  # every input once
+    failed = t[t["status"] == "error"]
+    assert len(failed) and all(e.startswith("the worker processing this input failed")
+                               for e in failed["error"])
+    assert kept and set(t.loc[t["source"].isin(kept), "status"]) == {"ok"}
+    prov = json.loads(pq.read_schema(out).metadata[b"astrocat"])
+    assert prov["execution"].startswith("embedded LocalCluster")
+
+    again = subprocess.run(cmd, env={**env, "DASK_DISTRIBUTED__WORKER__PRELOAD":
+                                                  "[]"}, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    t = pq.read_table(out).to_pandas()
+    assert len(t) == n_inputs and set(t["status"]) == {"ok"}

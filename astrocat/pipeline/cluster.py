@@ -412,6 +412,9 @@ class LazyCluster:
         from distributed import as_completed
 
         client, info = self.get()
+        if stream is not None:
+            yield from self._stretches(stream, items, args, key, window)
+            return
         pending = iter(items)
         by_key = {}
 
@@ -439,6 +442,22 @@ class LazyCluster:
             nxt = next(pending, None)
             if nxt is not None:
                 done.add(submit(nxt))
+
+    def _stretches(self, stream: Callable, items: list, args: tuple,
+                   key: Callable[[object], str], window: int | None
+                   ) -> Iterator[tuple[object, object]]:
+        """:meth:`completed` on a cluster for a ``stream``: tasks of up to ``STRETCH``
+        consecutive items each (fewer where a run has few items per worker, so that every
+        worker thread gets several), each task ``stream`` over its items; each item's
+        result as its task finishes."""
+        items = list(items)
+        n_workers = max(1, self.get()[1].n_workers)
+        size = max(1, min(STRETCH, len(items) // (4 * TASK_THREADS * n_workers)))
+        groups = [tuple(items[i:i + size]) for i in range(0, len(items), size)]
+        for group, got in self.completed(_run_stretch, groups, stream, *args,
+                                         key=lambda g: f"{key(g[0])}-{len(g)}", window=window):
+            results = got if isinstance(got, list) else [got] * len(group)
+            yield from zip(group, results, strict=True)
 
     @property
     def description(self) -> str:
@@ -502,6 +521,29 @@ def _guarded(fn: Callable, item, args: tuple, stop: threading.Event | None = Non
         return exc
     finally:
         _task.stop = None
+
+
+#: Partitions one task of a cluster streams through its worker thread's pipeline (no drain
+#: between them; ``worker.run_partitions``). A killed worker loses the parts its task had
+#: not yet written, never those it had.
+STRETCH = 4
+
+
+def _run_stretch(items: tuple, stream: Callable, *args) -> list:
+    """A cluster's task: ``stream(items, *args, done)``; the items' results in order, the
+    stream's exception for each it gave none (it raised). Raises only :class:`Stopped`."""
+    got: dict[int, object] = {}
+
+    def done(item, result) -> None:
+        got[id(item)] = result
+
+    try:
+        stream(iter(items), *args, done)
+    except Stopped:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the items' result: accounted for by the caller
+        return [got.get(id(item), exc) for item in items]
+    return [got[id(item)] for item in items]
 
 
 def _threaded_streams(stream: Callable, items: list, args: tuple

@@ -382,8 +382,9 @@ def _run(opts: InferOptions, start: dt.datetime, layout, routing: dict[Kind, Mod
                             not_processed.append(p.key)
                             continue
                         if isinstance(result, BaseException):  # the worker itself died
-                            result = write_failed_partition(p, job, result,
-                                                            log_failure(job, p, result))
+                            result = (_written_before(part_path[p.key], start)
+                                      or write_failed_partition(p, job, result,
+                                                                log_failure(job, p, result)))
                         stats[p.key] = result
                         n_warnings += result.get("n_warnings", 0)
                         if result.get("failure"):
@@ -511,6 +512,19 @@ def _describe_tables(refs: list[FileRef], root: Path, cluster: LazyCluster
     for i, unit in zip(tables, described, strict=True):
         units[i] = unit
     return units
+
+
+def _written_before(path: Path, since: dt.datetime) -> dict | None:
+    """The statistics of a part a task wrote in this run before its worker died (a task of
+    a cluster streams several partitions and writes each part, atomically, as it
+    finishes); None where there is none, or only an earlier run's (a part redone by
+    ``--retry-errors``)."""
+    try:
+        if path.stat().st_mtime < since.timestamp():
+            return None
+        return part_stats(path)
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _todo(plan: list[Partition], part_path: dict[str, Path], retry_from: dict | None
