@@ -129,7 +129,9 @@ def _squeue_states(ids: list[str]) -> str:
     return ", ".join(f"{i} ({states.get(i, 'no longer queued')})" for i in ids)
 
 
-#: Partitions in flight per worker: the next one decodes while one finishes (no drain).
+#: Task threads per worker process, each streaming partitions through the process's
+#: decoders and engines (``worker.run_partitions``); one stream alone was no faster on 2
+#: cores (docs/performance.md).
 TASK_THREADS = 2
 #: ``ClusterInfo.address`` of Dask's threaded scheduler (no ``distributed`` at all).
 THREADED = "dask-threads"
@@ -487,9 +489,10 @@ class LazyCluster:
             return ("a GPU engine on a machine with GPUs: one worker process per GPU, "
                     "decoding on its share of the cores and running one engine on its GPU")
         cores = machine_cores()
-        feed = ("; in each process a decoder thread and a single-threaded engine per core "
-                "(whole items per core in one thread, without hand-offs, was measured no "
-                "faster on 2 cores: docs/performance.md)")
+        feed = ("; in each process a decoder thread and a single-threaded engine per core, "
+                "each task thread streaming partitions through them without draining "
+                "between partitions (whole items per core in one thread, without hand-offs, "
+                "was measured no faster on 2 cores: docs/performance.md)")
         if self._workers is not None:
             return f"--workers {self._workers}: as many worker processes as asked" + feed
         if cores <= CORES_PER_PROCESS:
