@@ -494,3 +494,27 @@ def test_threaded_streams_give_every_item_one_result():
     failed = [v for v in got.values() if isinstance(v, ValueError)]
     assert len(failed) == cl.TASK_THREADS
     assert all(isinstance(v, cl.Stopped) for v in got.values() if v not in failed)
+
+
+def test_a_cluster_task_streams_its_stretch_and_accounts_for_each_item():
+    """``cluster._run_stretch``: a task's items' results in order, as its stream gave
+    them; the stream's exception for those it gave none; Stopped raised, not returned."""
+    import pytest
+
+    from astrocat.pipeline import cluster as cl
+
+    def stream(items, scale, done):
+        for item in items:
+            if item == "c":
+                raise ValueError("c is bad")
+            done(item, item * scale)
+
+    assert cl._run_stretch(("a", "b"), stream, 2) == ["aa", "bb"]  # noqa: SLF001
+    got = cl._run_stretch(("a", "b", "c", "d"), stream, 2)  # noqa: SLF001
+    assert got[:2] == ["aa", "bb"] and all(isinstance(g, ValueError) for g in got[2:])
+
+    def stopped(items, done):
+        raise cl.Stopped("interrupted")
+
+    with pytest.raises(cl.Stopped):
+        cl._run_stretch(("a",), stopped)  # noqa: SLF001

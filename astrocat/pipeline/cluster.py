@@ -546,7 +546,8 @@ def _run_stretch(items: tuple, stream: Callable, *args) -> list:
         raise
     except Exception as exc:  # noqa: BLE001 - the items' result: accounted for by the caller
         return [got.get(id(item), exc) for item in items]
-    return [got[id(item)] for item in items]
+    missing = RuntimeError("the task ended without a result for this item")
+    return [got.get(id(item), missing) for item in items]
 
 
 def _threaded_streams(stream: Callable, items: list, args: tuple
