@@ -240,3 +240,30 @@ def test_gaiaxpy_leaves_matplotlib_as_it_was(tmp_path):
     before = matplotlib.rcParams["text.usetex"]
     _infer([CONTINUOUS[0]], tmp_path)
     assert matplotlib.rcParams["text.usetex"] == before
+
+
+def test_the_leading_cards_tell_an_image_only_in_the_standard_order(tmp_path):
+    """``fits_may_hold_spectra`` reads a 2-D primary image from its five leading cards
+    (SIMPLE, BITPIX, NAXIS, NAXIS1, NAXIS2); a 1-D spectrum, a single-row image, or
+    leading cards out of the standard's order go to the whole header, which decides."""
+    from astropy.io import fits
+
+    from astrocat.sources import spectra_products
+
+    def head(hdu) -> bytes:
+        path = tmp_path / "f.fits"
+        hdu.writeto(path, overwrite=True)
+        return path.read_bytes()[:4096]
+
+    image = head(fits.PrimaryHDU(np.zeros((40, 30), np.float32)))
+    assert spectra_products._leading_image(image)  # noqa: SLF001
+    assert not spectra_products.fits_may_hold_spectra(image)
+    spectrum = head(fits.PrimaryHDU(np.zeros(500, np.float32)))
+    assert not spectra_products._leading_image(spectrum)  # noqa: SLF001
+    assert spectra_products.fits_may_hold_spectra(spectrum)
+    row = head(fits.PrimaryHDU(np.zeros((1, 500), np.float32)))
+    assert not spectra_products._leading_image(row)  # noqa: SLF001
+    assert spectra_products.fits_may_hold_spectra(row)  # one row: a spectrum, perhaps
+    swapped = image[:160] + image[240:320] + image[160:240] + image[320:]  # NAXIS after
+    assert not spectra_products._leading_image(swapped)  # noqa: SLF001
+    assert not spectra_products.fits_may_hold_spectra(swapped)  # the whole header says

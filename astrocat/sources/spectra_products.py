@@ -53,6 +53,25 @@ def recognise(path: Path, sniffed: str, head: bytes) -> str | None:
     return None
 
 
+def _leading_image(head: bytes) -> bool:
+    """Whether the primary header's leading cards, in the order the FITS standard fixes
+    (SIMPLE, BITPIX, NAXIS, NAXIS1, NAXIS2: section 4.4.1.1), say a 2-D (or larger)
+    image with more than one row: read from five cards, not the whole header (a survey's
+    cut-outs, tens of microseconds each). False where they are not in that form (the
+    whole header is read then)."""
+    def value(card: bytes, key: bytes) -> int | None:
+        if card[:8] != key.ljust(8) or card[8:10] != b"= ":
+            return None
+        try:
+            return int(card[10:].split(b"/")[0])
+        except ValueError:
+            return None
+
+    naxis = value(head[160:240], b"NAXIS")
+    rows = value(head[320:400], b"NAXIS2") if naxis is not None and naxis >= 2 else None
+    return head[:8] == b"SIMPLE  " and rows is not None and rows > 1
+
+
 def fits_may_hold_spectra(head: bytes, gzipped: bool = False,
                           path: Path | None = None) -> bool:
     """From the first bytes alone: False for a file whose primary HDU is a 2-D (or larger)
@@ -63,6 +82,8 @@ def fits_may_hold_spectra(head: bytes, gzipped: bool = False,
         from astrocat.sources.sniff import gunzip_head
 
         head = gunzip_head(head, len(head))
+    if _leading_image(head):
+        return False
     primary = _cards(head[:2880 * 36])
     try:
         naxis = int(primary.get("NAXIS", "0"))
