@@ -518,3 +518,28 @@ def test_a_cluster_task_streams_its_stretch_and_accounts_for_each_item():
 
     with pytest.raises(cl.Stopped):
         cl._run_stretch(("a",), stopped)  # noqa: SLF001
+
+
+def test_a_stream_does_not_hold_parts_back_for_a_batch_that_never_fills(tmp_path,
+                                                                          monkeypatch):
+    """Batches larger than the partitions (as for a model whose inputs are rare in the
+    stream): once more than ``OPEN_PARTITIONS`` partitions wait for them, the batches go as
+    they are, so parts are written as the stream goes, not all at its end."""
+    from astrocat.pipeline import worker
+
+    refs = _survey(tmp_path / "in", 240)
+    parts = _parts(refs, 20)
+    assert len(parts) >= 6
+    job = _job(tmp_path, "s", decoders=2, engines=1, batch_size=1000)
+    Path(job.parts_dir).mkdir()
+    written, at_end = [], []
+    real = worker._Batches.finish  # noqa: SLF001
+
+    def finish(self):
+        at_end.append(len(written))
+        return real(self)
+
+    monkeypatch.setattr(worker._Batches, "finish", finish)  # noqa: SLF001
+    worker.run_partitions(iter(parts), job, lambda p, stats: written.append(p.key))
+    assert sorted(written) == sorted(p.key for p in parts)
+    assert at_end and at_end[0] > 0  # parts written before the stream's last batch

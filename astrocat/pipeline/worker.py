@@ -388,6 +388,12 @@ def run_partitions(parts: Iterable[Partition], job: Job,
                         done(owner.part, stats)
 
 
+#: Partitions of a stream whose every file is read but whose part is not written: past
+#: this many, the batches still filling are sent as they are (a model whose items are rare
+#: in the stream would otherwise hold every part back until the stream ends).
+OPEN_PARTITIONS = 2
+
+
 def _stream(parts: Iterator[Partition], job: Job, done: Callable[[Partition, dict], None],
             opened: list[_Open]) -> None:
     keep_batches_on_the_heap()  # in a Dask worker process, once
@@ -419,6 +425,9 @@ def _stream(parts: Iterator[Partition], job: Job, done: Callable[[Partition, dic
             owner.loaded = True
             if owner.settled:
                 write(owner)
+            elif sum(o.loaded and not o.written for o in opened) > OPEN_PARTITIONS:
+                for b in batches.values():  # a model's items too few to fill its batch:
+                    b.dispatch()  # sent as they are, so that no part waits for the end
             continue
         rows, s, u = owner.rows, got.slice, got.unit
         if got.model is None:
