@@ -543,3 +543,34 @@ def test_a_stream_does_not_hold_parts_back_for_a_batch_that_never_fills(tmp_path
     worker.run_partitions(iter(parts), job, lambda p, stats: written.append(p.key))
     assert sorted(written) == sorted(p.key for p in parts)
     assert at_end and at_end[0] > 0  # parts written before the stream's last batch
+
+
+def test_a_long_stream_holds_only_the_partitions_in_flight(tmp_path, monkeypatch):
+    """A written partition's rows are let go: however many partitions a stream takes,
+    only those in flight stay in memory."""
+    import gc
+    import weakref
+
+    from astrocat.pipeline import worker
+
+    live: weakref.WeakSet = weakref.WeakSet()
+
+    class Tracked(worker._Open):  # noqa: SLF001
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            live.add(self)
+
+    monkeypatch.setattr(worker, "_Open", Tracked)
+    refs = _survey(tmp_path / "in", 240)
+    parts = _parts(refs, 20)
+    job = _job(tmp_path, "s", decoders=2, engines=1, batch_size=8)
+    Path(job.parts_dir).mkdir()
+    most = []
+
+    def done(p, stats):
+        gc.collect()
+        most.append(len(live))
+
+    worker.run_partitions(iter(parts), job, done)
+    assert len(most) == len(parts) >= 10 and min(most) >= 1  # the tracking works
+    assert max(most) <= 6  # the part just written, and a few read ahead

@@ -212,7 +212,8 @@ def _loaded(parts: Iterator[Partition], job: Job, window: int, opened: list[_Ope
     """Every slice of each partition ``parts`` gives, loaded, in order, with at most
     ``window`` slices decoding ahead, across partition boundaries (the next partition is
     taken from ``parts`` only when the window reaches it); ``(partition, None)`` after a
-    partition's last slice. Each partition taken is appended to ``opened``."""
+    partition's last slice. Each partition taken is appended to ``opened`` (from which
+    its part's writer removes it)."""
     pool = feeding.decoders(job.feed.decoders)
 
     def chunks() -> Iterator[tuple[_Open, Sequence[Slice] | None]]:
@@ -408,6 +409,7 @@ def _stream(parts: Iterator[Partition], job: Job, done: Callable[[Partition, dic
         stats = _write(owner.part, job, rows, models, time.perf_counter() - owner.t0,
                        positions=placed)
         owner.written = True  # only now: a part that failed to write fails as a whole
+        opened.remove(owner)  # its rows go: a stream of any length holds a few at most
         stats["n_warnings"] = owner.recorder.write(job.parts_dir)
         done(owner.part, stats)
 
