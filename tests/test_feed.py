@@ -574,3 +574,24 @@ def test_a_long_stream_holds_only_the_partitions_in_flight(tmp_path, monkeypatch
     worker.run_partitions(iter(parts), job, done)
     assert len(most) == len(parts) >= 10 and min(most) >= 1  # the tracking works
     assert max(most) <= 6  # the part just written, and a few read ahead
+
+
+def test_a_threaded_run_without_a_stream_takes_one_item_at_a_time():
+    """``LazyCluster.completed`` with Dask's threaded scheduler and no stream: ``fn`` over
+    each item (``cluster._one_by_one``), every item's result once, an exception as the
+    result of the item that raised it."""
+    import contextlib
+
+    from astrocat.pipeline import cluster as cl
+
+    def fn(item, scale):
+        if item == 3:
+            raise ValueError("three")
+        return item * scale
+
+    with contextlib.ExitStack() as stack:
+        lazy = cl.LazyCluster(stack, None, None, in_process=True)
+        assert lazy.threaded
+        got = dict(lazy.completed(fn, list(range(8)), 10, key=str))
+    assert sorted(got) == list(range(8)) and isinstance(got[3], ValueError)
+    assert all(got[i] == 10 * i for i in range(8) if i != 3)

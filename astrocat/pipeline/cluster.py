@@ -396,20 +396,19 @@ class LazyCluster:
                   window: int | None = None, stream: Callable | None = None
                   ) -> Iterator[tuple[object, object]]:
         """``(item, fn(item, *args))`` as each finishes, an exception in place of a result
-        that raised; at most ``window`` tasks in flight on a cluster. ``stream``: with
-        Dask's threaded scheduler, ``stream(items, *args, done)`` in each task thread
-        instead, taking items from one queue as it needs them and calling ``done(item,
-        result)`` for each (``worker.run_partitions``)."""
+        that raised; at most ``window`` tasks in flight on a cluster. With Dask's threaded
+        scheduler each task thread takes items from one queue as it needs them, through
+        ``stream(items, *args, done)`` (``worker.run_partitions``) where one is given,
+        else ``fn`` one item at a time; on a cluster, each task streams a stretch of
+        items."""
         if self.threaded:
             items = list(items)
             if len(items) == 1:  # nothing to schedule: importing Dask would cost 0.1 s
                 self.inline = True
                 yield items[0], _guarded(fn, items[0], args)
                 return
-            if stream is not None:
-                yield from _threaded_streams(stream, items, args)
-                return
-            yield from _threaded_completed(fn, items, args)
+            yield from _threaded_streams(stream or functools.partial(_one_by_one, fn),
+                                         items, args)
             return
         from distributed import as_completed
 
@@ -550,6 +549,18 @@ def _run_stretch(items: tuple, stream: Callable, *args) -> list:
     return [got.get(id(item), missing) for item in items]
 
 
+def _one_by_one(fn: Callable, items: Iterable, *args_and_done) -> None:
+    """``fn(item, *args)`` over ``items`` as a stream (:func:`_threaded_streams`): each
+    item's result, or the exception it raised, handed to ``done`` (the last argument)."""
+    *args, done = args_and_done
+    for item in items:
+        try:
+            result = fn(item, *args)
+        except Exception as exc:  # noqa: BLE001 - handed back as the item's result
+            result = exc
+        done(item, result)
+
+
 def _threaded_streams(stream: Callable, items: list, args: tuple
                       ) -> Iterator[tuple[object, object]]:
     """Dask's threaded scheduler running ``TASK_THREADS`` tasks, each ``stream(its items,
@@ -559,7 +570,9 @@ def _threaded_streams(stream: Callable, items: list, args: tuple
     it never gave (the task raised) gets the task's exception as its result; items no task
     took (every task raised) get :class:`Stopped`.
 
-    Stopping early works as in :func:`_threaded_completed`."""
+    When the caller stops early (Ctrl-C, SIGTERM: the exception unwinds through here, or
+    the generator is closed), the tasks see :func:`stop_requested` and abandon what they
+    hold, and take nothing more: nothing more is written."""
     import dask
 
     todo: queue.Queue = queue.Queue()
@@ -602,49 +615,6 @@ def _threaded_streams(stream: Callable, items: list, args: tuple
                 done.put((todo.get_nowait(), Stopped("not taken by any task")))
             except queue.Empty:
                 break
-        done.put(None)
-
-    thread = threading.Thread(target=compute, name="astrocat-dask-threads", daemon=True)
-    thread.start()
-    try:
-        while (got := done.get()) is not None:
-            if isinstance(got, BaseException):
-                raise got
-            yield got
-    except BaseException:  # KeyboardInterrupt, GeneratorExit, ...: stop the tasks
-        stop.set()
-        raise
-    thread.join()
-
-
-def _threaded_completed(fn: Callable, items: Iterable, args: tuple
-                        ) -> Iterator[tuple[object, object]]:
-    """Dask's threaded scheduler, results handed over as each task finishes (its
-    ``posttask`` callback), so progress moves while the rest still run.
-
-    When the caller stops early (Ctrl-C, SIGTERM: the exception unwinds through here, or
-    the generator is closed), the tasks in flight see :func:`stop_requested` and abandon
-    their partitions, and those not started return at once: nothing more is written."""
-    import dask
-    from dask.callbacks import Callback
-
-    items = list(items)
-    done: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    keys = {f"astrocat-{i}": item for i, item in enumerate(items)}
-    tasks = [dask.delayed(functools.partial(_guarded, fn, item, args, stop), pure=False)(
-        dask_key_name=k) for k, item in keys.items()]
-
-    def posttask(key, result, dsk, state, worker_id) -> None:
-        if key in keys:
-            done.put((keys[key], result))
-
-    def compute() -> None:
-        try:
-            dask.compute(*tasks, scheduler=_threaded_get(), num_workers=TASK_THREADS,
-                         callbacks=[Callback(posttask=posttask)._callback])
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            done.put(exc)
         done.put(None)
 
     thread = threading.Thread(target=compute, name="astrocat-dask-threads", daemon=True)
